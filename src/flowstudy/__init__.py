@@ -1,0 +1,7 @@
+"""flowstudy: flow matching in embedding spaces."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__"]
