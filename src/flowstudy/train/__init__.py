@@ -1,0 +1,28 @@
+"""Training: configuration, schedules, EMA, checkpoints, trackers and the trainer."""
+
+from flowstudy.train.checkpoint import load_checkpoint, save_checkpoint
+from flowstudy.train.config import RECIPES, TrainConfig, read_config_file, recipe_for, resolve_config
+from flowstudy.train.ema import EMA
+from flowstudy.train.rundir import LoadedRun, RunPaths, load_run
+from flowstudy.train.schedule import ema_decay_at, lr_factor
+from flowstudy.train.trainer import Trainer, TrainingInterrupted, TrainResult, resolve_device
+
+__all__ = [
+    "EMA",
+    "RECIPES",
+    "LoadedRun",
+    "RunPaths",
+    "TrainConfig",
+    "TrainResult",
+    "Trainer",
+    "TrainingInterrupted",
+    "ema_decay_at",
+    "load_checkpoint",
+    "load_run",
+    "lr_factor",
+    "read_config_file",
+    "recipe_for",
+    "resolve_config",
+    "resolve_device",
+    "save_checkpoint",
+]

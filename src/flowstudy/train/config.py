@@ -1,0 +1,155 @@
+"""Training configuration: one dataclass, per-architecture recipes, TOML/YAML files, overrides.
+
+Precedence (lowest to highest): dataclass defaults < the architecture's recipe < config file <
+command-line flags. The resolved configuration is saved in every run directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flowstudy.errors import ConfigError
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs. Fractions are of the run's total optimiser steps."""
+
+    data: str = "builtin:sonar-gsm8k-1k"
+    val: str | None = None  # None: the ':val' split next to a builtin/dir dataset, else a 10 % split
+    arch: str = "mlp"
+    model: dict[str, Any] = field(default_factory=dict)  # create_model overrides
+    flow: str = "icfm"
+    flow_options: dict[str, Any] = field(default_factory=dict)  # create_flow overrides
+    steps: int | None = None  # total optimiser steps; exclusive with epochs
+    epochs: float | None = None
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup_frac: float = 0.05
+    min_lr_frac: float = 0.05  # cosine decays to lr * min_lr_frac
+    ema_decay: float = 0.999  # target decay; warmed up as min(decay, (1 + n) / (10 + n))
+    grad_clip: float = 1.0
+    val_every: int = 250  # optimiser steps between validations (and last.pt writes)
+    val_repeats: int = 4  # noise/time draws per validation row (val loss is noisy otherwise)
+    patience: int | None = None  # validations without improvement before stopping; None = off
+    aug: list[str] = field(default_factory=list)  # e.g. ["mixup:0.2", "noise:0.05"]
+    std_floor: float = 0.1  # standardizer floor, relative to the median per-dimension std
+    seed: int = 0
+    device: str = "auto"
+    tracker: str | None = None  # "tensorboard" | "mlflow"
+    subset: int | None = None  # train on a nested subset of this many rows (data-size studies)
+    subset_seed: int = 0
+    teacher: str | None = None  # reflow: the run whose ODE map provides (noise, endpoint) pairs
+    reflow_pairs: int = 4000
+    reflow_solver: str = "rk4"
+    reflow_steps: int = 25
+
+    def total_steps(self, n_train: int) -> int:
+        """Optimiser steps of the run: ``steps``, or ``epochs`` passes over n_train rows."""
+        if self.steps is not None:
+            return int(self.steps)
+        per_epoch = max(1, -(-n_train // self.batch_size))  # ceil
+        return max(1, int(round(float(self.epochs) * per_epoch)))
+
+    def validate(self) -> TrainConfig:
+        if self.steps is not None and self.epochs is not None:
+            raise ConfigError("give either steps or epochs, not both")
+        if self.steps is None and self.epochs is None:
+            raise ConfigError("the run length is unset: give steps or epochs")
+        checks = [
+            (self.steps is None or self.steps >= 1, f"steps must be >= 1; got {self.steps}"),
+            (self.epochs is None or self.epochs > 0, f"epochs must be > 0; got {self.epochs}"),
+            (self.batch_size >= 1, f"batch_size must be >= 1; got {self.batch_size}"),
+            (self.lr > 0, f"lr must be > 0; got {self.lr}"),
+            (0 <= self.warmup_frac < 1, f"warmup_frac must be in [0, 1); got {self.warmup_frac}"),
+            (0 <= self.min_lr_frac <= 1, f"min_lr_frac must be in [0, 1]; got {self.min_lr_frac}"),
+            (0 <= self.ema_decay < 1, f"ema_decay must be in [0, 1); got {self.ema_decay}"),
+            (self.val_every >= 1, f"val_every must be >= 1; got {self.val_every}"),
+            (self.patience is None or self.patience >= 1, f"patience must be >= 1; got {self.patience}"),
+            (self.flow != "reflow" or self.teacher is not None, "flow 'reflow' needs a teacher run (--teacher RUN_DIR)"),
+            (self.tracker in (None, "tensorboard", "mlflow"), f"tracker must be tensorboard or mlflow; got {self.tracker}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "config") -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"{source}: unknown option(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
+        values = dict(values)
+        if "betas" in values:
+            values["betas"] = tuple(values["betas"])
+        if isinstance(values.get("aug"), str):
+            values["aug"] = [values["aug"]]
+        return cls(**values)
+
+
+# Per-architecture recipes, tuned on builtin:sonar-gsm8k-1k so a default run learns on CPU in
+# minutes (see benchmarks/RESULTS.md and docs for the measurements behind them).
+RECIPES: dict[str, dict[str, Any]] = {
+    "mlp": {"steps": 3000, "lr": 1e-3, "batch_size": 256},
+    "unet": {"steps": 3000, "lr": 1e-3, "batch_size": 256},
+    "dit": {"steps": 3000, "lr": 5e-4, "batch_size": 256},
+    "mamba": {"steps": 2000, "lr": 5e-4, "batch_size": 256},
+}
+
+
+def recipe_for(arch: str) -> dict[str, Any]:
+    """The recipe of an architecture's family (``dit-base`` -> ``dit``; ``mamba-tied`` -> ``mamba``)."""
+    family = arch.split("-")[0]
+    return dict(RECIPES.get(family, {"steps": 2000}))
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Values from a TOML or YAML file (a ``[train]`` table is used if present)."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: no such config file")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix.lower() == ".toml":
+            try:
+                import tomllib
+            except ModuleNotFoundError:  # Python 3.10
+                import tomli as tomllib
+            values = tomllib.loads(text)
+        elif path.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            values = yaml.safe_load(text) or {}
+        elif path.suffix.lower() == ".json":
+            values = json.loads(text)
+        else:
+            raise ConfigError(f"{path}: config files must be .toml, .yaml/.yml or .json")
+    except ConfigError:
+        raise
+    except Exception as err:  # parser errors carry line numbers; keep them
+        raise ConfigError(f"{path}: cannot parse: {err}") from err
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: expected a table of options at the top level")
+    return values.get("train", values)
+
+
+def resolve_config(file_values: dict[str, Any] | None, overrides: dict[str, Any], source: str = "config") -> TrainConfig:
+    """defaults < recipe(arch) < file < overrides (None values in overrides are 'not given')."""
+    merged: dict[str, Any] = dict(file_values or {})
+    merged.update({k: v for k, v in overrides.items() if v is not None})
+    arch = merged.get("arch", TrainConfig.arch)
+    values = recipe_for(arch)
+    if "epochs" in merged:
+        values.pop("steps", None)
+    values.update(merged)
+    return TrainConfig.from_dict(values, source).validate()

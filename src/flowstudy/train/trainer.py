@@ -1,0 +1,387 @@
+"""The trainer: AdamW, warm-up + cosine schedule, EMA, validation, checkpoints, exact resume.
+
+One loop, extended by callbacks (objects with any of ``on_step(trainer, step, loss)``,
+``on_validation(trainer, step, val_loss)``, ``on_end(trainer, result)``). Everything random
+flows from one torch.Generator on the training device, whose state travels in each checkpoint,
+so an interrupted run resumed from ``last.pt`` retraces the uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import signal
+import time
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+import flowstudy
+from flowstudy.data import Standardizer, apply_augmentations, parse_augmentations
+from flowstudy.data.resolve import load_train_val
+from flowstudy.errors import CheckpointError, ConfigError, TrainingError
+from flowstudy.io import atomic_write_json
+from flowstudy.train.checkpoint import load_checkpoint, save_checkpoint
+from flowstudy.train.config import TrainConfig
+from flowstudy.train.ema import EMA
+from flowstudy.train.rundir import RunPaths
+from flowstudy.train.schedule import lr_factor
+from flowstudy.train.trackers import make_trackers
+
+LOG_EVERY = 25  # optimiser steps between loss syncs / metric records
+
+
+class TrainingInterrupted(TrainingError):
+    """Ctrl-C or SIGTERM: a resumable last.pt was written."""
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    steps: int
+    total_steps: int
+    best_val_loss: float
+    last_val_loss: float
+    stopped_early: bool
+    seconds: float
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device '{name}' requested but no CUDA device is available")
+    return device
+
+
+class Batcher:
+    """Epoch-wise random permutations of N rows; batches of exactly ``batch_size`` rows.
+
+    A permutation's tail shorter than a batch is skipped (a different tail each epoch).
+    """
+
+    def __init__(self, n: int, batch_size: int, generator: torch.Generator):
+        self.n, self.batch_size, self.generator = n, min(batch_size, n), generator
+        self.perm = torch.randperm(n, generator=generator, device=generator.device)
+        self.pos = 0
+
+    def next(self) -> torch.Tensor:
+        if self.pos + self.batch_size > self.n:
+            self.perm = torch.randperm(self.n, generator=self.generator, device=self.generator.device)
+            self.pos = 0
+        idx = self.perm[self.pos : self.pos + self.batch_size]
+        self.pos += self.batch_size
+        return idx
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"perm": self.perm.cpu(), "pos": self.pos}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.perm, self.pos = state["perm"].to(self.generator.device), int(state["pos"])
+
+
+class Trainer:
+    """Train ``config`` into ``run_dir``. Call :meth:`fit` (``resume=True`` continues last.pt)."""
+
+    def __init__(self, config: TrainConfig, run_dir: str | Path, *, callbacks: list[Any] = (), progress: bool = True):
+        self.config = config.validate()
+        self.paths = RunPaths(Path(run_dir))
+        self.callbacks = list(callbacks)
+        self.progress = progress
+        self.device = resolve_device(config.device)
+        self._stop_signal: int | None = None
+
+    # ----------------------------------------------------------------- setup
+    def _setup(self, resume_state: dict | None) -> None:
+        from flowstudy.flows import create_flow
+        from flowstudy.models import create_model
+
+        cfg = self.config
+        self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
+        torch.manual_seed(cfg.seed)  # weight init
+        self._load_data(resume_state)
+        self.model = create_model(cfg.arch, input_dim=self.dim, **cfg.model).to(self.device)
+        self.flow = create_flow(cfg.flow, **cfg.flow_options)
+        self.augmentations = parse_augmentations(cfg.aug)
+        self.total_steps = cfg.total_steps(self.train_x1.shape[0])
+        self.optimizer = torch.optim.AdamW(_param_groups(self.model, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: lr_factor(s, self.total_steps, cfg.warmup_frac, cfg.min_lr_frac)
+        )
+        self.ema = EMA(self.model, cfg.ema_decay)
+        self.batcher = Batcher(self.train_x1.shape[0], cfg.batch_size, self.generator)
+        self.step, self.best_val, self.bad_evals, self.last_val = 0, math.inf, 0, math.nan
+        self._pending: list[torch.Tensor] = []
+        if resume_state is not None:
+            self._restore(resume_state)
+
+    def _load_data(self, resume_state: dict | None) -> None:
+        cfg = self.config
+        if cfg.flow == "reflow":
+            from flowstudy.train.reflow import load_reflow_pairs
+
+            pairs = load_reflow_pairs(cfg, self.paths.root, self.device)
+            self.standardizer, self.dim = pairs.standardizer, pairs.x1.shape[1]
+            self.train_x0, self.train_x1 = pairs.x0, pairs.x1
+            self.val_x0, self.val_x1 = pairs.val_x0, pairs.val_x1
+            return
+        train, val = load_train_val(cfg.data, cfg.val, subset=cfg.subset, subset_seed=cfg.subset_seed, split_seed=cfg.seed)
+        self.train_set, self.val_set = train, val
+        self.dim = train.dim
+        if resume_state is not None:
+            self.standardizer = Standardizer.from_state_dict(resume_state["standardizer"])
+        else:
+            self.standardizer = Standardizer.fit(torch.from_numpy(train.embeddings), floor_ratio=cfg.std_floor)
+        # Data held on the device: batches are index lookups, no loader overhead.
+        self.train_x1 = self.standardizer.transform(torch.from_numpy(train.embeddings)).to(self.device)
+        self.val_x1 = self.standardizer.transform(torch.from_numpy(val.embeddings)).to(self.device)
+        self.train_x0 = self.val_x0 = None
+
+    def _restore(self, state: dict) -> None:
+        try:
+            self.model.load_state_dict(state["model"])
+        except RuntimeError as err:
+            raise CheckpointError(f"{self.paths.last}: weights do not fit architecture '{self.config.arch}': {err}") from err
+        self.ema.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.batcher.load_state_dict(state["batcher"])
+        self.generator.set_state(state["rng"]["generator"].to("cpu") if self.device.type == "cpu" else state["rng"]["generator"])
+        torch.set_rng_state(state["rng"]["torch"])
+        self.step, self.best_val, self.bad_evals = state["step"], state["best_val"], state["bad_evals"]
+        self.last_val = state.get("last_val", math.nan)
+        self._pending = [loss.to(self.device) for loss in state.get("pending_losses", [])]
+
+    # ----------------------------------------------------------------- state
+    def _state(self, finished: bool) -> dict[str, Any]:
+        return {
+            "arch": self.model.arch,
+            "model_config": self.model.config,
+            "model": self.model.state_dict(),
+            "ema": self.ema.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "batcher": self.batcher.state_dict(),
+            "rng": {"generator": self.generator.get_state(), "torch": torch.get_rng_state()},
+            "step": self.step,
+            "total_steps": self.total_steps,
+            "best_val": self.best_val,
+            "last_val": self.last_val,
+            "bad_evals": self.bad_evals,
+            "pending_losses": [loss.detach().float().cpu() for loss in self._pending],  # so a resumed curve is identical
+            "finished": finished,
+            "config": self.config.to_dict(),
+            "standardizer": self.standardizer.state_dict(),
+        }
+
+    def _write_run_files(self) -> None:
+        self.paths.checkpoints.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(self.paths.config, {**self.config.to_dict(), "versions": versions(), "total_steps": self.total_steps})
+        self.standardizer.save(self.paths.standardizer)
+
+    # ----------------------------------------------------------------- loop
+    def fit(self, resume: bool = False) -> TrainResult:
+        resume_state = self._resume_state() if resume else self._check_fresh()
+        self._setup(resume_state)
+        self._write_run_files()
+        trackers = make_trackers(self.config.tracker, self.paths.root, self.config.to_dict(), self.step if resume else None)
+        started = time.perf_counter()
+        stopped_early = False
+        try:
+            with self._signals(), _progress(self.progress, self.total_steps, self.step) as bar:
+                stopped_early = self._loop(trackers, bar)
+        finally:
+            for tracker in trackers:
+                tracker.close()
+        result = TrainResult(
+            self.paths.root, self.step, self.total_steps, self.best_val, self.last_val, stopped_early, time.perf_counter() - started
+        )
+        for cb in self.callbacks:
+            getattr(cb, "on_end", lambda *_: None)(self, result)
+        return result
+
+    def _loop(self, trackers, bar) -> bool:
+        cfg = self.config
+        pending = self._pending  # losses since the last record, kept on the device
+        tic, tic_step = time.perf_counter(), self.step
+        while self.step < self.total_steps:
+            loss, grad_norm = self._train_step()
+            pending.append(loss.detach())
+            self.step += 1
+            at_val = self.step % cfg.val_every == 0 or self.step == self.total_steps
+            if self._stop_signal is not None:
+                self._check_finite(torch.stack(pending).float().cpu())
+                save_checkpoint(self.paths.last, self._state(finished=False))
+                raise TrainingInterrupted(
+                    f"interrupted by {signal.Signals(self._stop_signal).name} at step {self.step}/{self.total_steps}; "
+                    f"a resumable checkpoint is in {self.paths.last} (continue with --resume)"
+                )
+            if self.step % LOG_EVERY == 0 or at_val:
+                losses = torch.stack(pending).float().cpu()
+                self._check_finite(losses)
+                pending.clear()
+                rate = (self.step - tic_step) / max(time.perf_counter() - tic, 1e-9)
+                tic, tic_step = time.perf_counter(), self.step
+                record = {"loss": float(losses.mean()), "lr": self.scheduler.get_last_lr()[0], "grad_norm": float(grad_norm), "steps_per_s": rate}
+                for tracker in trackers:
+                    tracker.log(self.step, record)
+                bar(self.step, record["loss"], rate)
+                for cb in self.callbacks:
+                    getattr(cb, "on_step", lambda *_: None)(self, self.step, record["loss"])
+            if at_val and self._validate_and_save(trackers):
+                return True
+        return False
+
+    def _train_step(self) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = self.batcher.next()
+        x1 = apply_augmentations(self.train_x1[idx], self.augmentations, self.generator)
+        x0 = self.train_x0[idx] if self.train_x0 is not None else None
+        try:
+            with _autocast(self.device):
+                loss = self.flow.loss(self.model, x1, x0, generator=self.generator)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+        except torch.cuda.OutOfMemoryError as err:
+            raise TrainingError(
+                f"CUDA out of memory at batch size {self.config.batch_size}; try --batch-size {max(1, self.config.batch_size // 2)}"
+            ) from err
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.ema.update(self.model)
+        return loss, grad_norm
+
+    def _check_finite(self, losses: torch.Tensor) -> None:
+        bad = (~torch.isfinite(losses)).nonzero()
+        if bad.numel():
+            first = self.step - losses.numel() + int(bad[0]) + 1
+            kept = (
+                f"the last good checkpoint is {self.paths.last} (step {load_checkpoint(self.paths.last)['step']})"
+                if self.paths.last.exists()
+                else "no checkpoint had been written yet"
+            )
+            raise TrainingError(f"loss became non-finite (NaN/inf) at step {first}; training stopped; {kept}. Try a lower --lr.")
+
+    @torch.no_grad()
+    def validation_loss(self) -> float:
+        """Mean flow loss of the EMA weights on the held-out rows, with fixed noise and times."""
+        generator = torch.Generator(device=self.device).manual_seed(self.config.seed + 10_007)
+        total, count = 0.0, 0
+        for _ in range(self.config.val_repeats):
+            for start in range(0, self.val_x1.shape[0], self.config.batch_size):
+                x1 = self.val_x1[start : start + self.config.batch_size]
+                x0 = self.val_x0[start : start + self.config.batch_size] if self.val_x0 is not None else None
+                with _autocast(self.device):
+                    loss = self.flow.loss(self.ema.model, x1, x0, generator=generator)
+                total += float(loss) * x1.shape[0]
+                count += x1.shape[0]
+        return total / count
+
+    def _validate_and_save(self, trackers) -> bool:
+        """Validation, best/last checkpoints, early stopping. Returns True to stop early."""
+        self.last_val = self.validation_loss()
+        improved = self.last_val < self.best_val
+        if improved:
+            self.best_val, self.bad_evals = self.last_val, 0
+        else:
+            self.bad_evals += 1
+        patience = self.config.patience
+        stop = patience is not None and self.bad_evals >= patience
+        finished = stop or self.step >= self.total_steps
+        state = self._state(finished=finished)
+        if improved:
+            save_checkpoint(self.paths.best, state)
+        save_checkpoint(self.paths.last, state)
+        for tracker in trackers:
+            tracker.log(self.step, {"val_loss": self.last_val, "best_val_loss": self.best_val})
+        for cb in self.callbacks:
+            getattr(cb, "on_validation", lambda *_: None)(self, self.step, self.last_val)
+        return stop
+
+    # ----------------------------------------------------------------- run-dir checks
+    def _check_fresh(self) -> None:
+        if self.paths.last.exists() or self.paths.best.exists():
+            raise CheckpointError(
+                f"{self.paths.root} already holds a run; continue it with --resume or choose another --out"
+            )
+        return None
+
+    def _resume_state(self) -> dict:
+        if not self.paths.last.exists():
+            raise CheckpointError(f"{self.paths.root}: nothing to resume (no checkpoints/last.pt)")
+        state = load_checkpoint(self.paths.last, map_location=self.device)
+        if state.get("finished"):
+            raise CheckpointError(
+                f"{self.paths.root}: the run already finished at step {state['step']} of {state['total_steps']}; nothing to resume"
+            )
+        return state
+
+    @contextmanager
+    def _signals(self):
+        """SIGINT/SIGTERM set a flag; the loop writes last.pt and stops at the step's end."""
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum, _frame):
+            self._stop_signal = signum
+
+        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
+
+
+def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Weight decay on matrices only; never on biases, norms, A_log or D (as mamba_ssm does)."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim < 2 or getattr(p, "_no_weight_decay", False) else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _autocast(device: torch.device):
+    """bf16 inside networks on CUDA; fp32 everywhere else (and for the loss's reduction)."""
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+
+
+def versions() -> dict[str, str]:
+    import numpy
+
+    return {"flowstudy": flowstudy.__version__, "torch": torch.__version__, "numpy": numpy.__version__, "python": platform.python_version()}
+
+
+@contextmanager
+def _progress(enabled: bool, total: int, start: int):
+    """Yields ``update(step, loss, steps_per_s)``; a rich progress bar with ETA when enabled."""
+    if not enabled:
+        yield lambda *_: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    columns = (
+        TextColumn("[bold]train"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.4f}  {task.fields[rate]:.1f} steps/s"),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, transient=False) as progress:
+        task = progress.add_task("train", total=total, completed=start, loss=float("nan"), rate=0.0)
+        yield lambda step, loss, rate: progress.update(task, completed=step, loss=loss, rate=rate)
+
+
+__all__ = ["Batcher", "TrainResult", "Trainer", "TrainingInterrupted", "resolve_device", "versions"]
