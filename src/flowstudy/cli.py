@@ -20,6 +20,12 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="Flow matchin
 data_app = typer.Typer(no_args_is_help=True, help="Inspect embedding sets.")
 app.add_typer(data_app, name="data")
 
+
+def _register_study_commands() -> None:
+    from flowstudy.study.commands import register
+
+    register(app)
+
 console = Console()
 err_console = Console(stderr=True)
 
@@ -278,6 +284,9 @@ def render_evaluation(table, title: str) -> None:
         console.print(f"[bold yellow]FLAG:[/] {flag}", highlight=False)
 
 
+_register_study_commands()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: run the app, turning user errors into one line and exit code 2."""
     import click
@@ -296,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     except click.ClickException as err:
         err.show()
         return err.exit_code
-    except FlowstudyError as err:
+    except (FlowstudyError, ImportError) as err:  # ImportError: a missing optional extra, with its pip line
         if debug:
             raise
         err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)

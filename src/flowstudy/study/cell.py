@@ -1,0 +1,237 @@
+"""One study cell: train -> sample -> evaluate, into the study folder.
+
+    STUDY/runs/RUN_NAME/        the training run (a normal run directory; cells that differ
+                                only in sampling share it)
+    STUDY/cells/CELL_ID/        samples.npy (original space, float32 [N, D]),
+                                evaluation.json (model and baseline rows, flags)
+
+Training resumes an unfinished ``last.pt`` and is skipped for a finished run, so a killed
+study loses at most the work since the run's last validation.
+
+Evaluation space. Every cell is evaluated against the FULL training set of its data spec
+(never its subset) and the same held-out set with the same ``eval_seed``, so cells compare
+with each other and with the baselines. The space is the z-score of that full training set:
+for a cell trained on all of it this is exactly the run's own standardiser; a cell trained
+on a subset has its samples mapped back to the original space and re-standardised, so
+subset sizes are compared in one space rather than each in its own. (A data spec without a
+held-out split beside it is split at random by the cell's seed, as in training: then the
+held-out rows, and so the baseline rows, differ between seeds.)
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import math
+import shutil
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from flowstudy.io import atomic_save_npy, atomic_write_json
+from flowstudy.study.grid import Cell
+
+STRAIGHTNESS_STEPS = 50
+"""Euler steps of the straightness measurement: one protocol for every cell, whatever its solver."""
+
+TIMING_FIELDS = ("train_seconds", "sample_seconds", "samples_per_s", "eval_seconds", "cell_seconds")
+"""Result fields that measure wall time."""
+
+VOLATILE_FIELDS = TIMING_FIELDS + ("train_resumed",)
+"""Fields that depend on how a run went; every other field is determined by the cell (on CPU)."""
+
+TRAIN_SUMMARY = "train_summary.json"
+
+
+def run_cell(cell: Cell, study_dir: str | Path) -> dict[str, Any]:
+    """Train, sample and evaluate ``cell``; returns its flat result dict (see :func:`flat_result`)."""
+    from flowstudy.sampling import sample_standardized
+    from flowstudy.train import load_run, resolve_device
+
+    started = time.perf_counter()
+    study_dir = Path(study_dir)
+    run_dir = study_dir / "runs" / cell.run_name
+    cell_dir = study_dir / "cells" / cell.id
+    with _run_lock(run_dir):
+        training = train_run(cell.config, run_dir)
+    ev = cell.evaluation
+    run = load_run(run_dir, "best", device=resolve_device(cell.config.device))
+    tic = time.perf_counter()
+    z, nfe = sample_standardized(run, ev.n_samples, solver=ev.solver, steps=ev.steps, seed=cell.seed)
+    sample_seconds = time.perf_counter() - tic
+    samples = run.standardizer.inverse(z.double()).float().numpy()  # [N, D] original space
+    atomic_save_npy(cell_dir / "samples.npy", samples)
+
+    tic = time.perf_counter()
+    z_eval, train_z, heldout_z = evaluation_space(cell, run, z)
+    table = _evaluate(z_eval, train_z, heldout_z, ev)
+    path_metrics = _straightness(run, ev) if ev.straightness_rows > 0 else {}
+    eval_seconds = time.perf_counter() - tic
+    atomic_write_json(cell_dir / "evaluation.json", {"cell": cell.id, "group": cell.group, **table.to_dict(), **path_metrics})
+    timing = {
+        "nfe": nfe,
+        "sample_seconds": sample_seconds,
+        "samples_per_s": ev.n_samples / max(sample_seconds, 1e-9),
+        "eval_seconds": eval_seconds,
+        "cell_seconds": time.perf_counter() - started,
+    }
+    return flat_result(cell, training, table, {**timing, **path_metrics})
+
+
+# ----------------------------------------------------------------------------- training
+@contextmanager
+def _run_lock(run_dir: Path):
+    """Exclusive lock on a training run: two cells that share it never train it at once."""
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(run_dir.parent / f".{run_dir.name}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def train_run(config, run_dir: Path) -> dict[str, Any]:
+    """Train ``config`` into ``run_dir``: fresh, resumed from an unfinished last.pt, or skipped.
+
+    Returns the training summary: steps, total_steps, best_val_loss, stopped_early,
+    train_seconds (of the last training segment) and resumed.
+    """
+    from flowstudy.train import Trainer
+    from flowstudy.train.checkpoint import load_checkpoint
+    from flowstudy.train.rundir import RunPaths
+
+    paths, summary_path = RunPaths(run_dir), run_dir / TRAIN_SUMMARY
+    if paths.last.exists():
+        state = load_checkpoint(paths.last)
+        if state.get("finished"):
+            if summary_path.exists():
+                return json.loads(summary_path.read_text())
+            return _summary_from_state(state)  # killed between the last checkpoint and the summary
+        result = Trainer(config, run_dir, progress=False).fit(resume=True)
+        resumed = True
+    else:
+        if run_dir.exists():  # killed before its first checkpoint: nothing worth keeping
+            shutil.rmtree(run_dir)
+        result = Trainer(config, run_dir, progress=False).fit()
+        resumed = False
+    summary = {
+        "steps": result.steps,
+        "total_steps": result.total_steps,
+        "best_val_loss": result.best_val_loss,
+        "stopped_early": result.stopped_early,
+        "train_seconds": result.seconds,
+        "resumed": resumed,
+    }
+    atomic_write_json(summary_path, summary)
+    return summary
+
+
+def _summary_from_state(state: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "steps": state["step"],
+        "total_steps": state["total_steps"],
+        "best_val_loss": state["best_val"],
+        "stopped_early": state["step"] < state["total_steps"],
+        "train_seconds": math.nan,
+        "resumed": False,
+    }
+
+
+# ----------------------------------------------------------------------------- evaluation
+def evaluation_space(cell: Cell, run, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Samples, full training set and held-out set in the evaluation space (module docstring).
+
+    z: [N, D] samples in the run's standardised space. Returns float32 [N, D], [Nt, D], [Nh, D].
+    """
+    from flowstudy.data import Standardizer
+    from flowstudy.data.resolve import load_train_val
+
+    cfg = cell.config
+    train, heldout = load_train_val(cfg.data, cfg.val, subset=None, subset_seed=cfg.subset_seed, split_seed=cfg.seed)
+    if cfg.subset is None:
+        space = run.standardizer
+    else:
+        space = Standardizer.fit(torch.from_numpy(train.embeddings), floor_ratio=cfg.std_floor)
+        z = space.transform(run.standardizer.inverse(z.double())).float()
+
+    def standardise(x: np.ndarray) -> torch.Tensor:
+        return space.transform(torch.from_numpy(x).double()).float()
+
+    return z, standardise(train.embeddings), standardise(heldout.embeddings)
+
+
+def _evaluate(z, train_z, heldout_z, ev):
+    from flowstudy.metrics import evaluate_with_baselines
+
+    return evaluate_with_baselines(
+        z, train_z, heldout_z, seed=ev.eval_seed, n_splits=ev.n_splits, n_dist_splits=ev.n_dist_splits
+    )
+
+
+def _straightness(run, ev) -> dict[str, float]:
+    """Straightness of the learned paths from a fixed set of noise rows (seeded by eval_seed)."""
+    from flowstudy.metrics import straightness
+
+    device = next(run.model.parameters()).device
+    generator = torch.Generator().manual_seed(ev.eval_seed + 7919)
+    x0 = torch.randn(min(ev.straightness_rows, ev.n_samples), run.standardizer.dim, generator=generator).to(device)
+    result = straightness(run.velocity, x0, method="euler", steps=STRAIGHTNESS_STEPS)
+    return {"straightness": result.value, "straightness_relative": result.relative}
+
+
+def flat_result(cell: Cell, training: dict[str, Any], table, extra: dict[str, Any]) -> dict[str, Any]:
+    """One flat dict per cell.
+
+    Keys: id, group, run, seed, the cell's axis values, its arch/flow/data/subset and
+    sampling settings; train_* fields; the model row's metrics under their own names
+    (fidelity, c2st_auc, ...); each baseline row's metrics as ``baseline_<row>_<metric>``
+    (gaussian, noise, copies, heldout); ``beats_gaussian[_<metric>]`` and ``flags``.
+    """
+    from flowstudy.metrics.table import FLAGGED_METRICS
+
+    cfg, ev = cell.config, cell.evaluation
+    out: dict[str, Any] = {"id": cell.id, "group": cell.group, "run": cell.run_name, "seed": cell.seed}
+    out.update({name: _plain(value) for name, value in {**cell.values, **cell.axes}.items()})
+    out.update({"arch": cfg.arch, "flow": cfg.flow, "data": cfg.data, "subset": cfg.subset})
+    out.update({"solver": ev.solver, "sample_steps": ev.steps, "n_samples": ev.n_samples, "eval_seed": ev.eval_seed})
+    out.update(
+        {
+            "train_steps": training["steps"],
+            "total_steps": training["total_steps"],
+            "best_val_loss": training["best_val_loss"],
+            "stopped_early": training["stopped_early"],
+            "train_resumed": training["resumed"],
+            "train_seconds": training["train_seconds"],
+        }
+    )
+    out.update(extra)
+    model_row = table.rows[table.model_row]
+    out.update(model_row)
+    for row, metrics in table.rows.items():
+        if row != table.model_row:
+            out.update({f"baseline_{row}_{k}": v for k, v in metrics.items()})
+    beaten = {m: table.beats_gaussian(m) for m in FLAGGED_METRICS if m in model_row and "gaussian" in table.rows}
+    out.update({f"beats_gaussian_{m}": b for m, b in beaten.items()})
+    out["beats_gaussian"] = all(beaten.values()) if beaten else None
+    out.update({"n_eval": table.n_eval, "n_train_eval": table.n_train, "n_heldout": table.n_heldout})
+    out["flags"] = list(table.flags)
+    return {k: _plain(v) for k, v in out.items()}
+
+
+def _plain(value: Any) -> Any:
+    """JSON-friendly scalars: numpy/torch scalars -> Python, non-finite floats -> None."""
+    if hasattr(value, "item") and not isinstance(value, (str, bytes, list, dict)):
+        value = value.item()
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+__all__ = ["STRAIGHTNESS_STEPS", "TIMING_FIELDS", "VOLATILE_FIELDS", "evaluation_space", "flat_result", "run_cell", "train_run"]

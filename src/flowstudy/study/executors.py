@@ -1,0 +1,193 @@
+"""Executors: run a function over a study's cells, yielding each outcome as it completes.
+
+Both executors share one interface::
+
+    for cell, outcome in executor.map_cells(fn, cells, on_done=None):
+        ...   # outcome: fn(cell)'s result, or a CellError carrying the error and its traceback
+
+``LocalExecutor`` uses a pool of worker processes on this machine (``spawn``: no state
+inherited from the parent, safe with torch threads). ``RayExecutor`` sends one Ray task per
+cell to a local or remote Ray cluster, with the CPUs/GPUs each cell asks for.
+
+Each cell runs with a fixed number of torch threads (cores // workers locally,
+``num_cpus_per_cell`` on Ray), so two workers do not fight over the same cores.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from typing import Any, Callable, Iterator, Sequence
+
+from flowstudy.errors import ConfigError, FlowstudyError
+from flowstudy.study.grid import Cell
+
+CellFn = Callable[[Cell], dict[str, Any]]
+OnDone = Callable[[Cell, Any], None]
+
+
+class CellError(FlowstudyError):
+    """A cell that raised: the error's one-line description and the worker's traceback."""
+
+    def __init__(self, message: str, traceback_text: str = "", seconds: float | None = None):
+        super().__init__(message, traceback_text, seconds)
+        self.message, self.traceback_text, self.seconds = message, traceback_text, seconds
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def available_cores() -> int:
+    """CPU cores this process may use (the affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def call_cell(fn: CellFn, cell: Cell, threads: int) -> dict[str, Any]:
+    """Run ``fn(cell)`` with ``threads`` torch threads; any error becomes a picklable CellError."""
+    import torch
+
+    torch.set_num_threads(max(1, int(threads)))
+    started = time.perf_counter()
+    try:
+        return fn(cell)
+    except Exception as err:
+        raise CellError(f"{type(err).__name__}: {err}", traceback.format_exc(), time.perf_counter() - started) from None
+
+
+def _as_cell_error(err: BaseException) -> CellError:
+    if isinstance(err, CellError):
+        return err
+    text = "".join(traceback.format_exception(type(err), err, err.__traceback__))
+    return CellError(f"{type(err).__name__}: {err}", text)
+
+
+class LocalExecutor:
+    """``workers`` worker processes on this machine, each with cores // workers torch threads."""
+
+    def __init__(self, workers: int | None = None):
+        self.workers = int(workers or 1)
+        if self.workers < 1:
+            raise ConfigError(f"workers must be >= 1; got {workers}")
+        # Fixed by the requested pool size, not by how many cells are left, so a resumed
+        # study computes its remaining cells with the same thread count as a fresh one.
+        self.threads = max(1, available_cores() // self.workers)
+
+    def map_cells(self, fn: CellFn, cells: Sequence[Cell], on_done: OnDone | None = None) -> Iterator[tuple[Cell, Any]]:
+        import multiprocessing
+
+        cells = list(cells)
+        if not cells:
+            return
+        context = multiprocessing.get_context("spawn")
+        pool = ProcessPoolExecutor(
+            max_workers=min(self.workers, len(cells)), mp_context=context, initializer=_ignore_sigint
+        )
+        try:
+            pending = {pool.submit(call_cell, fn, cell, self.threads): cell for cell in cells}
+            while pending:
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    cell = pending.pop(future)
+                    err = future.exception()
+                    outcome = future.result() if err is None else _as_cell_error(err)
+                    if on_done is not None:
+                        on_done(cell, outcome)
+                    yield cell, outcome
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _ignore_sigint() -> None:
+    """Ctrl-C reaches the whole process group. An idle worker ignores it; a training one still
+    stops at the step's end with a resumable last.pt (the trainer installs its own handler),
+    while the parent stops handing out cells."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class RayExecutor:
+    """One Ray task per cell, on the cluster at ``address`` (a local instance when None).
+
+    ``num_cpus_per_cell`` / ``num_gpus_per_cell`` are the task's resources; torch in the task
+    uses ``num_cpus_per_cell`` threads. A Ray instance this executor started is shut down when
+    ``map_cells`` ends; one that was running already is left alone.
+    """
+
+    def __init__(self, address: str | None = None, num_cpus_per_cell: float = 1, num_gpus_per_cell: float = 0):
+        if num_cpus_per_cell <= 0 or num_gpus_per_cell < 0:
+            raise ConfigError(
+                f"num_cpus_per_cell must be > 0 and num_gpus_per_cell >= 0; got {num_cpus_per_cell}, {num_gpus_per_cell}"
+            )
+        self.address = address
+        self.num_cpus_per_cell = num_cpus_per_cell
+        self.num_gpus_per_cell = num_gpus_per_cell
+
+    def map_cells(self, fn: CellFn, cells: Sequence[Cell], on_done: OnDone | None = None) -> Iterator[tuple[Cell, Any]]:
+        ray = _import_ray()
+        cells = list(cells)
+        if not cells:
+            return
+        started_here = not ray.is_initialized()
+        if started_here:
+            ray.init(address=self.address, ignore_reinit_error=True, include_dashboard=False)
+        try:
+            task = ray.remote(num_cpus=self.num_cpus_per_cell, num_gpus=self.num_gpus_per_cell)(call_cell)
+            threads = max(1, int(self.num_cpus_per_cell))
+            pending = {task.remote(fn, cell, threads): cell for cell in cells}
+            while pending:
+                finished, _ = ray.wait(list(pending), num_returns=1)
+                for ref in finished:
+                    cell = pending.pop(ref)
+                    outcome = _ray_outcome(ray, ref)
+                    if on_done is not None:
+                        on_done(cell, outcome)
+                    yield cell, outcome
+        finally:
+            if started_here:
+                ray.shutdown()
+
+
+def _ray_outcome(ray, ref) -> Any:
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as err:  # raised in the task: unwrap our CellError
+        cause = getattr(err, "cause", None)
+        return cause if isinstance(cause, CellError) else _as_cell_error(cause or err)
+    except ray.exceptions.RayError as err:  # worker died, object lost, ...
+        return _as_cell_error(err)
+
+
+def _import_ray():
+    try:
+        import ray
+    except ImportError as err:
+        raise ImportError("the Ray executor needs Ray: pip install 'flowstudy[ray]'") from err
+    return ray
+
+
+EXECUTORS: dict[str, type] = {"local": LocalExecutor, "ray": RayExecutor}
+
+
+def make_executor(
+    name: str,
+    *,
+    workers: int | None = None,
+    address: str | None = None,
+    num_cpus_per_cell: float = 1,
+    num_gpus_per_cell: float = 0,
+):
+    """The executor called ``name`` ("local" or "ray") with the options that apply to it."""
+    if name not in EXECUTORS:
+        raise ConfigError(f"unknown executor {name!r}; valid: {', '.join(EXECUTORS)}")
+    if name == "local":
+        return LocalExecutor(workers)
+    return RayExecutor(address, num_cpus_per_cell=num_cpus_per_cell, num_gpus_per_cell=num_gpus_per_cell)
+
+
+__all__ = ["EXECUTORS", "CellError", "LocalExecutor", "RayExecutor", "available_cores", "call_cell", "make_executor"]

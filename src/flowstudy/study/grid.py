@@ -1,0 +1,176 @@
+"""Expansion of a study into cells: the axes' product, extras, names and stable ids.
+
+A cell's id is a readable name from its axis values and seed plus a short hash of its
+resolved training configuration and sampling settings; its group label names the
+configuration without the seed ("mlp/icfm/subset=200"); its run name names the training
+run, shared by cells that differ only in how they are sampled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import re
+from dataclasses import asdict, dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from flowstudy.errors import ConfigError
+from flowstudy.train.config import TrainConfig, resolve_config
+
+if TYPE_CHECKING:
+    from flowstudy.study.spec import StudySpec
+
+SAMPLE_AXES = {"sample_solver": "solver", "sample_steps": "steps"}
+"""Sampling axes -> the :class:`EvalSettings` field they set."""
+
+NESTED_AXES = ("model", "flow_options")
+"""TrainConfig dict fields whose entries can be axes as ``model.KEY`` / ``flow_options.KEY``."""
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """How a cell is sampled and evaluated.
+
+    ``n_samples`` rows with ``solver`` at ``steps`` steps; metrics with
+    :func:`flowstudy.metrics.evaluate_with_baselines` (``eval_seed``, ``n_splits``,
+    ``n_dist_splits``); path straightness on ``straightness_rows`` noise rows (0 = off).
+    """
+
+    n_samples: int = 1000
+    solver: str = "euler"
+    steps: int = 50
+    eval_seed: int = 0
+    n_splits: int = 20
+    n_dist_splits: int = 5
+    straightness_rows: int = 256
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One unit of work: train ``config`` (seed included), sample and evaluate with ``evaluation``.
+
+    ``axes`` holds the values the study's axes gave this cell (seed excluded), ``values``
+    the value of every axis of the study (from the base where no axis set it); ``group``
+    names the configuration without its seed ("mlp/icfm/subset=200"); ``run_name`` is the
+    training run folder, shared by cells that differ only in how they are sampled.
+    """
+
+    id: str
+    group: str
+    run_name: str
+    seed: int
+    axes: dict[str, Any] = field(compare=False)
+    config: TrainConfig = field(compare=False)
+    evaluation: EvalSettings = field(compare=False)
+    values: dict[str, Any] = field(default_factory=dict, compare=False)  # every study axis, resolved
+
+    def axis_value(self, name: str) -> Any:
+        """The value of axis ``name`` for this cell, set by an axis or resolved from the base."""
+        if name in self.axes:
+            return self.axes[name]
+        if name in SAMPLE_AXES:
+            return getattr(self.evaluation, SAMPLE_AXES[name])
+        if "." in name:
+            outer, key = name.split(".", 1)
+            return getattr(self.config, outer).get(key)
+        return getattr(self.config, name)
+
+
+def expand(spec: StudySpec) -> list[Cell]:
+    """The cells of ``spec``: main grid, then each extra; duplicates (same id) kept once."""
+    cells: dict[str, Cell] = {}
+    blocks = [(spec.axes, {})] + [({**spec.axes, **e["axes"]}, e["base"]) for e in spec.extras]
+    for axes, extra_base in blocks:
+        names = list(axes)
+        for combo in itertools.product(*(axes[n] for n in names)):
+            values = dict(zip(names, combo))
+            for seed in spec.seeds:
+                cell = make_cell(spec, values, seed, extra_base)
+                cells.setdefault(cell.id, cell)
+    names = spec.axis_names
+    return [replace(c, values={n: c.axis_value(n) for n in names}) for c in cells.values()]
+
+
+def make_cell(spec: StudySpec, axis_values: dict[str, Any], seed: int, extra_base: dict[str, Any] | None = None) -> Cell:
+    """Resolve one cell: its TrainConfig (validated), its sampling settings, names and id."""
+    train_values = {**spec.base, **(extra_base or {})}
+    overrides: dict[str, Any] = {"seed": seed}
+    sampling: dict[str, Any] = {}
+    for name, value in axis_values.items():
+        if name in SAMPLE_AXES:
+            sampling[SAMPLE_AXES[name]] = value
+        elif "." in name:
+            outer, key = name.split(".", 1)
+            nested = overrides.setdefault(outer, dict(train_values.get(outer, {})))
+            nested[key] = value
+        else:
+            overrides[name] = value
+    if "steps" in overrides:
+        train_values.pop("epochs", None)  # a steps axis replaces a base run length in epochs
+    group = group_label(axis_values)
+    where = f"{spec.source}: cell {group or spec.name} (seed {seed})"
+    try:
+        config = resolve_config(train_values, overrides, source=where)
+        evaluation = EvalSettings(**{**asdict(spec.evaluation), **sampling})
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{where}: {err}") from err
+    _check_names(config, evaluation, where)
+    train_hash = _short_hash({"train": config.to_dict()})
+    cell_hash = _short_hash({"train": config.to_dict(), "evaluation": asdict(evaluation)})
+    train_parts = [p for n, v in axis_values.items() if n not in SAMPLE_AXES for p in [_slug(n, v)]]
+    all_parts = [_slug(n, v) for n, v in axis_values.items()]
+    return Cell(
+        id="_".join(all_parts + [f"s{seed}", cell_hash]),
+        group=group or "base",
+        run_name="_".join(train_parts + [f"s{seed}", train_hash]),
+        seed=seed,
+        axes=dict(axis_values),
+        config=config,
+        evaluation=evaluation,
+    )
+
+
+def _check_names(config: TrainConfig, evaluation: EvalSettings, where: str) -> None:
+    """Unknown architectures, flows and solvers fail at parse time, not in the middle of a study."""
+    from flowstudy.flows import list_flows
+    from flowstudy.models import list_architectures
+    from flowstudy.solvers import list_solvers
+
+    if not isinstance(evaluation.solver, str) or evaluation.solver not in list_solvers():
+        raise ConfigError(f"{where}: unknown solver {evaluation.solver!r}; valid: {', '.join(list_solvers())}")
+    if isinstance(evaluation.steps, bool) or not isinstance(evaluation.steps, int) or evaluation.steps < 1:
+        raise ConfigError(f"{where}: sampling steps must be an integer >= 1; got {evaluation.steps!r}")
+
+    if config.arch not in list_architectures():
+        raise ConfigError(f"{where}: unknown architecture {config.arch!r}; valid: {', '.join(list_architectures())}")
+    if config.flow not in list_flows():
+        raise ConfigError(f"{where}: unknown flow {config.flow!r}; valid: {', '.join(list_flows())}")
+
+
+def group_label(axis_values: dict[str, Any]) -> str:
+    """"mlp/icfm/subset=200": text values bare, others as name=value, in axis order."""
+    parts = []
+    for name, value in axis_values.items():
+        parts.append(value if isinstance(value, str) else f"{name}={_compact(value)}")
+    return "/".join(parts)
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":")) if isinstance(value, (list, dict)) else str(value)
+
+
+def _slug(name: str, value: Any) -> str:
+    """A folder-safe piece of a cell id: ``mlp``, ``subset-200``, ``aug-mixup-0.2``."""
+    text = value if isinstance(value, str) else f"{name.rsplit('.', 1)[-1]}-{_compact(value)}"
+    return re.sub(r"[^A-Za-z0-9.+-]+", "-", text).strip("-") or "x"
+
+
+def _short_hash(obj: Any) -> str:
+    blob = json.dumps(obj, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:8]
+
+
+__all__ = ["NESTED_AXES", "SAMPLE_AXES", "Cell", "EvalSettings", "expand", "group_label", "make_cell"]

@@ -1,0 +1,139 @@
+"""Run a study: every cell not yet done, through an executor, into the results store.
+
+    STUDY/spec.toml         the study file as given (copied at every run)
+    STUDY/study.json        axes, seeds, reference and the expanded cells (the report reads it)
+    STUDY/results.sqlite    one row per cell (done or failed)
+    STUDY/results.{csv,jsonl}  the done cells in the study's cell order
+    STUDY/runs/, STUDY/cells/  training runs and per-cell outputs (see flowstudy.study.cell)
+
+Running a study again continues it: done cells are skipped, failed ones retried, an
+interrupted training run resumed from its last checkpoint. Cells are deterministic given
+their seed on CPU, so a study killed mid-way and restarted yields the same results table as
+one that ran through.
+
+Local workers are started with "spawn": a script that calls :func:`run_study` must guard
+its entry point with ``if __name__ == "__main__":`` (the workers import the main module).
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from flowstudy.io import atomic_write_json, atomic_write_text
+from flowstudy.study.cell import run_cell
+from flowstudy.study.executors import CellError, make_executor
+from flowstudy.study.spec import StudySpec, load_spec
+from flowstudy.study.store import STORE_NAME, ResultStore, export_results
+
+DEFAULT_ROOT = Path("studies") / "runs"
+
+
+def run_study(
+    spec: str | Path | StudySpec,
+    study_dir: str | Path | None = None,
+    executor: Any = None,
+    address: str | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Run the cells of ``spec`` that are not done yet; returns the done cells' results.
+
+    ``executor``: "local", "ray" or an object with ``map_cells`` (default: the spec's, or "ray"
+    when ``address`` is given). ``study_dir`` defaults to ``studies/runs/<name>``. A cell that
+    raises is recorded as failed with its error and traceback; the study goes on, and the
+    next run retries it.
+    """
+    spec = spec if isinstance(spec, StudySpec) else load_spec(spec)
+    study_dir = Path(study_dir) if study_dir is not None else DEFAULT_ROOT / spec.name
+    write_study_files(spec, study_dir)
+    store = ResultStore(study_dir / STORE_NAME)
+    done = store.done_ids()
+    todo = [cell for cell in spec.cells if cell.id not in done]
+    if todo:
+        runner = _executor(spec, executor, address, workers)
+        fn = partial(run_cell, study_dir=study_dir.resolve())
+        with _progress(progress, len(spec.cells), len(spec.cells) - len(todo), spec.name) as advance:
+            for cell, outcome in runner.map_cells(fn, todo):
+                _record(store, cell, outcome)
+                advance(failed=isinstance(outcome, BaseException))
+    ids = [cell.id for cell in spec.cells]
+    results = store.results(ids)
+    export_results(results, study_dir)
+    failures = store.failures(ids)
+    if progress and failures:
+        _print_failures(failures)
+    return results
+
+
+def write_study_files(spec: StudySpec, study_dir: Path) -> None:
+    """The spec (as written, when it came from a file) and its expansion, for later reading."""
+    study_dir.mkdir(parents=True, exist_ok=True)
+    if spec.text is not None:
+        atomic_write_text(study_dir / "spec.toml", spec.text)
+    atomic_write_json(study_dir / "study.json", spec.to_dict())
+
+
+def _executor(spec: StudySpec, executor: Any, address: str | None, workers: int | None):
+    if executor is not None and not isinstance(executor, str):
+        return executor
+    name = executor or ("ray" if address else spec.executor)
+    return make_executor(
+        name,
+        workers=workers or spec.workers,
+        address=address or spec.address,
+        num_cpus_per_cell=spec.num_cpus_per_cell,
+        num_gpus_per_cell=spec.num_gpus_per_cell,
+    )
+
+
+def _record(store: ResultStore, cell, outcome: Any) -> None:
+    now = time.time()
+    if isinstance(outcome, BaseException):
+        err = outcome if isinstance(outcome, CellError) else CellError(f"{type(outcome).__name__}: {outcome}")
+        started = now - err.seconds if err.seconds is not None else None
+        store.record_failure(cell.id, err.message, err.traceback_text, started_at=started)
+    else:
+        seconds = outcome.get("cell_seconds")
+        store.record_result(cell.id, outcome, started_at=now - seconds if seconds is not None else None)
+
+
+@contextmanager
+def _progress(enabled: bool, total: int, done: int, name: str):
+    """Yields ``advance(failed=False)``; a rich bar over cells with ETA when enabled."""
+    if not enabled:
+        yield lambda failed=False: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    columns = (
+        TextColumn(f"[bold]study {name}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("cells  {task.fields[failed]} failed"),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns) as bar:
+        task = bar.add_task("cells", total=total, completed=done, failed=0)
+
+        def advance(failed: bool = False) -> None:
+            bar.update(task, advance=1, failed=bar.tasks[task].fields["failed"] + int(failed))
+
+        yield advance
+
+
+def _print_failures(failures: list[dict[str, Any]]) -> None:
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    console.print(f"[bold red]{len(failures)} cell(s) failed[/] (retried on the next run; tracebacks in {STORE_NAME}):")
+    for f in failures:
+        console.print(f"  {f['id']}: {f['error']}", highlight=False, soft_wrap=True)
+
+
+__all__ = ["DEFAULT_ROOT", "run_study", "write_study_files"]

@@ -1,0 +1,262 @@
+"""Summaries of a study's results over seeds: per configuration, per baseline, against a reference.
+
+Rows are *configurations*: the cells of one group differ only by seed. Each metric is
+summarised by its mean over seeds and 95 % Student-t interval (:func:`flowstudy.metrics.mean_ci`).
+"Better" is direction-aware (:data:`DIRECTIONS`): each metric has a distance from its ideal,
+lower is better, judged on the mean over seeds.
+
+Significance against a reference configuration: for each other configuration and metric, a
+paired test across seeds (:func:`flowstudy.metrics.paired_test`) on the distance from the
+ideal, Holm-corrected over the configurations compared on that metric
+(:func:`flowstudy.metrics.holm`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from flowstudy.errors import ConfigError
+from flowstudy.metrics.table import BADNESS, FLAGGED_METRICS
+
+BASELINE_ROWS = ("gaussian", "noise", "copies", "heldout")
+BASELINE_NAMES = {
+    "gaussian": "Gaussian fit",
+    "noise": "noise N(0, I)",
+    "copies": "training copies",
+    "heldout": "real held-out",
+}
+QUALITY_METRICS = ("fidelity", "novelty", "c2st_auc", "mmd", "density", "coverage", "frechet", "norm_ratio")
+COST_METRICS = ("best_val_loss", "straightness", "train_steps", "train_seconds", "nfe", "samples_per_s")
+
+
+def _lower(v: float) -> float:
+    return v
+
+
+DIRECTIONS: dict[str, tuple[Callable[[float], float], str]] = {
+    "fidelity": (BADNESS["fidelity"], "closer to 1 is better (|log x|); 1 = samples lie as near held-out data as real data do"),
+    "novelty": (lambda v: max(1.0 - v, 0.0), "higher is better up to 1 (real data); 0 = copies of training rows"),
+    "c2st_auc": (BADNESS["c2st_auc"], "closer to 0.5 is better (|x - 0.5|); 0.5 = a classifier cannot tell samples from data"),
+    "mmd": (BADNESS["mmd"], "lower is better; 0 = same distribution (small negative values are noise around 0)"),
+    "density": (BADNESS["density"], "closer to 1 is better (|log x|)"),
+    "coverage": (BADNESS["coverage"], "higher is better; 1 = every held-out row has a sample nearby"),
+    "frechet": (BADNESS["frechet"], "lower is better; biased upwards at small N: compare with the held-out row"),
+    "norm_ratio": (
+        BADNESS["norm_ratio"],
+        "closer to 1 is better (|log x|); mean row norm of samples over held-out rows' (standardised space): "
+        "below 1, samples shrink toward the mean, which nearest-neighbour metrics can reward",
+    ),
+    "best_val_loss": (_lower, "lower is better (flow-matching loss on held-out rows)"),
+    "straightness": (_lower, "lower is better; 0 = straight paths (Liu et al. 2023)"),
+    "train_steps": (_lower, "optimiser steps trained"),
+    "train_seconds": (_lower, "lower is better"),
+    "nfe": (_lower, "network evaluations per sample; lower is cheaper"),
+    "samples_per_s": (lambda v: -v, "higher is better"),
+}
+"""Metric -> (distance from the ideal: lower is better, what the reader should know)."""
+
+_NOT_RANKED = ("train_steps",)
+
+
+# ----------------------------------------------------------------------------- summaries
+@dataclass
+class GroupSummary:
+    """One configuration (or baseline) over seeds.
+
+    values: axis -> value; per_seed: metric -> {seed: value}; stats: metric -> MeanCI.
+    """
+
+    label: str
+    values: dict[str, Any]
+    seeds: list[int]
+    per_seed: dict[str, dict[int, float]]
+    stats: dict[str, Any]
+    beats_gaussian: tuple[int, int] = (0, 0)
+    data_key: tuple = ()
+    ids: list[str] = field(default_factory=list)
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _stats(per_seed: dict[str, dict[int, float]]) -> dict[str, Any]:
+    from flowstudy.metrics import mean_ci
+
+    return {m: mean_ci(list(v.values())) for m, v in per_seed.items() if v}
+
+
+def _data_key(r: dict[str, Any]) -> tuple:
+    return (r.get("data"), r.get("n_samples"), r.get("eval_seed"))
+
+
+def summarize_groups(
+    results: list[dict[str, Any]], metrics: Sequence[str], values: dict[str, dict[str, Any]] | None = None
+) -> list[GroupSummary]:
+    """Group ``results`` by their ``group`` (first-seen order) and summarise ``metrics`` over seeds.
+
+    values: optional group -> axis values (else taken from the group's first result).
+    """
+    groups: dict[str, GroupSummary] = {}
+    for r in results:
+        g = groups.get(r["group"])
+        if g is None:
+            axis_values = (values or {}).get(r["group"], {})
+            g = groups[r["group"]] = GroupSummary(r["group"], dict(axis_values), [], {m: {} for m in metrics}, {})
+            g.data_key = _data_key(r)
+        g.seeds.append(r["seed"])
+        g.ids.append(r["id"])
+        for m in metrics:
+            if _finite(r.get(m)):
+                g.per_seed[m][r["seed"]] = float(r[m])
+        if r.get("beats_gaussian") is not None:
+            won, total = g.beats_gaussian
+            g.beats_gaussian = (won + int(bool(r["beats_gaussian"])), total + 1)
+    for g in groups.values():
+        g.stats = _stats(g.per_seed)
+    return list(groups.values())
+
+
+def summarize_baselines(results: list[dict[str, Any]], metrics: Sequence[str]) -> dict[tuple, dict[str, GroupSummary]]:
+    """data key -> baseline row -> summary over seeds.
+
+    Cells with the same data, sample count and eval seed see the same baselines (up to the
+    held-out split, which follows the seed when no val set is given), so each seed counts once.
+    """
+    out: dict[tuple, dict[str, GroupSummary]] = {}
+    for r in results:
+        rows = out.setdefault(_data_key(r), {})
+        for row in BASELINE_ROWS:
+            g = rows.get(row)
+            if g is None:
+                g = rows[row] = GroupSummary(BASELINE_NAMES[row], {}, [], {m: {} for m in metrics}, {}, data_key=_data_key(r))
+            if r["seed"] not in g.seeds:
+                g.seeds.append(r["seed"])
+            for m in metrics:
+                v = r.get(f"baseline_{row}_{m}")
+                if _finite(v) and r["seed"] not in g.per_seed[m]:
+                    g.per_seed[m][r["seed"]] = float(v)
+    for rows in out.values():
+        for row in list(rows):
+            rows[row].stats = _stats(rows[row].per_seed)
+            if not rows[row].stats:
+                del rows[row]
+    return out
+
+
+def badness(metric: str, value: float) -> float:
+    """Distance of ``value`` from ``metric``'s ideal (lower is better; see :data:`DIRECTIONS`)."""
+    fn = DIRECTIONS.get(metric, (_lower, ""))[0]
+    return fn(value)
+
+
+def best_labels(groups: Sequence[GroupSummary], metric: str) -> set[str]:
+    """Labels of the configurations whose mean is nearest the ideal of ``metric`` (ties: all)."""
+    scored = [(badness(metric, g.stats[metric].mean), g.label) for g in groups if metric in g.stats]
+    if len(scored) < 2 or metric in _NOT_RANKED:
+        return set()
+    best = min(s for s, _ in scored)
+    return {label for s, label in scored if s <= best + 1e-12 * max(1.0, abs(best))}
+
+
+def gaussian_flags(group: GroupSummary, gaussian: GroupSummary | None) -> list[str]:
+    """Metrics on which the configuration's mean is not nearer the ideal than the Gaussian fit's."""
+    if gaussian is None:
+        return []
+    return [
+        m
+        for m in FLAGGED_METRICS
+        if m in group.stats and m in gaussian.stats
+        and badness(m, group.stats[m].mean) >= badness(m, gaussian.stats[m].mean)
+    ]
+
+
+# ----------------------------------------------------------------------------- significance
+@dataclass(frozen=True)
+class Comparison:
+    """A configuration against the reference on one metric, paired by seed.
+
+    mean_difference: mean over seeds of badness(group) - badness(reference); negative means
+    the configuration is nearer the ideal. p_holm: Holm-adjusted over the configurations
+    compared on this metric.
+    """
+
+    group: str
+    metric: str
+    test: str
+    n: int
+    mean_difference: float
+    pvalue: float
+    p_holm: float
+
+
+def find_group(groups: Sequence[GroupSummary], name: str) -> GroupSummary:
+    """The group called ``name``: its exact label, or ``axis=value[,axis=value]`` matching one group."""
+    for g in groups:
+        if g.label == name:
+            return g
+    wanted = dict(part.split("=", 1) for part in name.split(",") if "=" in part) if "=" in name else {}
+    matches = [g for g in groups if wanted and all(format_value(k, g.values.get(k)) == v for k, v in wanted.items())]
+    if len(matches) == 1:
+        return matches[0]
+    labels = ", ".join(g.label for g in groups)
+    what = "matches several configurations" if matches else "names no configuration"
+    raise ConfigError(f"reference {name!r} {what}; configurations: {labels}")
+
+
+def compare_to_reference(groups: Sequence[GroupSummary], reference: str, metrics: Sequence[str]) -> list[Comparison]:
+    """Paired tests of every other configuration against ``reference`` (see module docstring)."""
+    from flowstudy.metrics import holm, paired_test
+
+    ref = find_group(groups, reference)
+    out: list[Comparison] = []
+    for metric in metrics:
+        rows = []
+        for g in groups:
+            if g is ref or metric not in ref.per_seed:
+                continue
+            seeds = sorted(set(g.per_seed.get(metric, {})) & set(ref.per_seed[metric]))
+            if len(seeds) < 2:
+                continue
+            a = [badness(metric, g.per_seed[metric][s]) for s in seeds]
+            b = [badness(metric, ref.per_seed[metric][s]) for s in seeds]
+            with warnings.catch_warnings():  # near-identical pairs: scipy warns, the p-value stands
+                warnings.simplefilter("ignore", RuntimeWarning)
+                rows.append((g.label, paired_test(a, b)))
+        if not rows:
+            continue
+        adjusted = holm([t.pvalue for _, t in rows])
+        out += [Comparison(label, metric, t.test, t.n, t.mean_difference, t.pvalue, float(p)) for (label, t), p in zip(rows, adjusted)]
+    return out
+
+
+def format_value(axis: str, value: Any) -> str:
+    """How an axis value is shown: None is the full data set for ``subset``, else the default."""
+    if value is None:
+        return "full" if axis == "subset" else "default"
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
+
+
+__all__ = [
+    "BASELINE_ROWS",
+    "BASELINE_NAMES",
+    "COST_METRICS",
+    "DIRECTIONS",
+    "QUALITY_METRICS",
+    "Comparison",
+    "GroupSummary",
+    "badness",
+    "best_labels",
+    "compare_to_reference",
+    "find_group",
+    "format_value",
+    "gaussian_flags",
+    "summarize_baselines",
+    "summarize_groups",
+]

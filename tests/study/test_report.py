@@ -1,0 +1,134 @@
+"""Report: intervals and best markers on hand-made results, significance, files and embedded figures."""
+
+from __future__ import annotations
+
+import base64
+import math
+import re
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from flowstudy.errors import ConfigError
+from flowstudy.study.report import format_ci, metrics_table, write_report
+from flowstudy.study.summary import (
+    best_labels,
+    compare_to_reference,
+    find_group,
+    gaussian_flags,
+    summarize_baselines,
+    summarize_groups,
+)
+
+METRICS = ("fidelity", "novelty", "c2st_auc", "coverage")
+
+# Three configurations x three seeds; per seed: fidelity, novelty, c2st_auc, coverage.
+HAND = {
+    "mlp": [(1.1, 0.8, 0.60, 0.50), (1.2, 0.9, 0.62, 0.55), (1.3, 0.7, 0.58, 0.60)],
+    "dit": [(0.9, 1.3, 0.70, 0.40), (0.95, 1.2, 0.72, 0.45), (1.0, 1.1, 0.74, 0.50)],
+    "unet": [(1.6, 0.95, 0.55, 0.70), (1.5, 0.90, 0.56, 0.75), (1.7, 1.00, 0.57, 0.80)],
+}
+GAUSSIAN = {"fidelity": 1.4, "novelty": 1.1, "c2st_auc": 0.65, "coverage": 0.3}
+
+
+def _results() -> list[dict]:
+    out = []
+    for arch, seeds in HAND.items():
+        for seed, values in enumerate(seeds):
+            r = {"id": f"{arch}_s{seed}", "group": arch, "seed": seed, "arch": arch, "data": "d", "n_samples": 10, "eval_seed": 0}
+            r.update(dict(zip(METRICS, values)))
+            r.update({f"baseline_gaussian_{m}": v for m, v in GAUSSIAN.items()})
+            r.update({f"baseline_heldout_{m}": 1.0 for m in METRICS})
+            r["beats_gaussian"] = arch != "unet"
+            out.append(r)
+    return out
+
+
+def test_mean_and_t_interval_over_seeds():
+    groups = summarize_groups(_results(), METRICS)
+    assert [g.label for g in groups] == ["mlp", "dit", "unet"]
+    fid = groups[0].stats["fidelity"]  # 1.1, 1.2, 1.3: mean 1.2, s = 0.1
+    half = stats.t.ppf(0.975, 2) * 0.1 / math.sqrt(3)  # 4.3027 * 0.1 / sqrt(3) = 0.2484
+    assert fid.mean == pytest.approx(1.2) and fid.lo == pytest.approx(1.2 - half) and fid.hi == pytest.approx(1.2 + half)
+    assert format_ci(fid) == f"1.2 [{1.2 - half:.4g}, {1.2 + half:.4g}]" == "1.2 [0.9516, 1.448]"
+    assert groups[0].per_seed["novelty"] == {0: 0.8, 1: 0.9, 2: 0.7}
+    assert groups[2].beats_gaussian == (0, 3) and groups[0].beats_gaussian == (3, 3)
+
+
+def test_best_markers_follow_each_metrics_direction():
+    groups = summarize_groups(_results(), METRICS)
+    # fidelity: |log mean| -> dit (0.95) beats mlp (1.2) and unet (1.6)
+    assert best_labels(groups, "fidelity") == {"dit"}
+    # novelty: higher is better up to 1 -> dit (1.2) reaches it; unet (0.95) and mlp (0.8) do not
+    assert best_labels(groups, "novelty") == {"dit"}
+    # c2st AUC: nearest 0.5 -> unet (0.56); coverage: highest -> unet (0.75)
+    assert best_labels(groups, "c2st_auc") == {"unet"} and best_labels(groups, "coverage") == {"unet"}
+
+    baselines = summarize_baselines(_results(), METRICS)[("d", 10, 0)]
+    table = metrics_table("quality", groups, METRICS, baselines)
+    col = {m: table.headers.index(m) for m in METRICS}
+    assert table.best == {(1, col["fidelity"]), (1, col["novelty"]), (2, col["c2st_auc"]), (2, col["coverage"])}
+    md = table.markdown().splitlines()
+    dit_row = [c.strip() for c in md[5].strip("|").split("|")]  # title, blank, header, rule, mlp, dit
+    assert dit_row[0] == "dit ⚠" and dit_row[col["fidelity"]].startswith("**0.95 [") and dit_row[col["fidelity"]].endswith("]**")
+    assert not dit_row[col["c2st_auc"]].startswith("**")
+    # baseline rows follow the configurations, without markers
+    assert [r[0] for r in table.rows[3:]] == ["baseline: Gaussian fit", "baseline: real held-out"]
+    assert table.rows[3][col["fidelity"]] == "1.4"  # constant over seeds: no interval
+    assert all(i < 3 for i, _ in table.best)
+
+
+def test_configurations_that_do_not_beat_the_gaussian_are_flagged():
+    groups = {g.label: g for g in summarize_groups(_results(), METRICS)}
+    gaussian = summarize_baselines(_results(), METRICS)[("d", 10, 0)]["gaussian"]
+    assert gaussian_flags(groups["mlp"], gaussian) == []  # 1.2 vs 1.4 and 0.60 vs 0.65: better on both
+    assert gaussian_flags(groups["dit"], gaussian) == ["c2st_auc"]  # 0.72 is further from 0.5 than 0.65
+    assert gaussian_flags(groups["unet"], gaussian) == ["fidelity"]  # |log 1.6| > |log 1.4|
+
+
+def test_paired_tests_against_the_reference_with_holm():
+    groups = summarize_groups(_results(), METRICS)
+    comparisons = {(c.group, c.metric): c for c in compare_to_reference(groups, "mlp", ("fidelity", "c2st_auc"))}
+    assert set(comparisons) == {("dit", "fidelity"), ("unet", "fidelity"), ("dit", "c2st_auc"), ("unet", "c2st_auc")}
+    bad = {arch: [abs(math.log(v[0])) for v in seeds] for arch, seeds in HAND.items()}
+    p_dit = stats.ttest_rel(bad["dit"], bad["mlp"]).pvalue
+    p_unet = stats.ttest_rel(bad["unet"], bad["mlp"]).pvalue
+    c = comparisons[("dit", "fidelity")]
+    assert c.test == "paired_t" and c.n == 3
+    assert c.pvalue == pytest.approx(p_dit)
+    assert c.mean_difference == pytest.approx(np.mean(bad["dit"]) - np.mean(bad["mlp"]))
+    # Holm with two comparisons: the smaller p doubles, the larger is max(2 p_min, p_max)
+    lo, hi = sorted([p_dit, p_unet])
+    adjusted = {lo: min(1, 2 * lo), hi: max(min(1, 2 * lo), min(1, hi))}
+    assert c.p_holm == pytest.approx(adjusted[p_dit])
+    assert comparisons[("unet", "fidelity")].p_holm == pytest.approx(adjusted[p_unet])
+
+
+def test_reference_lookup():
+    groups = summarize_groups(_results(), METRICS)
+    for g, arch in zip(groups, HAND):
+        g.values = {"arch": arch}
+    assert find_group(groups, "dit").label == "dit"
+    assert find_group(groups, "arch=unet").label == "unet"
+    with pytest.raises(ConfigError, match="names no configuration; configurations: mlp, dit, unet"):
+        find_group(groups, "mamba")
+
+
+def test_report_files_and_embedded_figures(reference_study):
+    _, study_dir, results = reference_study
+    paths = write_report(study_dir, reference="icfm")
+    md, page = paths.markdown.read_text(), paths.html.read_text()
+    names = sorted(p.name for p in paths.figures)
+    assert names == ["bars_flow.png", "bars_subset.png", "pca.png", "training_curves.png"]
+    for figure in paths.figures:
+        assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"](figures/{figure.name})" in md
+    embedded = re.findall(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", page)
+    assert len(embedded) == len(paths.figures)
+    assert sorted(base64.b64decode(e) for e in embedded) == sorted(p.read_bytes() for p in paths.figures)
+    assert "figures/" not in page  # self-contained: no links to files beside it
+    for text in (md, page):
+        assert "Gaussian fit" in text and "real held-out" in text and "otcfm" in text
+        assert "Against the reference" in text
+    assert f"{len(results)} of {len(results)} cells done" in md
