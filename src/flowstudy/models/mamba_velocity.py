@@ -1,0 +1,144 @@
+"""Bidirectional Mamba velocity network over chunk tokens.
+
+x: [B, D] is cut into L = D / chunk_size chunks, projected to hidden_dim, and read by
+stacks of pre-norm residual Mamba blocks (h = h + mixer(LN(h))); after every block a
+per-layer projection of the time condition is added. Three ways to see both directions,
+chosen by ``bidirectional``:
+
+- "separate": num_layers forward blocks and num_layers backward blocks (the backward
+  stack reads the chunks reversed; its output is flipped back); the two outputs are
+  concatenated and projected to chunks;
+- "tied": as "separate", but block i of both stacks shares in_proj and out_proj, as in
+  Caduceus's BiMamba (Schiff et al. 2024); removes 2 * num_layers * (in_proj + out_proj)
+  weights (1,572,864 at the defaults);
+- "merged": num_layers blocks whose mixer runs a forward and a backward SSM branch and
+  sums them (Vision Mamba, Zhu et al. 2024).
+
+The output projection is zero-initialised, so an untrained network outputs v = 0.
+At the defaults (D=1024, chunk 64, hidden 256, 4 layers, d_state 16, expand 2) the eight
+Mamba mixers hold 8 * 437,760 = 3,502,080 parameters and the network 4,214,592.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+
+from flowstudy.errors import ConfigError
+from flowstudy.models.inputs import prepare_inputs
+from flowstudy.models.mlp import TimeMLP, zero_init
+from flowstudy.models.ssm.backend import check_backend
+from flowstudy.models.ssm.bimamba_layer import BiMambaLayer
+from flowstudy.models.ssm.fused import fused_status
+from flowstudy.models.ssm.mamba_layer import MambaLayer
+
+__all__ = ["BIDIRECTIONAL", "MambaVelocityNetwork", "fused_status"]
+
+BIDIRECTIONAL = ("separate", "tied", "merged")
+
+
+def __getattr__(name: str) -> Any:
+    # MAMBA_AVAILABLE is computed on first access: importing this module must not import
+    # mamba_ssm or initialise CUDA.
+    if name == "MAMBA_AVAILABLE":
+        return fused_status()[0]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class MambaBlock(nn.Module):
+    """Pre-norm residual block: h + mixer(LayerNorm(h)), [B, L, H] -> [B, L, H]."""
+
+    def __init__(self, mixer: nn.Module, dim: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.mixer = mixer
+
+    def forward(self, h: Tensor) -> Tensor:
+        return h + self.mixer(self.norm(h))
+
+
+class MambaVelocityNetwork(nn.Module):
+    """Bidirectional Mamba v(x, t): [B, D] -> [B, D] over D / chunk_size tokens."""
+
+    def __init__(
+        self,
+        input_dim: int = 1024,
+        chunk_size: int = 64,
+        hidden_dim: int = 256,
+        num_layers: int = 4,
+        d_state: int = 16,
+        d_conv: int = 4,
+        expand: int = 2,
+        time_embed_dim: int = 256,
+        bidirectional: str = "separate",
+        backend: str = "auto",
+    ) -> None:
+        super().__init__()
+        if chunk_size < 1 or input_dim % chunk_size != 0:
+            raise ConfigError(
+                f"chunk_size must divide input_dim; got input_dim={input_dim}, "
+                f"chunk_size={chunk_size} (input_dim % chunk_size = {input_dim % max(chunk_size, 1)})"
+            )
+        if bidirectional not in BIDIRECTIONAL:
+            raise ConfigError(
+                f"unknown bidirectional mode {bidirectional!r}; valid: {', '.join(BIDIRECTIONAL)}"
+            )
+        if num_layers < 1 or hidden_dim < 1:
+            raise ConfigError(f"num_layers and hidden_dim must be positive; got {num_layers}, {hidden_dim}")
+        self.backend = check_backend(backend)
+        self.input_dim, self.chunk_size = input_dim, chunk_size
+        self.bidirectional = bidirectional
+        mixer_kw = dict(d_state=d_state, d_conv=d_conv, expand=expand, backend=backend)
+
+        self.time_mlp = TimeMLP(time_embed_dim, hidden_dim)
+        self.input_proj = nn.Linear(chunk_size, hidden_dim)
+        n_dirs = 1 if bidirectional == "merged" else 2
+        mixer_cls = BiMambaLayer if bidirectional == "merged" else MambaLayer
+        self.fwd_layers = nn.ModuleList(
+            MambaBlock(mixer_cls(hidden_dim, **mixer_kw), hidden_dim) for _ in range(num_layers)
+        )
+        self.fwd_time_proj = nn.ModuleList(nn.Linear(hidden_dim, hidden_dim) for _ in range(num_layers))
+        self.fwd_norm = nn.LayerNorm(hidden_dim)
+        if n_dirs == 2:
+            self.bwd_layers = nn.ModuleList(
+                MambaBlock(MambaLayer(hidden_dim, **mixer_kw), hidden_dim) for _ in range(num_layers)
+            )
+            self.bwd_time_proj = nn.ModuleList(
+                nn.Linear(hidden_dim, hidden_dim) for _ in range(num_layers)
+            )
+            self.bwd_norm = nn.LayerNorm(hidden_dim)
+            if bidirectional == "tied":
+                for f, b in zip(self.fwd_layers, self.bwd_layers):
+                    b.mixer.in_proj = f.mixer.in_proj  # shared modules: one set of weights
+                    b.mixer.out_proj = f.mixer.out_proj
+        self.output_proj = zero_init(nn.Linear(n_dirs * hidden_dim, chunk_size))
+
+    def set_backend(self, backend: str) -> None:
+        """Switch every Mamba layer to backend ("auto", "torch" or "fused")."""
+        self.backend = check_backend(backend)
+        for module in self.modules():
+            if isinstance(module, (MambaLayer, BiMambaLayer)):
+                module.backend = backend
+
+    @staticmethod
+    def _stack(h: Tensor, c: Tensor, layers: nn.ModuleList, time_proj: nn.ModuleList) -> Tensor:
+        """Run a stack of blocks, adding the per-layer time projection after each: [B, L, H]."""
+        for block, proj in zip(layers, time_proj):
+            h = block(h) + proj(c).unsqueeze(1)
+        return h
+
+    def forward(self, x: Tensor, t: float | Tensor) -> Tensor:
+        """x: [B, D], t: float, [B] or [B, 1] -> velocity [B, D]."""
+        x, t = prepare_inputs(x, t, self.input_dim)
+        h = self.input_proj(rearrange(x, "b (l c) -> b l c", c=self.chunk_size))  # [B, L, H]
+        c = F.silu(self.time_mlp(t))  # [B, H]
+        out = self.fwd_norm(self._stack(h, c, self.fwd_layers, self.fwd_time_proj))
+        if self.bidirectional != "merged":
+            back = self._stack(h.flip(1), c, self.bwd_layers, self.bwd_time_proj)
+            out = torch.cat([out, self.bwd_norm(back).flip(1)], dim=-1)  # [B, L, 2H]
+        v = self.output_proj(out)  # [B, L, chunk]
+        return rearrange(v, "b l c -> b (l c)")  # [B, D]

@@ -1,0 +1,100 @@
+"""One selective-SSM branch of a Mamba mixer: conv -> SiLU -> (dt, B, C) -> scan -> gate.
+
+    x = SiLU(conv1d(x));  (dt, B, C) = x_proj(x);  delta = dt_proj.weight @ dt
+    y = selective_scan(x, delta, A = -exp(A_log), B, C, D, z,
+                       delta_bias = dt_proj.bias, delta_softplus = True)
+
+Both backends compute this from the same modules; the torch path stays in the
+sequence-major layout [B, L, d] of the Linear layers, the fused path uses the
+channel-major layout [B, d, L] that mamba_ssm's kernels expect. Under autocast the
+scan itself runs in fp32.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+
+from flowstudy.models.ssm.fused import causal_conv1d_silu, fused_selective_scan
+from flowstudy.models.ssm.torch_scan import selective_scan_blc
+
+__all__ = ["causal_conv_blc", "selective_ssm"]
+
+
+def causal_conv_blc(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """Depthwise causal convolution in [B, L, d] layout: out_t = bias + sum_j w_j x_{t-k+1+j}.
+
+    The same numbers as Conv1d(d, d, k, groups=d, padding=k-1) keeping the first L
+    outputs, computed as k shifted multiply-adds: on CPU this is several times faster
+    than the depthwise convolution kernels, whose backward is slow for short sequences.
+    x: [B, L, d]; weight: [d, 1, k]; bias: [d] -> [B, L, d].
+    """
+    L, k = x.shape[1], weight.shape[-1]
+    w = weight[:, 0, :].to(x.dtype)  # [d, k]
+    xp = F.pad(x, (0, 0, k - 1, 0))  # [B, L + k - 1, d], zeros before the sequence
+    out = x * w[:, k - 1]
+    if bias is not None:
+        out = out + bias.to(x.dtype)
+    for j in range(k - 1):
+        out = out + xp[:, j : j + L] * w[:, j]
+    return out
+
+
+def _fp32(p: Tensor) -> Tensor:
+    """A parameter in at least fp32 (A_log, D and dt bias never enter the scan below fp32)."""
+    return p.to(torch.promote_types(p.dtype, torch.float32))
+
+
+def selective_ssm(
+    x: Tensor,
+    z: Tensor,
+    conv1d: nn.Conv1d,
+    x_proj: nn.Linear,
+    dt_proj: nn.Linear,
+    A_log: Tensor,
+    D: Tensor,
+    backend: str,
+) -> Tensor:
+    """x, z: [B, L, d_inner] -> y: [B, L, d_inner]; backend is "torch" or "fused"."""
+    if backend == "fused":
+        return _fused(x, z, conv1d, x_proj, dt_proj, A_log, D)
+    xc = F.silu(causal_conv_blc(x, conv1d.weight, conv1d.bias))  # [B, L, d_inner]
+    dt_rank, d_state = dt_proj.in_features, A_log.shape[1]
+    dt, B, C = torch.split(x_proj(xc), [dt_rank, d_state, d_state], dim=-1)  # [B, L, R|N|N]
+    delta = F.linear(dt, dt_proj.weight)  # [B, L, d_inner]; the bias enters inside the scan
+    A = -torch.exp(_fp32(A_log))  # [d_inner, N]
+    return selective_scan_blc(
+        xc, delta, A, B, C, _fp32(D), z, delta_bias=_fp32(dt_proj.bias), delta_softplus=True
+    )
+
+
+def _fused(
+    x: Tensor,
+    z: Tensor,
+    conv1d: nn.Conv1d,
+    x_proj: nn.Linear,
+    dt_proj: nn.Linear,
+    A_log: Tensor,
+    D: Tensor,
+) -> Tensor:
+    """The fused path: mamba_ssm's selective_scan_fn on fp32 [B, d, L] inputs."""
+    xc = causal_conv1d_silu(rearrange(x, "b l d -> b d l").contiguous(), conv1d.weight, conv1d.bias)
+    dt_rank, d_state = dt_proj.in_features, A_log.shape[1]
+    x_dbl = x_proj(rearrange(xc, "b d l -> b l d"))  # [B, L, R + 2N]
+    dt, B, C = torch.split(x_dbl, [dt_rank, d_state, d_state], dim=-1)
+    delta = rearrange(F.linear(dt, dt_proj.weight), "b l d -> b d l")  # [B, d_inner, L]
+    with torch.autocast(device_type="cuda", enabled=False):
+        y = fused_selective_scan(
+            xc.float(),
+            delta.float().contiguous(),
+            -torch.exp(A_log.float()),
+            rearrange(B, "b l n -> b n l").float().contiguous(),
+            rearrange(C, "b l n -> b n l").float().contiguous(),
+            D.float(),
+            z=rearrange(z, "b l d -> b d l").float().contiguous(),
+            delta_bias=dt_proj.bias.float(),
+            delta_softplus=True,
+        )  # [B, d_inner, L]
+    return rearrange(y, "b d l -> b l d")
