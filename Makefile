@@ -24,9 +24,12 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e ".[dev]"
 	@touch $(STAMP)
 
+# The main job: inspect the builtin SONAR set, run the quick architecture study (four networks,
+# short training, baselines beside them) and write its report to demo-out/quick/report.html.
 demo: $(STAMP)
-	$(VENV)/bin/flowstudy info
 	$(VENV)/bin/flowstudy data inspect builtin:sonar-gsm8k-1k
+	$(VENV)/bin/flowstudy study studies/quick.toml --out demo-out/quick
+	$(VENV)/bin/flowstudy report demo-out/quick
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -42,12 +42,13 @@ class _Clock:
         self.marks.append((step, time.perf_counter()))
 
 
-def flowstudy_steps_per_s(arch: str, steps: int, batch: int, device: str, workdir: Path) -> tuple[float, Path]:
-    cfg = TrainConfig(arch=arch, steps=steps, batch_size=batch, val_every=10**9, device=device, seed=0).validate()
+def flowstudy_steps_per_s(arch: str, steps: int, batch: int, device: str, workdir: Path, precision: str) -> tuple[float, Path]:
+    cfg = TrainConfig(arch=arch, steps=steps, batch_size=batch, val_every=10**9, device=device, seed=0, precision=precision).validate()
     clock = _Clock()
-    Trainer(cfg, workdir / arch, callbacks=[clock], progress=False).fit()
+    run_dir = workdir / f"{arch}-{precision}"
+    Trainer(cfg, run_dir, callbacks=[clock], progress=False).fit()
     (s0, t0), (s1, t1) = clock.marks[0], clock.marks[-1]
-    return (s1 - s0) / (t1 - t0), workdir / arch
+    return (s1 - s0) / (t1 - t0), run_dir
 
 
 def reference_steps_per_s(arch: str, steps: int, batch: int, device: torch.device, x: torch.Tensor) -> float:
@@ -112,21 +113,22 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for arch in args.archs:
-            ours, run_dir = flowstudy_steps_per_s(arch, args.steps, args.batch, args.device, Path(tmp))
+            ours, run_dir = flowstudy_steps_per_s(arch, args.steps, args.batch, args.device, Path(tmp), "fp32")
+            ours_bf16 = flowstudy_steps_per_s(arch, args.steps, args.batch, args.device, Path(tmp), "bf16")[0] if device.type == "cuda" else float("nan")
             ref = reference_steps_per_s(arch, args.steps, args.batch, device, x)
             s_ours, s_ref = sampling_rates(run_dir, args.sample_n, device)
             params = count_parameters(create_model(arch))
-            rows.append(dict(arch=arch, params=params, train_steps_per_s=ours, reference_steps_per_s=ref, sample_per_s=s_ours, reference_sample_per_s=s_ref))
+            rows.append(dict(arch=arch, params=params, train_steps_per_s=ours, train_bf16_steps_per_s=ours_bf16, reference_steps_per_s=ref, sample_per_s=s_ours, reference_sample_per_s=s_ref))
             print(json.dumps(rows[-1]), flush=True)
     name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     lines = [
         f"device: {name}; torch {torch.__version__}; batch {args.batch}; {args.steps} steps; sampling n={args.sample_n}, Euler 50 NFE",
         "",
-        "| arch | params | flowstudy train steps/s | reference loop steps/s | flowstudy samples/s | reference samples/s |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        "| arch | params | flowstudy train steps/s (fp32) | flowstudy (bf16 autocast) | reference loop steps/s | flowstudy samples/s | reference samples/s |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     lines += [
-        f"| {r['arch']} | {r['params']:,} | {r['train_steps_per_s']:.1f} | {r['reference_steps_per_s']:.1f} | {r['sample_per_s']:,.0f} | {r['reference_sample_per_s']:,.0f} |"
+        f"| {r['arch']} | {r['params']:,} | {r['train_steps_per_s']:.1f} | {r['train_bf16_steps_per_s']:.1f} | {r['reference_steps_per_s']:.1f} | {r['sample_per_s']:,.0f} | {r['reference_sample_per_s']:,.0f} |"
         for r in rows
     ]
     print("\n".join(lines))
