@@ -29,7 +29,15 @@ if __name__ == '__main__':
     rows = run_study(sys.argv[1], sys.argv[2], workers=int(sys.argv[3]), progress=False)
     print(len(rows), 'cells done')
 " "$spec" "/tmp/studies/$name" "$workers" 2>&1 | tail -40
-    tar --exclude='*.pt' -czf "$OUT/$name.tgz" -C /tmp/studies "$name"
+    # Transfer copy: metadata without checkpoints; samples cut to 200 rows in float16 (enough for
+    # the report's PCA figure), split so that each file stays under the transfer limits.
+    tar --exclude='*.pt' --exclude='*.npy' -czf "$OUT/$name-meta.tgz" -C /tmp/studies "$name"
+    (cd /tmp/studies && python3 -c "
+import glob, numpy as np
+for f in sorted(glob.glob('$name/cells/*/samples.npy')):
+    np.save(f.replace('samples.npy', 'samples-preview.npy'), np.load(f)[:200].astype(np.float16))
+" && find "$name" -name samples-preview.npy | sort > /tmp/previews.txt && split -l 30 /tmp/previews.txt /tmp/previews. \
+      && for part in /tmp/previews.*; do tar -czf "$OUT/$name-samples-${part##*.}.tgz" -T "$part"; done)
     ls -la "$OUT"
     ;;
 esac

@@ -21,7 +21,8 @@ class JsonlTracker:
         self.path = Path(path)
         if resume_step is not None and self.path.exists():
             self._truncate_after(resume_step)
-        self._handle = self.path.open("a", encoding="utf-8")
+        # a fresh run starts a fresh file (a folder reused after its checkpoints were removed)
+        self._handle = self.path.open("a" if resume_step is not None else "w", encoding="utf-8")
 
     def _truncate_after(self, step: int) -> None:
         """Drop records logged after the checkpoint we resume from: they will be logged again."""
