@@ -36,7 +36,7 @@ if __name__ == '__main__':
 import glob, numpy as np
 for f in sorted(glob.glob('$name/cells/*/samples.npy')):
     np.save(f.replace('samples.npy', 'samples-preview.npy'), np.load(f)[:200].astype(np.float16))
-" && find "$name" -name samples-preview.npy | sort > /tmp/previews.txt && split -l 30 /tmp/previews.txt /tmp/previews. \
+" && find "$name" -name samples-preview.npy | sort > /tmp/preview-list && split -l 30 /tmp/preview-list /tmp/previews. \
       && for part in /tmp/previews.*; do tar -czf "$OUT/$name-samples-${part##*.}.tgz" -T "$part"; done)
     ls -la "$OUT"
     ;;

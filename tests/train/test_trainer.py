@@ -64,6 +64,16 @@ def test_resume_reproduces_uninterrupted_run(tmp_path, tiny_config):
     assert _losses(tmp_path / "full") == _losses(tmp_path / "cut")
 
 
+@pytest.mark.gpu
+def test_resume_on_cuda_reproduces_uninterrupted_run(tmp_path, tiny_config):
+    cfg = tiny_config(steps=60, val_every=20, device="cuda", precision="fp32")
+    Trainer(cfg, tmp_path / "full", progress=False).fit()
+    with pytest.raises(TrainingInterrupted):
+        Trainer(cfg, tmp_path / "cut", callbacks=[_SigtermAfterFirstValidation()], progress=False).fit()
+    Trainer(cfg, tmp_path / "cut", progress=False).fit(resume=True)
+    assert _val_losses(tmp_path / "full") == pytest.approx(_val_losses(tmp_path / "cut"), rel=1e-5)
+
+
 def test_resume_errors(tmp_path, tiny_config):
     cfg = tiny_config(steps=20)
     with pytest.raises(CheckpointError, match="nothing to resume"):

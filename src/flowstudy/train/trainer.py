@@ -153,8 +153,9 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.batcher.load_state_dict(state["batcher"])
-        self.generator.set_state(state["rng"]["generator"].to("cpu") if self.device.type == "cpu" else state["rng"]["generator"])
-        torch.set_rng_state(state["rng"]["torch"])
+        # RNG states are CPU ByteTensors whatever the generator's device (map_location moved them)
+        self.generator.set_state(state["rng"]["generator"].cpu())
+        torch.set_rng_state(state["rng"]["torch"].cpu())
         self.step, self.best_val, self.bad_evals = state["step"], state["best_val"], state["bad_evals"]
         self.last_val = state.get("last_val", math.nan)
         self._pending = [loss.to(self.device) for loss in state.get("pending_losses", [])]
