@@ -16,7 +16,7 @@ from flowstudy.train.rundir import LoadedRun
 
 def _velocity(run: LoadedRun, device: torch.device):
     """Velocity in standardised space; bf16 autocast inside the network on CUDA if the run trained so."""
-    bf16 = device.type == "cuda" and run.config.get("precision", "bf16") == "bf16"
+    bf16 = device.type == "cuda" and run.config.get("precision", "fp32") == "bf16"
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else nullcontext()
 
     def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

@@ -42,7 +42,10 @@ class TrainConfig:
     std_floor: float = 0.1  # standardizer floor, relative to the median per-dimension std
     seed: int = 0
     device: str = "auto"
-    precision: str = "bf16"  # inside networks on CUDA only ("fp32" to disable); CPU always fp32
+    # bf16 autocast inside networks on CUDA, or fp32. fp32 is the default: these networks are small
+    # enough to be launch-bound, and autocast's casts made H100 training 20-40 % slower
+    # (benchmarks/RESULTS.md). The CPU always runs fp32.
+    precision: str = "fp32"
     tracker: str | None = None  # "tensorboard" | "mlflow"
     subset: int | None = None  # train on a nested subset of this many rows (data-size studies)
     subset_seed: int = 0
