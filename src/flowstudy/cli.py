@@ -11,7 +11,7 @@ import sys
 from typing import Optional
 
 import typer
-from rich.console import Console
+from flowstudy.console import make_console
 from rich.table import Table
 
 from flowstudy.errors import FlowstudyError
@@ -26,8 +26,8 @@ def _register_study_commands() -> None:
 
     register(app)
 
-console = Console()
-err_console = Console(stderr=True)
+console = make_console()
+err_console = make_console(stderr=True)
 
 
 @app.command()

@@ -23,7 +23,7 @@ def study_command(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Run a study: train, sample and evaluate every cell not yet done; print the comparison table."""
-    from rich.console import Console
+    from flowstudy.console import make_console
 
     from flowstudy.study.runner import DEFAULT_ROOT, run_study
     from flowstudy.study.spec import load_spec
@@ -32,7 +32,7 @@ def study_command(
     parsed = load_spec(spec)
     study_dir = Path(out) if out else DEFAULT_ROOT / parsed.name
     results = run_study(parsed, study_dir, executor=executor, address=address, workers=workers, progress=not quiet)
-    console = Console()
+    console = make_console()
     if results:
         console.print(comparison_table(results, parsed.name))
     failures = ResultStore(study_dir / STORE_NAME).failures([c.id for c in parsed.cells])
@@ -51,12 +51,12 @@ def report_command(
     ),
 ) -> None:
     """Write report.md and a self-contained report.html (tables over seeds, baselines, figures)."""
-    from rich.console import Console
+    from flowstudy.console import make_console
 
     from flowstudy.study.report import write_report
 
     paths = write_report(study_dir, reference=reference)
-    Console().print(f"wrote {paths.markdown} and {paths.html} ({len(paths.figures)} figures)")
+    make_console().print(f"wrote {paths.markdown} and {paths.html} ({len(paths.figures)} figures)")
 
 
 def comparison_table(results: list[dict[str, Any]], name: str):

@@ -128,9 +128,9 @@ def _progress(enabled: bool, total: int, done: int, name: str):
 
 
 def _print_failures(failures: list[dict[str, Any]]) -> None:
-    from rich.console import Console
+    from flowstudy.console import make_console
 
-    console = Console(stderr=True)
+    console = make_console(stderr=True)
     console.print(f"[bold red]{len(failures)} cell(s) failed[/] (retried on the next run; tracebacks in {STORE_NAME}):")
     for f in failures:
         console.print(f"  {f['id']}: {f['error']}", highlight=False, soft_wrap=True)
