@@ -28,7 +28,8 @@ from flowstudy.study import run_study
 if __name__ == '__main__':
     rows = run_study(sys.argv[1], sys.argv[2], workers=int(sys.argv[3]), progress=False)
     print(len(rows), 'cells done')
-" "$spec" "/tmp/studies/$name" "$workers" 2>&1 | tail -40
+" "$spec" "/tmp/studies/$name" "$workers" > /tmp/study.log 2>&1  # no pipe: orphaned workers would hold it open past the timeout
+    tail -40 /tmp/study.log
     # Transfer copy: metadata without checkpoints; samples cut to 200 rows in float16 (enough for
     # the report's PCA figure), split so that each file stays under the transfer limits.
     tar --exclude='*.pt' --exclude='*.npy' -czf "$OUT/$name-meta.tgz" -C /tmp/studies "$name"
