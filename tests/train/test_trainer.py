@@ -115,13 +115,22 @@ def test_out_of_memory_suggests_smaller_batch(tmp_path, tiny_config, monkeypatch
         trainer.fit()
 
 
+class _WorseningValidation(Trainer):
+    """Validation losses 1.0, 0.9, then rising: the best is the second validation."""
+
+    def validation_loss(self):
+        self._calls = getattr(self, "_calls", 0) + 1
+        return [1.0, 0.9, 0.95, 0.97, 0.99, 1.1, 1.2][self._calls - 1]
+
+
 def test_early_stopping_with_patience(tmp_path, tiny_config):
-    result = Trainer(tiny_config(steps=400, val_every=10, lr=5e-2, patience=2), tmp_path / "es", progress=False).fit()
+    trainer = _WorseningValidation(tiny_config(steps=400, val_every=10, patience=2), tmp_path / "es", progress=False)
+    result = trainer.fit()
+    assert result.stopped_early and result.steps == 40  # two validations without improvement after step 20
+    assert result.best_val_loss == 0.9
     state = load_checkpoint(tmp_path / "es/checkpoints/last.pt")
-    if result.stopped_early:
-        assert state["finished"] and state["bad_evals"] == 2 and result.steps < 400
-    vals = [v for _, v in _val_losses(tmp_path / "es")]
-    assert result.best_val_loss == min(vals)
+    assert state["finished"] and state["bad_evals"] == 2 and state["step"] == 40
+    assert load_checkpoint(tmp_path / "es/checkpoints/best.pt")["step"] == 20
 
 
 def test_load_run_returns_ema_model_and_standardizer(tmp_path, tiny_config):
