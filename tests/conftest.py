@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import pytest
 import torch
 
@@ -18,3 +19,15 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip_gpu)
         if "slow" in item.keywords and os.environ.get("FLOWSTUDY_SLOW") != "1":
             item.add_marker(skip_slow)
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory):
+    """A 16-D two-cluster data set: DIR/train.npy (256 rows) and DIR/val.npy (64 rows)."""
+    root = tmp_path_factory.mktemp("tiny-data")
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(2, 16)) * 3
+    for split, n in (("train", 256), ("val", 64)):
+        x = centres[rng.integers(0, 2, n)] + 0.3 * rng.normal(size=(n, 16))
+        np.save(root / f"{split}.npy", (0.01 * x + 0.05).astype(np.float32))
+    return root

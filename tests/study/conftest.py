@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from flowstudy.study.cell import VOLATILE_FIELDS
@@ -35,18 +34,6 @@ SUBSET_EXTRA = """
 [[extra]]
 axes = {subset = [100], flow = ["icfm"]}
 """
-
-
-@pytest.fixture(scope="session")
-def tiny_data(tmp_path_factory):
-    """A 16-D two-cluster data set: DIR/train.npy (256 rows) and DIR/val.npy (64 rows)."""
-    root = tmp_path_factory.mktemp("tiny-data")
-    rng = np.random.default_rng(0)
-    centres = rng.normal(size=(2, 16)) * 3
-    for split, n in (("train", 256), ("val", 64)):
-        x = centres[rng.integers(0, 2, n)] + 0.3 * rng.normal(size=(n, 16))
-        np.save(root / f"{split}.npy", (0.01 * x + 0.05).astype(np.float32))
-    return root
 
 
 @pytest.fixture(scope="session")
