@@ -124,6 +124,9 @@ def train(
     val: Optional[str] = typer.Option(None, help="Held-out data spec (default: the split beside --data)."),
     subset: Optional[int] = typer.Option(None, help="Train on a nested subset of this many rows."),
     patience: Optional[int] = typer.Option(None, help="Early stopping after this many validations without improvement."),
+    base_field: Optional[str] = typer.Option(
+        None, "--base-field", help="none, or gaussian: the network learns the residual of the data's Gaussian-fit velocity."
+    ),
     teacher: Optional[str] = typer.Option(None, help="Reflow: run directory whose ODE provides the pairs."),
     model_opt: Optional[list[str]] = typer.Option(None, "--model-opt", help="Model override KEY=VALUE; repeatable."),
     flow_opt: Optional[list[str]] = typer.Option(None, "--flow-opt", help="Flow override KEY=VALUE; repeatable."),
@@ -144,7 +147,7 @@ def train(
     else:
         overrides = dict(
             data=data, arch=arch, flow=flow, steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-            device=device, aug=aug or None, val=val, subset=subset, patience=patience, teacher=teacher, tracker=tracker,
+            device=device, aug=aug or None, val=val, subset=subset, patience=patience, base_field=base_field, teacher=teacher, tracker=tracker,
             model=_parse_options(model_opt, "--model-opt") or None, flow_options=_parse_options(flow_opt, "--flow-opt") or None,
         )
         if steps is not None:

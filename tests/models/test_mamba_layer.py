@@ -130,16 +130,18 @@ NORM = 2 * H
 TIME_MLP = (256 * H + H) + (H * H + H)
 TIME_PROJ = H * H + H
 IN_OUT_PROJ = H * 2 * 2 * H + 2 * H * H  # in_proj + out_proj of one mixer: 393,216
+POS = (1024 // CHUNK) * H  # one learned position vector per chunk token
 SEPARATE = (
     2 * LAYERS * (LAYER_256 + NORM + TIME_PROJ)  # blocks with their norms and time projections
-    + TIME_MLP + (CHUNK * H + H)  # time MLP, input_proj
+    + TIME_MLP + (CHUNK * H + H) + POS  # time MLP, input_proj, position embedding
     + 2 * NORM + (2 * H * CHUNK + CHUNK)  # final norms, output_proj
 )
 MERGED_MIXER = IN_OUT_PROJ + 2 * (LAYER_256 - IN_OUT_PROJ)
 
 
 def test_default_network_parameter_counts():
-    assert SEPARATE == 4_214_592
+    assert SEPARATE == 4_218_688
+    assert count_parameters(MambaVelocityNetwork(pos_embed=False)) == SEPARATE - POS == 4_214_592
     assert count_parameters(MambaVelocityNetwork()) == SEPARATE
     assert count_parameters(create_model("mamba", skip=False)) == SEPARATE
     mixers = sum(
@@ -161,7 +163,7 @@ def test_tied_variant_removes_in_and_out_projections():
 def test_merged_variant_count():
     merged = create_model("mamba-merged", skip=False)
     expected = (
-        LAYERS * (MERGED_MIXER + NORM + TIME_PROJ) + TIME_MLP + (CHUNK * H + H) + NORM + (H * CHUNK + CHUNK)
+        LAYERS * (MERGED_MIXER + NORM + TIME_PROJ) + TIME_MLP + (CHUNK * H + H) + POS + NORM + (H * CHUNK + CHUNK)
     )
     assert count_parameters(merged) == expected
 
@@ -181,6 +183,22 @@ def test_every_chunk_sees_both_directions(mode):
     x_first[:, :8] += 1.0
     assert not torch.allclose(net(x_last, 0.5)[:, :8], base[:, :8])
     assert not torch.allclose(net(x_first, 0.5)[:, -8:], base[:, -8:])
+
+
+def test_position_embedding_is_added_to_every_token():
+    """Chunk i's token gets pos_embed[i]: shifting one position vector by the negated input_proj
+    bias of an all-zero input makes that token exactly zero before the first block."""
+    torch.manual_seed(0)
+    net = MambaVelocityNetwork(input_dim=64, chunk_size=8, hidden_dim=16, num_layers=1, d_state=4, time_embed_dim=8)
+    assert net.pos_embed.shape == (1, 8, 16)
+    seen = {}
+    net.fwd_layers[0].register_forward_pre_hook(lambda m, args: seen.update(h=args[0].detach().clone()))
+    with torch.no_grad():
+        net.pos_embed[0, 3] = -net.input_proj.bias
+        net(torch.zeros(1, 64), 0.5)
+    assert torch.equal(seen["h"][0, 3], torch.zeros(16))
+    assert (seen["h"][0, [0, 1, 2, 4, 5, 6, 7]].abs().sum(-1) > 0).all()
+    assert MambaVelocityNetwork(input_dim=64, chunk_size=8, hidden_dim=16, num_layers=1, pos_embed=False).pos_embed is None
 
 
 def test_deep_stack_trains():

@@ -67,7 +67,8 @@ def test_reference_parameter_counts():
     H, D, E = 256, 1024, 256
     mlp = (E * H + H + H * H + H) + ((D + H) * H + H) + 3 * (2 * H + H * H + H) + 2 * H + (H * D + D)
     assert count_parameters(SimpleMLP()) == mlp == 922_112
-    assert count_parameters(create_model("mamba", skip=False)) == 4_214_592
+    assert count_parameters(create_model("mamba", skip=False)) == 4_218_688  # 4,214,592 + 16 x 256 positions
+    assert count_parameters(create_model("mamba", skip=False, pos_embed=False)) == 4_214_592
     unet = UNetMLP(widths=(8,))
     # time MLP, down 1024->8, mid 8->8, up 16->8, FiLM per block, output
     expected = (E * E + E) * 2 + (D * 8 + 8) + (8 * 8 + 8) + (16 * 8 + 8) + 3 * (E * 16 + 16) + (8 * D + D)

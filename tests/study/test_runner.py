@@ -18,9 +18,10 @@ from flowstudy.study.cell import train_run
 from flowstudy.study.store import STORE_NAME
 
 
-def test_a_study_writes_every_cell_and_its_exports(reference_study):
+def test_a_study_writes_every_cell_and_its_exports(reference_study, tiny_data):
     spec_path, study_dir, results = reference_study
     spec = load_spec(spec_path)
+    heldout_norm = float(np.linalg.norm(np.load(tiny_data / "val.npy"), axis=1).mean())
     assert [r["id"] for r in results] == [c.id for c in spec.cells]
     assert (study_dir / "spec.toml").read_text() == spec_path.read_text()
     assert [c["id"] for c in json.loads((study_dir / "study.json").read_text())["cells"]] == [c.id for c in spec.cells]
@@ -31,7 +32,10 @@ def test_a_study_writes_every_cell_and_its_exports(reference_study):
         assert samples.dtype == np.float32 and samples.shape == (64, 16)
         # original space: the data live around 0.05 with a spread of ~0.03, not z-scores
         assert abs(float(samples.mean()) - 0.05) < 0.05 and float(samples.std()) < 0.2
+        # the original-space norm ratio: the saved samples against the held-out rows as stored
+        assert r["original_norm_ratio"] == pytest.approx(float(np.linalg.norm(samples, axis=1).mean()) / heldout_norm, rel=1e-5)
         evaluation = json.loads((study_dir / "cells" / cell.id / "evaluation.json").read_text())
+        assert evaluation["original_norm_ratio"] == pytest.approx(r["original_norm_ratio"])
         assert evaluation["rows"]["model"]["fidelity"] == pytest.approx(r["fidelity"])
         assert r["baseline_gaussian_fidelity"] == pytest.approx(evaluation["rows"]["gaussian"]["fidelity"])
         # the held-out reference row is real data: fidelity and novelty are 1 by construction

@@ -47,8 +47,9 @@ class _SigtermAfterFirstValidation:
             os.kill(os.getpid(), signal.SIGTERM)
 
 
-def test_resume_reproduces_uninterrupted_run(tmp_path, tiny_config):
-    cfg = tiny_config(steps=60, val_every=20, aug=["mixup:0.3", "noise:0.05"])
+@pytest.mark.parametrize("base_field", ["none", "gaussian"])
+def test_resume_reproduces_uninterrupted_run(tmp_path, tiny_config, base_field):
+    cfg = tiny_config(steps=60, val_every=20, aug=["mixup:0.3", "noise:0.05"], base_field=base_field)
     Trainer(cfg, tmp_path / "full", progress=False).fit()
     # The handler lets the step in progress finish: the run stops after step 21, between records.
     with pytest.raises(TrainingInterrupted, match=r"interrupted by SIGTERM at step 21/60.*--resume"):
@@ -62,6 +63,11 @@ def test_resume_reproduces_uninterrupted_run(tmp_path, tiny_config):
         assert torch.equal(full["ema"]["model"][key], cut["ema"]["model"][key]), key
     assert _val_losses(tmp_path / "full") == _val_losses(tmp_path / "cut")
     assert _losses(tmp_path / "full") == _losses(tmp_path / "cut")
+    if base_field == "gaussian":  # restored from the checkpoint, not refitted
+        for key in ("mean", "eigvecs", "eigvals"):
+            assert torch.equal(full["base_field"][key], cut["base_field"][key]), key
+    else:
+        assert full["base_field"] is None
 
 
 @pytest.mark.gpu

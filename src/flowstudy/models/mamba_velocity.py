@@ -76,6 +76,7 @@ class MambaVelocityNetwork(nn.Module):
         time_embed_dim: int = 256,
         bidirectional: str = "separate",
         backend: str = "auto",
+        pos_embed: bool = True,
     ) -> None:
         super().__init__()
         if chunk_size < 1 or input_dim % chunk_size != 0:
@@ -96,6 +97,10 @@ class MambaVelocityNetwork(nn.Module):
 
         self.time_mlp = TimeMLP(time_embed_dim, hidden_dim)
         self.input_proj = nn.Linear(chunk_size, hidden_dim)
+        # Which chunk a token is: input_proj is shared by all chunks, and a causal scan can only
+        # infer a token's place from its content, so without this every chunk reads alike.
+        n_chunks = input_dim // chunk_size
+        self.pos_embed = nn.Parameter(torch.randn(1, n_chunks, hidden_dim) * 0.02) if pos_embed else None
         n_dirs = 1 if bidirectional == "merged" else 2
         mixer_cls = BiMambaLayer if bidirectional == "merged" else MambaLayer
         self.fwd_layers = nn.ModuleList(
@@ -135,6 +140,8 @@ class MambaVelocityNetwork(nn.Module):
         """x: [B, D], t: float, [B] or [B, 1] -> velocity [B, D]."""
         x, t = prepare_inputs(x, t, self.input_dim)
         h = self.input_proj(rearrange(x, "b (l c) -> b l c", c=self.chunk_size))  # [B, L, H]
+        if self.pos_embed is not None:
+            h = h + self.pos_embed
         c = F.silu(self.time_mlp(t))  # [B, H]
         out = self.fwd_norm(self._stack(h, c, self.fwd_layers, self.fwd_time_proj))
         if self.bidirectional != "merged":

@@ -67,9 +67,12 @@ def run_cell(cell: Cell, study_dir: str | Path) -> dict[str, Any]:
     atomic_save_npy(cell_dir / "samples.npy", samples)
 
     tic = time.perf_counter()
-    z_eval, train_z, heldout_z = evaluation_space(cell, run, z)
+    z_eval, train_z, heldout_z, heldout = evaluation_space(cell, run, z)
     table = _evaluate(z_eval, train_z, heldout_z, ev)
+    # The norm where the SONAR decoder reads it (the table's norm_ratio is the standardised one).
+    original_norm_ratio = float(np.linalg.norm(samples, axis=1).mean() / np.linalg.norm(heldout, axis=1).mean())
     path_metrics = _straightness(run, ev) if ev.straightness_rows > 0 else {}
+    path_metrics["original_norm_ratio"] = original_norm_ratio
     eval_seconds = time.perf_counter() - tic
     atomic_write_json(cell_dir / "evaluation.json", {"cell": cell.id, "group": cell.group, **table.to_dict(), **path_metrics})
     timing = {
@@ -143,10 +146,11 @@ def _summary_from_state(state: dict[str, Any]) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- evaluation
-def evaluation_space(cell: Cell, run, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def evaluation_space(cell: Cell, run, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, np.ndarray]:
     """Samples, full training set and held-out set in the evaluation space (module docstring).
 
-    z: [N, D] samples in the run's standardised space. Returns float32 [N, D], [Nt, D], [Nh, D].
+    z: [N, D] samples in the run's standardised space. Returns float32 [N, D], [Nt, D], [Nh, D]
+    and the held-out rows in the original space, [Nh, D].
     """
     from flowstudy.data import Standardizer
     from flowstudy.data.resolve import load_train_val
@@ -162,7 +166,7 @@ def evaluation_space(cell: Cell, run, z: torch.Tensor) -> tuple[torch.Tensor, to
     def standardise(x: np.ndarray) -> torch.Tensor:
         return space.transform(torch.from_numpy(x).double()).float()
 
-    return z, standardise(train.embeddings), standardise(heldout.embeddings)
+    return z, standardise(train.embeddings), standardise(heldout.embeddings), heldout.embeddings
 
 
 def _evaluate(z, train_z, heldout_z, ev):

@@ -29,7 +29,7 @@ BASELINE_NAMES = {
     "copies": "training copies",
     "heldout": "real held-out",
 }
-QUALITY_METRICS = ("fidelity", "novelty", "c2st_auc", "mmd", "density", "coverage", "frechet", "norm_ratio")
+QUALITY_METRICS = ("fidelity", "novelty", "c2st_auc", "mmd", "density", "coverage", "frechet", "norm_ratio", "original_norm_ratio")
 COST_METRICS = ("best_val_loss", "straightness", "train_steps", "train_seconds", "nfe", "samples_per_s")
 
 
@@ -49,6 +49,10 @@ DIRECTIONS: dict[str, tuple[Callable[[float], float], str]] = {
         BADNESS["norm_ratio"],
         "closer to 1 is better (|log x|); mean row norm of samples over held-out rows' (standardised space): "
         "below 1, samples shrink toward the mean, which nearest-neighbour metrics can reward",
+    ),
+    "original_norm_ratio": (
+        BADNESS["norm_ratio"],
+        "closer to 1 is better (|log x|); the same ratio in the original embedding space, where a decoder reads it",
     ),
     "best_val_loss": (_lower, "lower is better (flow-matching loss on held-out rows)"),
     "straightness": (_lower, "lower is better; 0 = straight paths (Liu et al. 2023)"),

@@ -50,7 +50,12 @@ class RunPaths:
 
 @dataclass
 class LoadedRun:
-    """A trained model (EMA weights, eval mode), its standardizer and the checkpoint dict."""
+    """A trained model (EMA weights, eval mode), its standardizer and the checkpoint dict.
+
+    ``model(x, t)`` is the run's whole velocity field: for a run with a Gaussian base field it is
+    a :class:`~flowstudy.flows.gaussian_base.WithBaseField` (base + network; the network is
+    ``model.net``).
+    """
 
     model: nn.Module
     standardizer: Standardizer
@@ -83,5 +88,16 @@ def load_run(run_dir: str | Path, which: str = "best", device: str | torch.devic
         model.load_state_dict(state["ema"]["model"] if ema else state["model"])
     except RuntimeError as err:
         raise CheckpointError(f"{path}: weights do not fit architecture '{state['arch']}': {err}") from err
+    if state.get("base_field") is not None:
+        model = _with_base_field(model, state)
     model = model.to(device).eval()
     return LoadedRun(model, Standardizer.from_state_dict(state["standardizer"]), state)
+
+
+def _with_base_field(net: nn.Module, state: dict) -> nn.Module:
+    from flowstudy.flows import create_flow
+    from flowstudy.flows.gaussian_base import GaussianBaseField, WithBaseField
+
+    cfg = state["config"]
+    path = create_flow(cfg["flow"], **cfg.get("flow_options", {})).path
+    return WithBaseField(net, GaussianBaseField.from_state(state["base_field"], path))

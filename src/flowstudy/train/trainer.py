@@ -24,6 +24,7 @@ import flowstudy
 from flowstudy.data import Standardizer, apply_augmentations, parse_augmentations
 from flowstudy.data.resolve import load_train_val
 from flowstudy.errors import CheckpointError, ConfigError, TrainingError
+from flowstudy.flows.gaussian_base import with_base
 from flowstudy.io import atomic_write_json
 from flowstudy.train.checkpoint import load_checkpoint, save_checkpoint
 from flowstudy.train.config import TrainConfig
@@ -108,6 +109,7 @@ class Trainer:
         self.model = create_model(cfg.arch, input_dim=self.dim, **cfg.model).to(self.device)
         self.flow = create_flow(cfg.flow, **cfg.flow_options)
         self.augmentations = parse_augmentations(cfg.aug)
+        self.base = self._base_field(resume_state)
         self.total_steps = cfg.total_steps(self.train_x1.shape[0])
         # fused AdamW: one kernel per step on CUDA, where these small networks are launch-bound
         fused = {"fused": True} if self.device.type == "cuda" else {}
@@ -121,6 +123,22 @@ class Trainer:
         self._pending: list[torch.Tensor] = []
         if resume_state is not None:
             self._restore(resume_state)
+
+    def _base_field(self, resume_state: dict | None):
+        """The run's Gaussian base field (None without one): restored on resume, else fitted."""
+        from flowstudy.flows.gaussian_base import GaussianBaseField
+
+        if self.config.base_field == "none":
+            return None
+        if resume_state is not None and resume_state.get("base_field") is not None:
+            return GaussianBaseField.from_state(resume_state["base_field"], self.flow.path).to(self.device)
+        # Fitted to what the network is trained on: the rows as augmented (4 draws each, from
+        # a generator of its own so the training stream is the same with or without a base).
+        generator = torch.Generator(device=self.device).manual_seed(self.config.seed + 31_337)
+        rows = self.train_x1 if not self.augmentations else torch.cat(
+            [apply_augmentations(self.train_x1, self.augmentations, generator) for _ in range(4)]
+        )
+        return GaussianBaseField.fit(rows, self.flow.path).to(self.device)
 
     def _load_data(self, resume_state: dict | None) -> None:
         cfg = self.config
@@ -180,6 +198,7 @@ class Trainer:
             "finished": finished,
             "config": self.config.to_dict(),
             "standardizer": self.standardizer.state_dict(),
+            "base_field": self.base.state() if self.base is not None else None,
         }
 
     def _write_run_files(self) -> None:
@@ -246,7 +265,7 @@ class Trainer:
         x0 = self.train_x0[idx] if self.train_x0 is not None else None
         try:
             with _autocast(self.device, self.config.precision):
-                loss = self.flow.loss(self.model, x1, x0, generator=self.generator)
+                loss = self.flow.loss(with_base(self.model, self.base), x1, x0, generator=self.generator)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
         except torch.cuda.OutOfMemoryError as err:
@@ -280,7 +299,7 @@ class Trainer:
                 x1 = self.val_x1[start : start + self.config.batch_size]
                 x0 = self.val_x0[start : start + self.config.batch_size] if self.val_x0 is not None else None
                 with _autocast(self.device, self.config.precision):
-                    loss = self.flow.loss(self.ema.model, x1, x0, generator=generator)
+                    loss = self.flow.loss(with_base(self.ema.model, self.base), x1, x0, generator=generator)
                 total += float(loss) * x1.shape[0]
                 count += x1.shape[0]
         return total / count
