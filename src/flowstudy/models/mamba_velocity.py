@@ -15,8 +15,10 @@ chosen by ``bidirectional``:
   sums them (Vision Mamba, Zhu et al. 2024).
 
 The output projection is zero-initialised, so an untrained network outputs v = 0.
+Each chunk token gets a learned position vector after input_proj (``pos_embed=True``).
 At the defaults (D=1024, chunk 64, hidden 256, 4 layers, d_state 16, expand 2) the eight
-Mamba mixers hold 8 * 437,760 = 3,502,080 parameters and the network 4,214,592.
+Mamba mixers hold 8 * 437,760 = 3,502,080 parameters and the network 4,218,688 (16 * 256 of
+them position vectors).
 """
 
 from __future__ import annotations

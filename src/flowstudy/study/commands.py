@@ -15,7 +15,7 @@ def register(app: typer.Typer) -> None:
 
 
 def study_command(
-    spec: str = typer.Argument(..., help="Study file (TOML: [study], [base], [axes], [[extra]])."),
+    spec: str = typer.Argument(..., help="Study file (TOML with tables study, base, axes and optional extra)."),
     out: Optional[str] = typer.Option(None, "--out", help="Study folder (default studies/runs/<name>)."),
     executor: Optional[str] = typer.Option(None, "--executor", help="local (worker processes) or ray."),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (implies --executor ray)."),
