@@ -1,13 +1,15 @@
 """Training steps/s and sampling throughput per architecture: flowstudy vs a plain reference loop.
 
 flowstudy's trainer holds the standardised data on the device (batches are index lookups),
-uses fused AdamW on CUDA and keeps an EMA; on CUDA it is also timed with bf16 autocast. The reference loop is what a typical script does:
+uses fused AdamW on CUDA and keeps an EMA; on CUDA it is also timed with bf16 autocast. Each
+architecture runs with its recipe's base field (the Mamba networks add the Gaussian base field: two
+D x D matrix products per network evaluation, which the reference loop does not do). The reference loop is what a typical script does:
 a per-batch ``DataLoader`` over a CPU ``TensorDataset``, host-to-device copies, fp32, no EMA.
 Sampling: samples/s at 50 NFE (Euler, 50 steps) through ``flowstudy.sampling`` vs a plain fp32
 Euler loop.
 
     python benchmarks/bench_train.py --device cuda --steps 300 --out results/
-    python benchmarks/bench_train.py --device cpu --steps 20 --sample-n 512 --threads 2
+    python benchmarks/bench_train.py --device cpu --steps 50 --sample-n 512 --threads 2
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from torch.utils.data import DataLoader, TensorDataset
 from flowstudy.data import Standardizer, load_dataset
 from flowstudy.models import count_parameters, create_model
 from flowstudy.train import TrainConfig, Trainer, load_run
+from flowstudy.train.config import recipe_for
+from flowstudy.train.trainer import LOG_EVERY
 
 
 def _sync(device: torch.device) -> None:
@@ -43,10 +47,13 @@ class _Clock:
 
 
 def flowstudy_steps_per_s(arch: str, steps: int, batch: int, device: str, workdir: Path, precision: str) -> tuple[float, Path]:
-    cfg = TrainConfig(arch=arch, steps=steps, batch_size=batch, val_every=10**9, device=device, seed=0, precision=precision).validate()
+    base_field = recipe_for(arch).get("base_field", "none")  # the recipe's, as a user's run would have it
+    cfg = TrainConfig(arch=arch, steps=steps, batch_size=batch, val_every=10**9, device=device, seed=0, precision=precision, base_field=base_field).validate()
     clock = _Clock()
     run_dir = workdir / f"{arch}-{precision}"
     Trainer(cfg, run_dir, callbacks=[clock], progress=False).fit()
+    if len(clock.marks) < 2:
+        raise SystemExit(f"--steps {steps} is too short to time: the trainer reports every {LOG_EVERY} steps; use at least {2 * LOG_EVERY}")
     (s0, t0), (s1, t1) = clock.marks[0], clock.marks[-1]
     return (s1 - s0) / (t1 - t0), run_dir
 

@@ -290,22 +290,38 @@ def render_evaluation(table, title: str) -> None:
 _register_study_commands()
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Console entry point: run the app, turning user errors into one line and exit code 2."""
+def _cli_exceptions() -> tuple[tuple[type, ...], tuple[type, ...], tuple[type, ...]]:
+    """(usage errors, exits, aborts) of click and of the copy of click that typer >= 0.2x vendors."""
     import click
 
+    usage, exits, aborts = [click.ClickException], [click.exceptions.Exit], [click.exceptions.Abort]
+    try:
+        from typer import exceptions as typer_exceptions
+        from typer._click import exceptions as vendored
+
+        usage.append(vendored.ClickException)
+        exits.append(typer_exceptions.Exit)
+        aborts.append(typer_exceptions.Abort)
+    except ImportError:  # typer that uses click itself
+        pass
+    return tuple(usage), tuple(exits), tuple(aborts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: run the app, turning user errors into one line and exit code 2."""
+    usage_errors, exits, aborts = _cli_exceptions()
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     args = [a for a in args if a != "--debug"]
     try:
         result = app(args=args, prog_name="flowstudy", standalone_mode=False)
         return int(result or 0) if isinstance(result, int) else 0
-    except click.exceptions.Exit as exit_:
-        return exit_.exit_code
-    except click.exceptions.Abort:
+    except exits as exit_:
+        return int(getattr(exit_, "exit_code", 0) or 0)
+    except aborts:
         err_console.print("aborted")
         return 130
-    except click.ClickException as err:
+    except usage_errors as err:
         err.show()
         return err.exit_code
     except (FlowstudyError, ImportError) as err:  # ImportError: a missing optional extra, with its pip line
