@@ -3,7 +3,8 @@
 flowstudy's trainer holds the standardised data on the device (batches are index lookups),
 uses fused AdamW on CUDA and keeps an EMA; on CUDA it is also timed with bf16 autocast. Each
 architecture runs with its recipe's base field (the Mamba networks add the Gaussian base field: two
-D x D matrix products per network evaluation, which the reference loop does not do). The reference loop is what a typical script does:
+D x D matrix products per network evaluation, which the reference loop does not do). The reference
+loop is what a typical script does:
 a per-batch ``DataLoader`` over a CPU ``TensorDataset``, host-to-device copies, fp32, no EMA.
 Sampling: samples/s at 50 NFE (Euler, 50 steps) through ``flowstudy.sampling`` vs a plain fp32
 Euler loop.

@@ -16,12 +16,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from flowstudy.data import load_dataset
 from flowstudy.data.resolve import default_val_spec
-from flowstudy.metrics import evaluate_with_baselines
+from flowstudy.metrics import evaluate_with_baselines, norm_ratio
 from flowstudy.sampling import sample_standardized
 from flowstudy.train import load_run
 
@@ -56,9 +55,9 @@ def main() -> None:
         bands = bands_for(z_train.shape[0], z_train.shape[1])
         if not rows:
             rows.append(("held-out rows", band_energy(z_held, mean, basis, bands), 1.0, None))
-            rows.append(("training rows", band_energy(z_train, mean, basis, bands), float(train.norm(dim=1).mean() / heldout.norm(dim=1).mean()), None))
+            rows.append(("training rows", band_energy(z_train, mean, basis, bands), norm_ratio(train, heldout), None))
         z, _ = sample_standardized(run, args.n, solver="euler", steps=50, seed=0)
-        ratio = float(st.inverse(z.double()).norm(dim=1).mean() / heldout.norm(dim=1).mean())
+        ratio = norm_ratio(st.inverse(z.double()), heldout)
         table = evaluate_with_baselines(z.float(), z_train.float(), z_held.float(), seed=0)
         rows.append((str(run_dir), band_energy(z, mean, basis, bands), ratio, table.rows[table.model_row]))
     head = " | ".join(f"dirs {a}-{b}" for a, b in bands)

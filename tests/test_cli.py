@@ -33,15 +33,22 @@ def test_train_writes_a_run_with_the_resolved_config(trained):
 def test_sample_reconstruct_evaluate(trained, tmp_path, capsys):
     run, data = trained
     out = tmp_path / "s.npy"
-    assert main(["sample", str(run), "--n", "50", "--out", str(out), "--steps", "10", "--device", "cpu"]) == 0
+    assert main(["sample", str(run), "--n", "64", "--out", str(out), "--device", "cpu"]) == 0
     x = np.load(out)
-    assert x.dtype == np.float32 and x.shape == (50, 16)
+    assert x.dtype == np.float32 and x.shape == (64, 16)
     assert abs(float(x.mean()) - 0.05) < 0.05  # original space (the data sit around 0.05), not z-scores
     capsys.readouterr()
-    assert main(["reconstruct", str(run), "--data", f"{data}:val", "--steps", "20", "--device", "cpu"]) == 0
-    assert "cosine" in capsys.readouterr().out
-    assert main(["evaluate", str(run), "--n", "64", "--device", "cpu"]) == 0
-    assert "original space" in capsys.readouterr().out
+    # Round trip through the whole field (base + network): the ODE map is invertible
+    assert main(["reconstruct", str(run), "--data", f"{data}:val", "--steps", "20", "--device", "cpu", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["n"] == 64 and report["cosine_mean"] > 0.999 and report["relative_error_mean"] < 0.02
+    # evaluate draws the same 64 samples (seed 0, Euler 50): its norm ratio is theirs over the held-out rows'
+    assert main(["evaluate", str(run), "--n", "64", "--device", "cpu", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    held = np.load(data / "val.npy")
+    expected = np.linalg.norm(x, axis=1).mean() / np.linalg.norm(held, axis=1).mean()
+    assert result["original_norm_ratio"] == pytest.approx(float(expected), rel=1e-5)
+    assert result["nfe"] == 50 and result["reference"] == str(data / "val.npy")
 
 
 def test_user_errors_are_one_line_with_exit_code_2(trained, capsys):
@@ -52,6 +59,6 @@ def test_user_errors_are_one_line_with_exit_code_2(trained, capsys):
     assert main(["train", "--data", f"{data}:train", "--arch", "transformer-xl", "--out", str(run.parent / "x")]) == 2
     assert "unknown architecture 'transformer-xl'" in capsys.readouterr().err
     assert main(["train", "--data", f"{data}:train", "--arch", "mlp-tiny", "--base-field", "laplace", "--out", str(run.parent / "y")]) == 2
-    assert "base_field must be none or gaussian" in capsys.readouterr().err
+    assert "base_field must be one of none, gaussian; got 'laplace'" in capsys.readouterr().err
     assert main(["train", "--out", str(run), "--resume"]) == 2
     assert "already finished" in capsys.readouterr().err

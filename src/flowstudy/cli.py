@@ -317,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         result = app(args=args, prog_name="flowstudy", standalone_mode=False)
         return int(result or 0) if isinstance(result, int) else 0
     except exits as exit_:
-        return int(getattr(exit_, "exit_code", 0) or 0)
+        return exit_.exit_code
     except aborts:
         err_console.print("aborted")
         return 130

@@ -50,7 +50,7 @@ def evaluate_target(
     device: str = "auto",
 ) -> EvaluationResult:
     """Evaluate a run directory (sampling ``n`` rows) or a samples ``.npy`` file (original space)."""
-    from flowstudy.metrics import evaluate_with_baselines
+    from flowstudy.metrics import evaluate_with_baselines, norm_ratio
 
     path = Path(target)
     nfe = None
@@ -78,7 +78,7 @@ def evaluate_target(
     table = evaluate_with_baselines(
         _std(standardizer, samples), _std(standardizer, train_set.embeddings), _std(standardizer, ref_set.embeddings), seed=seed
     )
-    ratio = float(np.linalg.norm(samples, axis=1).mean() / np.linalg.norm(ref_set.embeddings, axis=1).mean())
+    ratio = norm_ratio(samples, ref_set.embeddings)
     return EvaluationResult(table, str(target), train_set.source, ref_set.source, ratio, nfe)
 
 

@@ -8,7 +8,7 @@ import pytest
 import scipy.linalg
 import torch
 
-from flowstudy.metrics import density_coverage, frechet_distance, frechet_from_moments, moment_errors
+from flowstudy.metrics import density_coverage, frechet_distance, frechet_from_moments, moment_errors, norm_ratio
 
 
 def test_density_coverage_hand_example():
@@ -79,7 +79,8 @@ def test_moment_errors_on_exact_transformations():
     rng = np.random.default_rng(5)
     real = rng.standard_normal((200, 16)) + 1.0
     doubled = moment_errors(2 * real, real)
-    assert doubled.norm_ratio == pytest.approx(2.0)
+    assert doubled.norm_ratio == pytest.approx(2.0) == norm_ratio(2 * real, real)
+    assert norm_ratio(real[:50] * 0.5, real[:50]) == pytest.approx(0.5)
     assert doubled.std_error == pytest.approx(1.0)  # (2 sd - sd) / sd in every dimension
     assert doubled.mean_error == pytest.approx(np.sqrt((real.mean(0) ** 2).mean()))
     c = np.linspace(-1, 1, 16)

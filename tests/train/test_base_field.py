@@ -32,6 +32,18 @@ def test_run_with_a_base_field_samples_the_gaussian_fit_before_training(tmp_path
     torch.testing.assert_close(z.double().mean(0), train.mean(0), atol=0.12, rtol=0)
 
 
+def test_the_loss_is_taken_on_base_plus_network(tmp_path, tiny_config):
+    """Untrained networks output zero. Without a base the validation loss is that of v = 0,
+    E|u|^2 ~ 2 per coordinate for standardised data; with the base it is the base field's loss, which
+    for two tight clusters explains most of u. Equal losses would mean the trainer left the base out."""
+    val = {}
+    for base_field in ("none", "gaussian"):
+        result = Trainer(tiny_config(steps=1, lr=1e-12, base_field=base_field, aug=[]), tmp_path / base_field, progress=False).fit()
+        val[base_field] = result.best_val_loss
+    assert val["none"] == pytest.approx(2.0, rel=0.15)
+    assert val["gaussian"] < 0.8 * val["none"]
+
+
 def test_bad_base_field_name(tiny_config):
-    with pytest.raises(ConfigError, match="base_field must be none or gaussian; got 'laplace'"):
+    with pytest.raises(ConfigError, match="base_field must be one of none, gaussian; got 'laplace'"):
         tiny_config(base_field="laplace")

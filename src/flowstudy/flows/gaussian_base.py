@@ -25,15 +25,10 @@ direction outside the rows' span to zero.
 from __future__ import annotations
 
 import math
-from typing import Callable
-
 import torch
 from torch import Tensor, nn
 
 from flowstudy.flows.paths import InterpolantPath
-
-BASE_FIELDS = ("none", "gaussian")
-
 
 def ledoit_wolf(x: Tensor) -> tuple[Tensor, float]:
     """Shrunk covariance (1 - rho)·S + rho·(tr S / D)·I of rows x: [N, D], and rho in [0, 1].
@@ -88,7 +83,7 @@ class GaussianBaseField(nn.Module):
 
     def state(self) -> dict:
         """What a checkpoint stores (the path is rebuilt from the run's flow)."""
-        return {"kind": "gaussian", "mean": self.mean.cpu(), "eigvecs": self.eigvecs.cpu(), "eigvals": self.eigvals.cpu(), "shrinkage": self.shrinkage}
+        return {"mean": self.mean.cpu(), "eigvecs": self.eigvecs.cpu(), "eigvals": self.eigvals.cpu(), "shrinkage": self.shrinkage}
 
     def gains(self, t: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Per-direction gain [B, D] and the mean's coefficients a(t), a'(t), each [B, 1]."""
@@ -120,11 +115,4 @@ class WithBaseField(nn.Module):
         return self.net(x, t) + self.base(x, t)
 
 
-def with_base(net: Callable[[Tensor, Tensor], Tensor], base: GaussianBaseField | None) -> Callable[[Tensor, Tensor], Tensor]:
-    """net itself when there is no base, else the function x, t -> net(x, t) + base(x, t)."""
-    if base is None:
-        return net
-    return lambda x, t: net(x, t) + base(x, t)
-
-
-__all__ = ["BASE_FIELDS", "GaussianBaseField", "WithBaseField", "ledoit_wolf", "with_base"]
+__all__ = ["GaussianBaseField", "WithBaseField", "ledoit_wolf"]

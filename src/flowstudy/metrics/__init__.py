@@ -13,7 +13,7 @@ from flowstudy.metrics.c2st import C2STResult, c2st_auc
 from flowstudy.metrics.evaluate import METRICS, Evaluator, evaluate_samples, evaluate_with_baselines
 from flowstudy.metrics.frechet import FrechetResult, frechet_distance, frechet_from_moments
 from flowstudy.metrics.mmd import MMDResult, median_heuristic, mmd_rbf
-from flowstudy.metrics.moments import MomentErrors, moment_errors
+from flowstudy.metrics.moments import MomentErrors, moment_errors, norm_ratio
 from flowstudy.metrics.neighbours import NeighbourRatios, NeighbourReference, neighbour_ratios
 from flowstudy.metrics.paths import (
     NFECurve,
@@ -63,6 +63,7 @@ __all__ = [
     "median_heuristic",
     "mmd_rbf",
     "moment_errors",
+    "norm_ratio",
     "neighbour_ratios",
     "paired_test",
     "reconstruction_error",

@@ -29,13 +29,19 @@ class MomentErrors:
     std_error: float
 
 
+def norm_ratio(samples: np.ndarray | Tensor, real: np.ndarray | Tensor) -> float:
+    """mean_i ||s_i|| / mean_i ||r_i|| of ``samples`` [Ns, D] against ``real`` [Nr, D] (float64)."""
+    s, r = as_matrices(samples=samples, real=real)
+    return float(s.norm(dim=1).mean() / r.norm(dim=1).mean())
+
+
 def moment_errors(samples: np.ndarray | Tensor, real: np.ndarray | Tensor) -> MomentErrors:
     """Moment errors of ``samples`` [Ns, D] against ``real`` [Nr, D] (>= 2 rows each)."""
     s, r = as_matrices(samples=samples, real=real)
     require_rows(s, 2, "samples")
     require_rows(r, 2, "real")
-    norm_ratio = s.norm(dim=1).mean() / r.norm(dim=1).mean()
+    ratio = norm_ratio(s, r)
     mean_error = ((s.mean(0) - r.mean(0)) ** 2).mean().sqrt()
     sd_r = r.std(0).clamp_min(STD_FLOOR)  # [D]; a constant real dimension would divide by 0
     std_error = (((s.std(0) - sd_r) / sd_r) ** 2).mean().sqrt()
-    return MomentErrors(float(norm_ratio), float(mean_error), float(std_error))
+    return MomentErrors(ratio, float(mean_error), float(std_error))

@@ -49,6 +49,7 @@ TRAIN_SUMMARY = "train_summary.json"
 
 def run_cell(cell: Cell, study_dir: str | Path) -> dict[str, Any]:
     """Train, sample and evaluate ``cell``; returns its flat result dict (see :func:`flat_result`)."""
+    from flowstudy.metrics import norm_ratio
     from flowstudy.sampling import sample_standardized
     from flowstudy.train import load_run, resolve_device
 
@@ -69,12 +70,11 @@ def run_cell(cell: Cell, study_dir: str | Path) -> dict[str, Any]:
     tic = time.perf_counter()
     z_eval, train_z, heldout_z, heldout = evaluation_space(cell, run, z)
     table = _evaluate(z_eval, train_z, heldout_z, ev)
+    extra_metrics = _straightness(run, ev) if ev.straightness_rows > 0 else {}
     # The norm where the SONAR decoder reads it (the table's norm_ratio is the standardised one).
-    original_norm_ratio = float(np.linalg.norm(samples, axis=1).mean() / np.linalg.norm(heldout, axis=1).mean())
-    path_metrics = _straightness(run, ev) if ev.straightness_rows > 0 else {}
-    path_metrics["original_norm_ratio"] = original_norm_ratio
+    extra_metrics["original_norm_ratio"] = norm_ratio(samples, heldout)
     eval_seconds = time.perf_counter() - tic
-    atomic_write_json(cell_dir / "evaluation.json", {"cell": cell.id, "group": cell.group, **table.to_dict(), **path_metrics})
+    atomic_write_json(cell_dir / "evaluation.json", {"cell": cell.id, "group": cell.group, **table.to_dict(), **extra_metrics})
     timing = {
         "nfe": nfe,
         "sample_seconds": sample_seconds,
@@ -82,7 +82,7 @@ def run_cell(cell: Cell, study_dir: str | Path) -> dict[str, Any]:
         "eval_seconds": eval_seconds,
         "cell_seconds": time.perf_counter() - started,
     }
-    return flat_result(cell, training, table, {**timing, **path_metrics})
+    return flat_result(cell, training, table, {**timing, **extra_metrics})
 
 
 # ----------------------------------------------------------------------------- training

@@ -14,6 +14,8 @@ from typing import Any
 
 from flowstudy.errors import ConfigError
 
+BASE_FIELDS = ("none", "gaussian")  # see flowstudy.flows.gaussian_base
+
 
 @dataclass
 class TrainConfig:
@@ -79,7 +81,7 @@ class TrainConfig:
             (self.val_every >= 1, f"val_every must be >= 1; got {self.val_every}"),
             (self.patience is None or self.patience >= 1, f"patience must be >= 1; got {self.patience}"),
             (self.flow != "reflow" or self.teacher is not None, "flow 'reflow' needs a teacher run (--teacher RUN_DIR)"),
-            (self.base_field in ("none", "gaussian"), f"base_field must be none or gaussian; got {self.base_field!r}"),
+            (self.base_field in BASE_FIELDS, f"base_field must be one of {', '.join(BASE_FIELDS)}; got {self.base_field!r}"),
             (self.precision in ("bf16", "fp32"), f"precision must be bf16 or fp32; got {self.precision}"),
             (self.tracker in (None, "tensorboard", "mlflow"), f"tracker must be tensorboard or mlflow; got {self.tracker}"),
         ]
@@ -120,7 +122,7 @@ class TrainConfig:
 # the residual (mamba-tiny, 800 steps on CPU: top-20 variance 88 -> 341 of the held-out 419, density
 # 0.35 -> 1.27, coverage 0.50 -> 0.91). For the MLP and U-Net the base made samples more concentrated
 # (original-space norm ratio 0.963 -> 0.936 and 0.949 -> 0.923; U-Net density 1.9 -> 3.0), so they go
-# without. Architecture study with these recipes: docs/results/architectures.
+# without. Architecture study with these recipes: docs/results/architectures-cpu.
 _NOISE_AUG = ["noise:0.3"]
 RECIPES: dict[str, dict[str, Any]] = {
     "mlp": {"steps": 2000, "lr": 1e-3, "batch_size": 256, "aug": _NOISE_AUG},

@@ -24,7 +24,7 @@ import flowstudy
 from flowstudy.data import Standardizer, apply_augmentations, parse_augmentations
 from flowstudy.data.resolve import load_train_val
 from flowstudy.errors import CheckpointError, ConfigError, TrainingError
-from flowstudy.flows.gaussian_base import with_base
+from flowstudy.flows.gaussian_base import WithBaseField
 from flowstudy.io import atomic_write_json
 from flowstudy.train.checkpoint import load_checkpoint, save_checkpoint
 from flowstudy.train.config import TrainConfig
@@ -118,6 +118,9 @@ class Trainer:
             self.optimizer, lambda s: lr_factor(s, self.total_steps, cfg.warmup_frac, cfg.min_lr_frac)
         )
         self.ema = EMA(self.model, cfg.ema_decay)
+        # The velocity field the loss sees: the network, plus the base field when the run has one.
+        self.field = self.model if self.base is None else WithBaseField(self.model, self.base)
+        self.ema_field = self.ema.model if self.base is None else WithBaseField(self.ema.model, self.base)
         self.batcher = Batcher(self.train_x1.shape[0], cfg.batch_size, self.generator)
         self.step, self.best_val, self.bad_evals, self.last_val = 0, math.inf, 0, math.nan
         self._pending: list[torch.Tensor] = []
@@ -265,7 +268,7 @@ class Trainer:
         x0 = self.train_x0[idx] if self.train_x0 is not None else None
         try:
             with _autocast(self.device, self.config.precision):
-                loss = self.flow.loss(with_base(self.model, self.base), x1, x0, generator=self.generator)
+                loss = self.flow.loss(self.field, x1, x0, generator=self.generator)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
         except torch.cuda.OutOfMemoryError as err:
@@ -299,7 +302,7 @@ class Trainer:
                 x1 = self.val_x1[start : start + self.config.batch_size]
                 x0 = self.val_x0[start : start + self.config.batch_size] if self.val_x0 is not None else None
                 with _autocast(self.device, self.config.precision):
-                    loss = self.flow.loss(with_base(self.ema.model, self.base), x1, x0, generator=generator)
+                    loss = self.flow.loss(self.ema_field, x1, x0, generator=generator)
                 total += float(loss) * x1.shape[0]
                 count += x1.shape[0]
         return total / count
