@@ -6,18 +6,16 @@ standardised space of its training split (the standardizer travels in the checkp
 
 from __future__ import annotations
 
-from contextlib import nullcontext
-
 import numpy as np
 import torch
 
 from flowstudy.train.rundir import LoadedRun
+from flowstudy.train.trainer import autocast_for
 
 
 def _velocity(run: LoadedRun, device: torch.device):
     """Velocity in standardised space; bf16 autocast inside the network on CUDA if the run trained so."""
-    bf16 = device.type == "cuda" and run.config.get("precision", "fp32") == "bf16"
-    amp = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else nullcontext()
+    amp = autocast_for(device, run.config.get("precision", "fp32"))
 
     def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         with amp:

@@ -24,7 +24,7 @@ import flowstudy
 from flowstudy.data import Standardizer, apply_augmentations, parse_augmentations
 from flowstudy.data.resolve import load_train_val
 from flowstudy.errors import CheckpointError, ConfigError, TrainingError
-from flowstudy.flows.gaussian_base import WithBaseField
+from flowstudy.flows.gaussian_base import GaussianBaseField, WithBaseField
 from flowstudy.io import atomic_write_json
 from flowstudy.train.checkpoint import load_checkpoint, save_checkpoint
 from flowstudy.train.config import TrainConfig
@@ -129,8 +129,6 @@ class Trainer:
 
     def _base_field(self, resume_state: dict | None):
         """The run's Gaussian base field (None without one): restored on resume, else fitted."""
-        from flowstudy.flows.gaussian_base import GaussianBaseField
-
         if self.config.base_field == "none":
             return None
         if resume_state is not None and resume_state.get("base_field") is not None:
@@ -267,7 +265,7 @@ class Trainer:
         x1 = apply_augmentations(self.train_x1[idx], self.augmentations, self.generator)
         x0 = self.train_x0[idx] if self.train_x0 is not None else None
         try:
-            with _autocast(self.device, self.config.precision):
+            with autocast_for(self.device, self.config.precision):
                 loss = self.flow.loss(self.field, x1, x0, generator=self.generator)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -301,7 +299,7 @@ class Trainer:
             for start in range(0, self.val_x1.shape[0], self.config.batch_size):
                 x1 = self.val_x1[start : start + self.config.batch_size]
                 x0 = self.val_x0[start : start + self.config.batch_size] if self.val_x0 is not None else None
-                with _autocast(self.device, self.config.precision):
+                with autocast_for(self.device, self.config.precision):
                     loss = self.flow.loss(self.ema_field, x1, x0, generator=generator)
                 total += float(loss) * x1.shape[0]
                 count += x1.shape[0]
@@ -376,7 +374,7 @@ def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def _autocast(device: torch.device, precision: str):
+def autocast_for(device: torch.device, precision: str):
     """bf16 inside networks on CUDA when asked; fp32 everywhere else (and for the loss's reduction)."""
     return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and precision == "bf16" else nullcontext()
 
