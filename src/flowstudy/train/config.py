@@ -119,10 +119,11 @@ class TrainConfig:
 # Mamba networks learn the data's linear (covariance) structure slowly: after their 1000 steps their
 # samples held a quarter of the real variance along the top 20 principal directions and spread the
 # rest evenly, so they add the Gaussian base field (flowstudy.flows.gaussian_base) and learn only
-# the residual (mamba-tiny, 800 steps on CPU: top-20 variance 88 -> 341 of the held-out 419, density
-# 0.35 -> 1.27, coverage 0.50 -> 0.91). For the MLP and U-Net the base made samples more concentrated
-# (original-space norm ratio 0.963 -> 0.936 and 0.949 -> 0.923; U-Net density 1.9 -> 3.0), so they go
-# without. Architecture study with these recipes: docs/results/architectures-cpu.
+# the residual (mamba-tiny, 800 steps on CPU: top-20 variance 100 -> 397 of the held-out 419, density
+# 0.46 -> 0.80, coverage 0.54 -> 0.82). The MLP's samples contract with it (norm ratio 0.962 -> 0.921,
+# density 1.28 -> 2.51); the U-Net's norm and spectrum improve but its fidelity drops (0.980 -> 1.034),
+# so both go without until a multi-seed study says otherwise. Measurements and commands:
+# docs/results/architectures-cpu/NOTES.md.
 _NOISE_AUG = ["noise:0.3"]
 RECIPES: dict[str, dict[str, Any]] = {
     "mlp": {"steps": 2000, "lr": 1e-3, "batch_size": 256, "aug": _NOISE_AUG},
