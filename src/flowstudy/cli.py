@@ -134,6 +134,7 @@ def train(
     config: Optional[str] = typer.Option(None, "--config", help="TOML/YAML file with any of these options."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from checkpoints/last.pt."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    no_graph: bool = typer.Option(False, "--no-graph", help="Run each step eagerly instead of as a CUDA graph."),
 ) -> None:
     """Train a flow-matching prior; writes config, metrics.jsonl and checkpoints/{best,last}.pt."""
     from pathlib import Path
@@ -149,6 +150,7 @@ def train(
             data=data, arch=arch, flow=flow, steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
             device=device, aug=aug or None, val=val, subset=subset, patience=patience, base_field=base_field, teacher=teacher, tracker=tracker,
             model=_parse_options(model_opt, "--model-opt") or None, flow_options=_parse_options(flow_opt, "--flow-opt") or None,
+            graph=False if no_graph else None,
         )
         if steps is not None:
             overrides["epochs"] = None

@@ -50,6 +50,9 @@ class TrainConfig:
     # enough to be launch-bound, and autocast's casts made H100 training 20-40 % slower
     # (benchmarks/RESULTS.md). The CPU always runs fp32.
     precision: str = "fp32"
+    # On CUDA, replay each training step as one CUDA graph (flowstudy.train.graph); False keeps the
+    # eager step (debugging). The CPU always runs eagerly.
+    graph: bool = True
     tracker: str | None = None  # "tensorboard" | "mlflow"
     subset: int | None = None  # train on a nested subset of this many rows (data-size studies)
     subset_seed: int = 0

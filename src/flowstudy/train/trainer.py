@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import platform
 import signal
+import sys
 import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from flowstudy.io import atomic_write_json
 from flowstudy.train.checkpoint import load_checkpoint, save_checkpoint
 from flowstudy.train.config import TrainConfig
 from flowstudy.train.ema import EMA
+from flowstudy.train.graph import make_train_step
 from flowstudy.train.rundir import RunPaths
 from flowstudy.train.schedule import lr_factor
 from flowstudy.train.trackers import make_trackers
@@ -111,8 +113,9 @@ class Trainer:
         self.augmentations = parse_augmentations(cfg.aug)
         self.base = self._base_field(resume_state)
         self.total_steps = cfg.total_steps(self.train_x1.shape[0])
-        # fused AdamW: one kernel per step on CUDA, where these small networks are launch-bound
-        fused = {"fused": True} if self.device.type == "cuda" else {}
+        # fused AdamW: one kernel per step on CUDA, where these small networks are launch-bound;
+        # capturable (step counters on the device) when the step is replayed as a CUDA graph
+        fused = {"fused": True, "capturable": cfg.graph} if self.device.type == "cuda" else {}
         self.optimizer = torch.optim.AdamW(_param_groups(self.model, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas, **fused)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_factor(s, self.total_steps, cfg.warmup_frac, cfg.min_lr_frac)
@@ -126,6 +129,7 @@ class Trainer:
         self._pending: list[torch.Tensor] = []
         if resume_state is not None:
             self._restore(resume_state)
+        self._step_fn = make_train_step(self, message=lambda text: print(text, file=sys.stderr))
 
     def _base_field(self, resume_state: dict | None):
         """The run's Gaussian base field (None without one): restored on resume, else fitted."""
@@ -233,7 +237,7 @@ class Trainer:
         pending = self._pending  # losses since the last record, kept on the device
         tic, tic_step = time.perf_counter(), self.step
         while self.step < self.total_steps:
-            loss, grad_norm = self._train_step()
+            loss, grad_norm = self._step_fn()  # _train_step, or its CUDA-graph replay (flowstudy.train.graph)
             pending.append(loss.detach())
             self.step += 1
             at_val = self.step % cfg.val_every == 0 or self.step == self.total_steps

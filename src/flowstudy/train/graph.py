@@ -1,0 +1,230 @@
+"""The trainer's step captured as one CUDA graph: the fast path beside ``Trainer._train_step``.
+
+The networks here are small enough that an eager step is bound by kernel launches (an MLP step
+is ~1.5 GFLOP but ~400 launches). :class:`CapturedStep` records the whole step once —
+
+    batch indices   a slice of the epoch's permutation at a device-side position counter
+    augmentation, noise, t   drawn from the run's own generator (registered with the graph)
+    forward, loss, backward, gradient clipping (foreach, no host sync)
+    learning rate   read from a device table ``lr[step]`` of the run's schedule
+    AdamW           fused and capturable: its step counters live on the device
+    EMA             decay ``min(decay, (1 + n) / (10 + n))`` from a device counter, foreach ops
+
+— and replays it per step. The host keeps the eager bookkeeping in step (the batcher's
+permutation and position, the scheduler's step, the EMA's update count), so checkpoints, exact
+resume, validation and early stopping are the trainer's own. Per epoch the host draws the next
+permutation eagerly (``torch.randperm`` is not capturable), exactly when the eager path does,
+so both paths consume the generator in the same order. The loss is copied out per step and read
+back only when logged.
+
+Not capturable, and then the step runs eagerly with a message: couplings that solve on the host
+(exact OT via scipy), mixup (its Beta draws come from numpy), and any network whose forward
+syncs with the host (the capture's error is in the message).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+from flowstudy.train.schedule import lr_factor
+
+if TYPE_CHECKING:
+    from flowstudy.train.trainer import Trainer
+
+WARMUP_STEPS = 2
+"""Eager steps on a side stream before capture (lazy state, library handles); undone afterwards."""
+
+HOST_AUGMENTATIONS = ("mixup",)
+"""Augmentations that draw on the host (numpy Beta draws)."""
+
+
+def uncapturable_reason(trainer: Trainer) -> str | None:
+    """Why ``trainer``'s step cannot be captured, or None when it can."""
+    if trainer.device.type != "cuda":
+        return "graphs need a CUDA device"
+    if not hasattr(torch.cuda.CUDAGraph, "register_generator_state"):
+        return f"torch {torch.__version__} cannot capture a non-default generator (needs torch >= 2.4)"
+    coupling = type(trainer.flow.coupling).__name__
+    if coupling == "ExactOT":
+        return "the exact OT coupling solves its assignment on the host (scipy)"
+    host_augs = [name for name, _ in trainer.augmentations if name in HOST_AUGMENTATIONS]
+    if host_augs:
+        return f"augmentation {host_augs[0]} draws on the host"
+    return None
+
+
+def make_train_step(trainer: Trainer, *, message=print):
+    """The step function for ``trainer``: a :class:`CapturedStep` where it can be, else the eager one."""
+    if not trainer.config.graph or trainer.device.type != "cuda":
+        return trainer._train_step
+    reason = uncapturable_reason(trainer)
+    if reason is None:
+        try:
+            return CapturedStep(trainer)
+        except Exception as err:  # a forward that syncs, an op without capture support, ...
+            reason = f"capture failed ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
+    message(f"training step runs eagerly, not as a CUDA graph: {reason}")
+    return trainer._train_step
+
+
+class CapturedStep:
+    """``trainer``'s training step as a CUDA graph (module docstring); call it like ``_train_step``.
+
+    ``capture=False`` runs the same device-side step eagerly (no graph): on any device, which
+    lets tests compare this path's arithmetic with the trainer's reference step on the CPU.
+    """
+
+    def __init__(self, trainer: Trainer, *, capture: bool = True):
+        self.trainer = trainer
+        self.device = trainer.device
+        batcher, cfg = trainer.batcher, trainer.config
+        self.params = [p for p in trainer.model.parameters() if p.requires_grad]
+        self.ema_params = list(trainer.ema.model.parameters())
+        self.buffers = list(trainer.model.buffers())
+        self.ema_buffers = list(trainer.ema.model.buffers())
+        # Device-side state the graph reads and advances.
+        self.perm = batcher.perm.clone()  # [N] this epoch's permutation
+        self.pos = torch.tensor([batcher.pos], device=self.device)  # [1] next batch's start in perm
+        self.offsets = torch.arange(batcher.batch_size, device=self.device)  # [B]
+        self.step = torch.tensor([trainer.step], device=self.device)  # [1] optimiser steps taken
+        self.ema_updates = torch.tensor([float(trainer.ema.num_updates)], device=self.device, dtype=torch.float64)
+        self.lr_table = self._lr_table(trainer)  # [groups, total_steps]
+        self.lrs = [torch.tensor(float(g["lr"]), device=self.device, dtype=self.lr_table.dtype) for g in trainer.optimizer.param_groups]
+        self.graph = None
+        if capture:
+            self._capture()
+
+    @staticmethod
+    def _lr_table(trainer: Trainer) -> Tensor:
+        cfg, total = trainer.config, trainer.total_steps
+        factors = torch.tensor([lr_factor(s, total, cfg.warmup_frac, cfg.min_lr_frac) for s in range(total)], dtype=torch.float64)
+        base = torch.tensor(trainer.scheduler.base_lrs, dtype=torch.float64)  # [groups]
+        # float32 for the fused CUDA kernel; float64 elsewhere, where it equals the eager float lr
+        dtype = torch.float32 if trainer.device.type == "cuda" else torch.float64
+        return (base[:, None] * factors[None, :]).to(trainer.device, dtype)  # [groups, total]
+
+    # ----------------------------------------------------------------- the step's maths
+    def _body(self) -> tuple[Tensor, Tensor]:
+        """One step on device state only (what the graph records). Returns (loss, grad_norm)."""
+        from flowstudy.data import apply_augmentations
+        from flowstudy.train.trainer import autocast_for
+
+        tr = self.trainer
+        idx = self.perm.index_select(0, self.pos + self.offsets)  # [B]
+        self.pos.add_(self.offsets.numel())
+        x1 = apply_augmentations(tr.train_x1.index_select(0, idx), tr.augmentations, tr.generator)  # [B, D]
+        x0 = tr.train_x0.index_select(0, idx) if tr.train_x0 is not None else None
+        with autocast_for(self.device, tr.config.precision):
+            loss = tr.flow.loss(tr.field, x1, x0, generator=tr.generator)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, tr.config.grad_clip)  # foreach on CUDA: no sync
+        step = self.step.clamp(max=self.lr_table.shape[1] - 1)
+        for lr, row in zip(self.lrs, self.lr_table):
+            lr.copy_(row.index_select(0, step).reshape(()))
+        tr.optimizer.step()
+        self.step.add_(1)
+        self._ema_update()
+        return loss.detach(), grad_norm
+
+    @torch.no_grad()
+    def _ema_update(self) -> None:
+        """ema += (1 - d)(p - ema), d = min(decay, (1 + n) / (10 + n)) (as EMA.update, on the device)."""
+        n = self.ema_updates
+        decay = torch.clamp((1 + n) / (10 + n), max=self.trainer.ema.decay)  # [1] float64
+        weight = (1 - decay).float().reshape(())
+        diff = torch._foreach_sub([p.detach() for p in self.params], self.ema_params)
+        torch._foreach_mul_(diff, weight)
+        torch._foreach_add_(self.ema_params, diff)
+        for b_ema, b in zip(self.ema_buffers, self.buffers):
+            b_ema.copy_(b)
+        self.ema_updates.add_(1)
+
+    # ----------------------------------------------------------------- capture
+    def _capture(self) -> None:
+        tr = self.trainer
+        saved = self._snapshot()
+        stream = torch.cuda.Stream(device=self.device)
+        stream.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(stream), self._lr_tensors():
+            for _ in range(WARMUP_STEPS):
+                tr.optimizer.zero_grad(set_to_none=True)
+                self._body()
+        torch.cuda.current_stream(self.device).wait_stream(stream)
+        self._restore(saved)
+        tr.optimizer.zero_grad(set_to_none=True)
+        self.graph = torch.cuda.CUDAGraph()
+        self.graph.register_generator_state(tr.generator)
+        with self._lr_tensors(), torch.cuda.graph(self.graph):
+            self.loss, self.grad_norm = self._body()
+        torch.cuda.synchronize(self.device)
+
+    def _lr_tensors(self):
+        """The optimiser reads its learning rates from the device tensors while inside this block."""
+        from contextlib import contextmanager
+
+        groups = self.trainer.optimizer.param_groups
+
+        @contextmanager
+        def swap():
+            floats = [g["lr"] for g in groups]
+            for g, lr in zip(groups, self.lrs):
+                g["lr"] = lr
+            try:
+                yield
+            finally:
+                for g, value in zip(groups, floats):
+                    g["lr"] = value
+
+        return swap()
+
+    def _snapshot(self) -> dict:
+        tr = self.trainer
+        return {
+            "params": [p.detach().clone() for p in self.params],
+            "ema": [p.detach().clone() for p in self.ema_params],
+            "opt": {id(p): {k: v.clone() for k, v in s.items()} for p, s in tr.optimizer.state.items()},
+            "generator": tr.generator.get_state(),
+            "counters": [t.clone() for t in (self.pos, self.step, self.ema_updates)],
+        }
+
+    @torch.no_grad()
+    def _restore(self, saved: dict) -> None:
+        """Undo the warm-up in place (the graph will read these very tensors)."""
+        tr = self.trainer
+        torch._foreach_copy_(self.params, saved["params"])
+        torch._foreach_copy_(self.ema_params, saved["ema"])
+        for p, state in tr.optimizer.state.items():
+            before = saved["opt"].get(id(p))
+            for key, value in state.items():
+                if torch.is_tensor(value):
+                    value.copy_(before[key]) if before is not None else value.zero_()
+        tr.generator.set_state(saved["generator"])
+        for t, value in zip((self.pos, self.step, self.ema_updates), saved["counters"]):
+            t.copy_(value)
+
+    # ----------------------------------------------------------------- per step
+    def __call__(self) -> tuple[Tensor, Tensor]:
+        """One step; returns (loss, grad_norm) as device tensors, like ``Trainer._train_step``."""
+        tr = self.trainer
+        batcher = tr.batcher
+        new_epoch = batcher.pos + batcher.batch_size > batcher.n
+        batcher.next()  # host mirror; draws the next permutation (eagerly) at an epoch's end
+        if new_epoch:
+            self.perm.copy_(batcher.perm)
+            self.pos.zero_()
+        if self.graph is None:
+            with self._lr_tensors():
+                tr.optimizer.zero_grad(set_to_none=True)
+                loss, grad_norm = self._body()
+        else:
+            self.graph.replay()
+            loss, grad_norm = self.loss.clone(), self.grad_norm
+        tr.scheduler.step()  # host bookkeeping only (float learning rates), for checkpoints and logs
+        tr.ema.num_updates += 1
+        return loss, grad_norm
+
+
+__all__ = ["CapturedStep", "HOST_AUGMENTATIONS", "make_train_step", "uncapturable_reason"]
