@@ -13,9 +13,10 @@ from flowstudy.train.rundir import LoadedRun
 from flowstudy.train.trainer import autocast_for
 
 
-def _velocity(run: LoadedRun, device: torch.device):
-    """Velocity in standardised space; bf16 autocast inside the network on CUDA if the run trained so."""
-    amp = autocast_for(device, run.config.get("precision", "fp32"))
+def _velocity(run: LoadedRun, device: torch.device, precision: str | None = None):
+    """Velocity in standardised space; bf16 autocast inside the network on CUDA if the run trained
+    so (or ``precision`` says so)."""
+    amp = autocast_for(device, precision or run.config.get("precision", "fp32"))
 
     def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         with amp:
@@ -26,20 +27,42 @@ def _velocity(run: LoadedRun, device: torch.device):
 
 @torch.no_grad()
 def sample_standardized(
-    run: LoadedRun, n: int, *, solver: str = "euler", steps: int = 50, seed: int = 0, batch_size: int = 4096
+    run: LoadedRun,
+    n: int,
+    *,
+    solver: str = "euler",
+    steps: int = 50,
+    seed: int = 0,
+    batch_size: int = 4096,
+    graph: bool = True,
+    precision: str | None = None,
 ) -> tuple[torch.Tensor, int]:
-    """n samples in standardised space [n, D] (float32, CPU) and the NFE per sample."""
+    """n samples in standardised space [n, D] (float32, CPU) and the NFE per sample.
+
+    On CUDA a fixed-step solver is replayed as a CUDA graph per batch size (``graph=False``: eager;
+    flowstudy.graph_solver); ``precision`` ("bf16"/"fp32") overrides the run's network precision.
+    """
+    from flowstudy.graph_solver import FIXED_STEP_METHODS, GraphSolver
     from flowstudy.solvers import solve
 
     device = next(run.model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
-    velocity = _velocity(run, device)
+    velocity = _velocity(run, device, precision)
+    use_graph = graph and device.type == "cuda" and solver in FIXED_STEP_METHODS
+    solvers: dict[int, GraphSolver] = {}
     chunks, nfe = [], 0
     for start in range(0, n, batch_size):
         x0 = torch.randn(min(batch_size, n - start), run.standardizer.dim, generator=generator, device=device)
-        result = solve(velocity, x0, 0.0, 1.0, method=solver, steps=steps)
-        chunks.append(result.x.float().cpu())
-        nfe = result.nfe
+        if use_graph:
+            rows = x0.shape[0]
+            if rows not in solvers:
+                solvers[rows] = GraphSolver(velocity, rows, x0.shape[1], device=device, method=solver, steps=steps)
+            chunks.append(solvers[rows](x0).cpu())
+            nfe = solvers[rows].nfe
+        else:
+            result = solve(velocity, x0, 0.0, 1.0, method=solver, steps=steps)
+            chunks.append(result.x.float().cpu())
+            nfe = result.nfe
     return torch.cat(chunks), nfe
 
 
