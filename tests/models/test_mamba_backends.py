@@ -27,8 +27,8 @@ def test_fused_backend_unavailable_raises_import_error_with_howto():
 
 
 def test_unknown_backend_lists_valid_ones():
-    with pytest.raises(ValueError, match="valid backends: auto, torch, fused"):
-        MambaLayer(32, backend="triton")
+    with pytest.raises(ValueError, match="valid backends: auto, torch, fused, triton"):
+        MambaLayer(32, backend="cuda")
     with pytest.raises(ConfigError, match="valid backends"):
         create_model("mamba", backend="cuda")
 
@@ -52,7 +52,7 @@ def test_auto_resolves_to_torch_on_cpu():
 
 def test_backends_report():
     report = mamba_backends()
-    assert set(report) == {"torch", "fused"}
+    assert set(report) == {"torch", "fused", "triton"}
     assert report["torch"][0] is True
     available, reason = report["fused"]
     assert isinstance(available, bool) and isinstance(reason, str) and reason

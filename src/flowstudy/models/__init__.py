@@ -21,6 +21,7 @@ from flowstudy.models.dit import DiTVelocityNetwork
 from flowstudy.models.mamba_velocity import MambaVelocityNetwork
 from flowstudy.models.mlp import SimpleMLP, timestep_embedding
 from flowstudy.models.skip import TimeGatedSkip
+from flowstudy.models.ssm.backend import triton_status
 from flowstudy.models.ssm.fused import fused_status
 from flowstudy.models.unet_mlp import UNetMLP
 
@@ -134,6 +135,7 @@ def mamba_backends() -> dict[str, tuple[bool, str]]:
     return {
         "torch": (True, "pure-PyTorch selective scan (CPU and CUDA)"),
         "fused": fused_status(),
+        "triton": triton_status(),
     }
 
 

@@ -125,7 +125,7 @@ class MambaVelocityNetwork(nn.Module):
         self.output_proj = zero_init(nn.Linear(n_dirs * hidden_dim, chunk_size))
 
     def set_backend(self, backend: str) -> None:
-        """Switch every Mamba layer to backend ("auto", "torch" or "fused")."""
+        """Switch every Mamba layer to backend ("auto", "torch", "fused" or "triton")."""
         self.backend = check_backend(backend)
         for module in self.modules():
             if isinstance(module, (MambaLayer, BiMambaLayer)):

@@ -3,6 +3,7 @@
 - ``selective_scan_torch``: pure-PyTorch selective scan (CPU and GPU, fp32 state,
   hand-written backward), argument layout of mamba_ssm's ``selective_scan_fn``;
 - ``fused_status``: whether mamba_ssm's fused CUDA kernels import and run here;
+- ``triton_status``: whether the Triton scan (``triton_scan``, L <= 128) can run here;
 - ``MambaLayer``: the Mamba v1 mixer, parameter-compatible with ``mamba_ssm.Mamba``;
 - ``BiMambaLayer``: a mixer with forward and backward SSM branches (Vision Mamba).
 
@@ -11,7 +12,7 @@ Importing this package never imports mamba_ssm nor touches CUDA.
 
 from __future__ import annotations
 
-from flowstudy.models.ssm.backend import BACKENDS, FUSED_HOWTO, check_backend, resolve_backend
+from flowstudy.models.ssm.backend import BACKENDS, FUSED_HOWTO, check_backend, resolve_backend, triton_status
 from flowstudy.models.ssm.bimamba_layer import BiMambaLayer
 from flowstudy.models.ssm.fused import fused_status
 from flowstudy.models.ssm.mamba_layer import MambaLayer
@@ -27,4 +28,5 @@ __all__ = [
     "resolve_backend",
     "selective_scan_blc",
     "selective_scan_torch",
+    "triton_status",
 ]

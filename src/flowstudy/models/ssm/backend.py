@@ -1,20 +1,26 @@
-"""Choosing the compute backend of the Mamba layers: "torch", "fused" or "auto".
+"""Choosing the compute backend of the Mamba layers: "torch", "fused", "triton" or "auto".
 
-Both backends run over the same parameters, so a state_dict moves freely between them.
+All backends run over the same parameters, so a state_dict moves freely between them.
+"triton" is the Triton scan of ``triton_scan`` (sequences of at most 128 steps), on CUDA,
+or on CPU in Triton's interpreter when TRITON_INTERPRET=1.
 "auto" is resolved on every forward call from the device of the input: the fused
 mamba_ssm kernels on CUDA when they import and run, the PyTorch scan otherwise.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.util
+import os
+
 import torch
 
 from flowstudy.errors import ConfigError
 from flowstudy.models.ssm.fused import fused_status
 
-__all__ = ["BACKENDS", "FUSED_HOWTO", "check_backend", "resolve_backend"]
+__all__ = ["BACKENDS", "FUSED_HOWTO", "check_backend", "resolve_backend", "triton_status"]
 
-BACKENDS = ("auto", "torch", "fused")
+BACKENDS = ("auto", "torch", "fused", "triton")
 FUSED_HOWTO = (
     "pip install 'flowstudy[mamba]' on a CUDA machine with a matching torch, "
     "or use backend='torch'"
@@ -24,6 +30,22 @@ FUSED_HOWTO = (
 def _fused_unavailable() -> ImportError:
     _, reason = fused_status()
     return ImportError(f"The fused Mamba backend is unavailable: {reason}. To enable it: {FUSED_HOWTO}.")
+
+
+def _interpreted() -> bool:
+    return os.environ.get("TRITON_INTERPRET") == "1"
+
+
+@functools.lru_cache(maxsize=1)
+def triton_status() -> tuple[bool, str]:
+    """(available, reason) for the triton backend; imports nothing."""
+    if importlib.util.find_spec("triton") is None:
+        return False, "triton is not installed (pip install triton)"
+    if _interpreted():
+        return True, "Triton interpreter (TRITON_INTERPRET=1): CPU tensors, slow"
+    if not torch.cuda.is_available():
+        return False, "CUDA is not available (TRITON_INTERPRET=1 runs the kernels on CPU, slowly)"
+    return True, "Triton selective scan, sequences of at most 128 steps"
 
 
 def check_backend(backend: str) -> str:
@@ -36,13 +58,19 @@ def check_backend(backend: str) -> str:
         raise ConfigError(f"unknown Mamba backend {backend!r}; valid backends: {', '.join(BACKENDS)}")
     if backend == "fused" and not fused_status()[0]:
         raise _fused_unavailable()
+    if backend == "triton" and not triton_status()[0]:
+        raise ImportError(f"The triton Mamba backend is unavailable: {triton_status()[1]}; or use backend='torch'.")
     return backend
 
 
 def resolve_backend(backend: str, device: torch.device) -> str:
-    """The backend that runs a forward call on device: "torch" or "fused"."""
+    """The backend that runs a forward call on device: "torch", "fused" or "triton"."""
     if backend == "torch":
         return "torch"
+    if backend == "triton":
+        if device.type != "cuda" and not _interpreted():
+            raise RuntimeError(f"backend='triton' runs on CUDA tensors only; got a tensor on {device}")
+        return "triton"
     if backend == "auto":
         return "fused" if device.type == "cuda" and fused_status()[0] else "torch"
     if backend == "fused":

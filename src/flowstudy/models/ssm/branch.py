@@ -4,7 +4,7 @@
     y = selective_scan(x, delta, A = -exp(A_log), B, C, D, z,
                        delta_bias = dt_proj.bias, delta_softplus = True)
 
-Both backends compute this from the same modules; the torch path stays in the
+All backends compute this from the same modules; the torch and triton paths stay in the
 sequence-major layout [B, L, d] of the Linear layers, the fused path uses the
 channel-major layout [B, d, L] that mamba_ssm's kernels expect. Under autocast the
 scan itself runs in fp32.
@@ -57,17 +57,18 @@ def selective_ssm(
     D: Tensor,
     backend: str,
 ) -> Tensor:
-    """x, z: [B, L, d_inner] -> y: [B, L, d_inner]; backend is "torch" or "fused"."""
+    """x, z: [B, L, d_inner] -> y: [B, L, d_inner]; backend is "torch", "fused" or "triton"."""
     if backend == "fused":
         return _fused(x, z, conv1d, x_proj, dt_proj, A_log, D)
+    scan = selective_scan_blc
+    if backend == "triton":  # imported here: importing the models never imports triton
+        from flowstudy.models.ssm.triton_scan import selective_scan_triton_blc as scan
     xc = F.silu(causal_conv_blc(x, conv1d.weight, conv1d.bias))  # [B, L, d_inner]
     dt_rank, d_state = dt_proj.in_features, A_log.shape[1]
     dt, B, C = torch.split(x_proj(xc), [dt_rank, d_state, d_state], dim=-1)  # [B, L, R|N|N]
     delta = F.linear(dt, dt_proj.weight)  # [B, L, d_inner]; the bias enters inside the scan
     A = -torch.exp(_fp32(A_log))  # [d_inner, N]
-    return selective_scan_blc(
-        xc, delta, A, B, C, _fp32(D), z, delta_bias=_fp32(dt_proj.bias), delta_softplus=True
-    )
+    return scan(xc, delta, A, B, C, _fp32(D), z, delta_bias=_fp32(dt_proj.bias), delta_softplus=True)
 
 
 def _fused(

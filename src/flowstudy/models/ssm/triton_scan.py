@@ -1,0 +1,447 @@
+"""Triton selective scan for short sequences (L <= 128): forward and backward kernels.
+
+The maths, arguments and dtypes of :func:`~flowstudy.models.ssm.selective_scan_torch`
+(Gu & Dao 2023, Alg. 2), for every batch row b and channel d with a diagonal state of size N:
+
+    delta_t = softplus(delta_t + delta_bias)                      (if delta_softplus)
+    h_t     = exp(delta_t A) h_{t-1} + delta_t B_t u_t            h_{-1} = 0
+    y_t     = <C_t, h_t> + D u_t;      out_t = y_t silu(z_t)      (if z is given)
+
+One program owns BLOCK_D channels and a run of batch rows. For each row the whole sequence
+is one register tile [L, BLOCK_D, N]: the states h come from an associative scan over L
+(pairs (a, b) composing h -> a h + b), in fp32 whatever the input dtype. The backward
+recomputes the states the same way, so nothing of size [B, d, L, N] is ever stored, then
+runs the adjoint recurrence as a reverse scan:
+
+    G_t  = dL/dh_t = dy_t C_t + exp(delta_{t+1} A) G_{t+1}
+    dC_t = sum_d dy_t h_t;   dB_t = sum_d G_t delta_t u_t;   d(delta_t u_t) = sum_n G_t B_t
+    Q_t  = G_t exp(delta_t A) h_{t-1} = G_t (h_t - delta_t B_t u_t)
+    ddelta_t += sum_n Q_t A;   dA = sum_{b,t} Q_t delta_t
+
+Sums across programs use no atomics, so results are deterministic: dA, dD and
+ddelta_bias are summed over a program's rows in registers and over programs by torch;
+dB and dC are summed over a program's channel blocks in its own rows of a partial buffer
+(one slice per channel split) and over the splits by torch.
+
+Inputs may have any strides (the [B, L, d] layout of Linear outputs runs without copies).
+On CPU the kernels run in Triton's interpreter when TRITON_INTERPRET=1 is set before
+triton is imported (slow; for tests).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+
+from flowstudy.errors import ConfigError
+
+__all__ = ["MAX_SEQLEN", "ScanConfig", "default_config", "selective_scan_triton", "selective_scan_triton_blc"]
+
+MAX_SEQLEN = 128
+
+
+@triton.jit
+def _combine(a1, b1, a2, b2):
+    """Compose h -> a1 h + b1 (earlier) with h -> a2 h + b2 (later)."""
+    return a1 * a2, a2 * b1 + b2
+
+
+@triton.jit
+def _sigmoid(x):
+    return 1.0 / (1.0 + tl.exp(-x))
+
+
+@triton.jit
+def _softplus(x):
+    """log(1 + e^x) = max(x, 0) + log1p(e^-|x|); log1p(e) = log(w) e / (w - 1), w = 1 + e,
+    is accurate to a few ulp (Goldberg 1991), where log(1 + e) alone loses all digits of
+    small e (delta biases sit near softplus^-1(1e-3))."""
+    e = tl.exp(-tl.abs(x))
+    w = 1.0 + e
+    one = w == 1.0
+    lp = tl.where(one, e, tl.log(w) * (e / tl.where(one, 1.0, w - 1.0)))
+    return tl.maximum(x, 0.0) + lp
+
+
+@triton.jit
+def _load_ld(ptr, row, s_b, s_l, s_d, offs_t, offs_d, mask, CT: tl.constexpr):
+    """One row's [L, BLOCK_D] tile of a [B, d, L] tensor with strides (s_b, s_d, s_l)."""
+    p = ptr + row * s_b + offs_t[:, None] * s_l + offs_d[None, :] * s_d
+    return tl.load(p, mask=mask, other=0.0).to(CT)
+
+
+@triton.jit
+def _delta(dt_ptr, row, s_b, s_l, s_d, offs_t, offs_d, mask, bias,
+           HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, CT: tl.constexpr):
+    """(pre, delta): the raw delta + bias and its discretised value, [L, BLOCK_D]."""
+    pre = _load_ld(dt_ptr, row, s_b, s_l, s_d, offs_t, offs_d, mask, CT)
+    if HAS_BIAS:
+        pre = pre + bias[None, :]
+    dl = pre
+    if SOFTPLUS:
+        dl = _softplus(pre)
+    return pre, dl
+
+
+@triton.jit
+def _states(dl, x, A, Bt):
+    """dA = exp(delta A), dBu = delta u B and the states h, all [L, BLOCK_D, N].
+
+    dl, x = delta u: [L, BLOCK_D]; A: [BLOCK_D, N]; Bt: [L, N].
+    """
+    dA = tl.exp(dl[:, :, None] * A[None, :, :])
+    dBu = x[:, :, None] * Bt[:, None, :]
+    _, h = tl.associative_scan((dA, dBu), 0, _combine)
+    return dA, dBu, h
+
+
+@triton.jit
+def _scan_fwd_kernel(
+    u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, out_ptr,
+    batch, dim, seqlen, dstate, rows_per_prog,
+    su_b, su_l, su_d, sdt_b, sdt_l, sdt_d, sz_b, sz_l, sz_d, so_b, so_l, so_d,
+    sB_b, sB_l, sB_n, sC_b, sC_l, sC_n, sA_d, sA_n,
+    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+    L_PAD: tl.constexpr, N_PAD: tl.constexpr, BLOCK_D: tl.constexpr, CT: tl.constexpr,
+):
+    """Grid (row chunks, channel blocks): out for rows_per_prog rows x BLOCK_D channels."""
+    row0 = tl.program_id(0).to(tl.int64) * rows_per_prog  # int64 rows: row * stride may pass 2**31
+    offs_d = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
+    offs_t = tl.arange(0, L_PAD)
+    offs_n = tl.arange(0, N_PAD)
+    m_d, m_n = offs_d < dim, offs_n < dstate
+    m_td = (offs_t[:, None] < seqlen) & m_d[None, :]  # [L, BLOCK_D]
+    m_tn = (offs_t[:, None] < seqlen) & m_n[None, :]  # [L, N]
+    A = tl.load(A_ptr + offs_d[:, None] * sA_d + offs_n[None, :] * sA_n,
+                mask=m_d[:, None] & m_n[None, :], other=0.0).to(CT)  # [BLOCK_D, N]
+    bias = tl.load(bias_ptr + offs_d, mask=m_d, other=0.0).to(CT) if HAS_BIAS else None
+    Dv = tl.load(D_ptr + offs_d, mask=m_d, other=0.0).to(CT) if HAS_D else None
+    for row in range(row0, tl.minimum(row0 + rows_per_prog, batch)):
+        u = _load_ld(u_ptr, row, su_b, su_l, su_d, offs_t, offs_d, m_td, CT)
+        _, dl = _delta(dt_ptr, row, sdt_b, sdt_l, sdt_d, offs_t, offs_d, m_td, bias,
+                       HAS_BIAS, SOFTPLUS, CT)
+        Bt = tl.load(B_ptr + row * sB_b + offs_t[:, None] * sB_l + offs_n[None, :] * sB_n,
+                     mask=m_tn, other=0.0).to(CT)  # [L, N]
+        Ct = tl.load(C_ptr + row * sC_b + offs_t[:, None] * sC_l + offs_n[None, :] * sC_n,
+                     mask=m_tn, other=0.0).to(CT)
+        _, _, h = _states(dl, dl * u, A, Bt)
+        y = tl.sum(h * Ct[:, None, :], axis=2)  # [L, BLOCK_D]
+        if HAS_D:
+            y += u * Dv[None, :]
+        if HAS_Z:
+            z = _load_ld(z_ptr, row, sz_b, sz_l, sz_d, offs_t, offs_d, m_td, CT)
+            y = y * z * _sigmoid(z)
+        tl.store(out_ptr + row * so_b + offs_t[:, None] * so_l + offs_d[None, :] * so_d, y, mask=m_td)
+
+
+@triton.jit
+def _scan_bwd_kernel(
+    u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, dout_ptr,
+    du_ptr, ddt_ptr, dz_ptr, dA_part, dB_part, dC_part, dD_part, dbias_part,
+    batch, dim, seqlen, dstate, rows_per_prog, ch_per_split,
+    su_b, su_l, su_d, sdt_b, sdt_l, sdt_d, sz_b, sz_l, sz_d, sg_b, sg_l, sg_d,
+    sdo_b, sdo_l, sdo_d, sB_b, sB_l, sB_n, sC_b, sC_l, sC_n, sA_d, sA_n,
+    sp_s, sp_b, sp_l, sp_n,
+    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+    L_PAD: tl.constexpr, N_PAD: tl.constexpr, BLOCK_D: tl.constexpr, CT: tl.constexpr,
+):
+    """Grid (row chunks, channel splits). du, ddelta, dz are written in the gradient layout
+    (sg_*); dA_part, dD_part, dbias_part get one [d, N] / [d] slice per row chunk, dB_part
+    and dC_part one [B, L, N] slice (strides sp_*) per channel split."""
+    pid_r, pid_s = tl.program_id(0).to(tl.int64), tl.program_id(1)
+    row0 = pid_r * rows_per_prog  # int64 rows: row * stride may pass 2**31
+    row1 = tl.minimum(row0 + rows_per_prog, batch)
+    c0 = pid_s * ch_per_split
+    c1 = tl.minimum(c0 + ch_per_split, dim)
+    offs_t = tl.arange(0, L_PAD)
+    offs_n = tl.arange(0, N_PAD)
+    m_t, m_n = offs_t < seqlen, offs_n < dstate
+    m_tn = m_t[:, None] & m_n[None, :]
+    m_next = (offs_t + 1 < seqlen)[:, None] & m_n[None, :]  # G_{L-1} has no successor
+    for d0 in range(c0, c1, BLOCK_D):
+        offs_d = d0 + tl.arange(0, BLOCK_D)
+        m_d = offs_d < c1
+        m_td = m_t[:, None] & m_d[None, :]
+        m_td1 = (offs_t + 1 < seqlen)[:, None] & m_d[None, :]
+        A = tl.load(A_ptr + offs_d[:, None] * sA_d + offs_n[None, :] * sA_n,
+                    mask=m_d[:, None] & m_n[None, :], other=0.0).to(CT)  # [BLOCK_D, N]
+        bias = tl.load(bias_ptr + offs_d, mask=m_d, other=0.0).to(CT) if HAS_BIAS else None
+        Dv = tl.load(D_ptr + offs_d, mask=m_d, other=0.0).to(CT) if HAS_D else None
+        dA_acc = tl.zeros([BLOCK_D, N_PAD], dtype=CT)
+        dD_acc = tl.zeros([BLOCK_D], dtype=CT)
+        dbias_acc = tl.zeros([BLOCK_D], dtype=CT)
+        for row in range(row0, row1):
+            u = _load_ld(u_ptr, row, su_b, su_l, su_d, offs_t, offs_d, m_td, CT)
+            pre, dl = _delta(dt_ptr, row, sdt_b, sdt_l, sdt_d, offs_t, offs_d, m_td, bias,
+                             HAS_BIAS, SOFTPLUS, CT)
+            # delta_{t+1}: the same tile one step later (cached), for the reverse recurrence
+            _, dl1 = _delta(dt_ptr + sdt_l, row, sdt_b, sdt_l, sdt_d, offs_t, offs_d, m_td1, bias,
+                            HAS_BIAS, SOFTPLUS, CT)
+            Bt = tl.load(B_ptr + row * sB_b + offs_t[:, None] * sB_l + offs_n[None, :] * sB_n,
+                         mask=m_tn, other=0.0).to(CT)  # [L, N]
+            Ct = tl.load(C_ptr + row * sC_b + offs_t[:, None] * sC_l + offs_n[None, :] * sC_n,
+                         mask=m_tn, other=0.0).to(CT)
+            dy = _load_ld(dout_ptr, row, sdo_b, sdo_l, sdo_d, offs_t, offs_d, m_td, CT)
+            x = dl * u
+            _, dBu, h = _states(dl, x, A, Bt)
+            g_off = row * sg_b + offs_t[:, None] * sg_l + offs_d[None, :] * sg_d
+            if HAS_Z:
+                y = tl.sum(h * Ct[:, None, :], axis=2)
+                if HAS_D:
+                    y += u * Dv[None, :]
+                z = _load_ld(z_ptr, row, sz_b, sz_l, sz_d, offs_t, offs_d, m_td, CT)
+                sig = _sigmoid(z)
+                tl.store(dz_ptr + g_off, dy * y * sig * (1.0 + z * (1.0 - sig)), mask=m_td)
+                dy = dy * z * sig  # dL/dy, y = scan + D u
+            a1 = tl.where(m_next[:, None, :], tl.exp(dl1[:, :, None] * A[None, :, :]), 0.0)
+            _, G = tl.associative_scan((a1, dy[:, :, None] * Ct[:, None, :]), 0, _combine,
+                                       reverse=True)  # [L, BLOCK_D, N]
+            dC_r = tl.sum(dy[:, :, None] * h, axis=1)  # [L, N]
+            dB_r = tl.sum(G * x[:, :, None], axis=1)
+            dx = tl.sum(G * Bt[:, None, :], axis=2)  # [L, BLOCK_D]
+            Q = G * (h - dBu)
+            ddl = tl.sum(Q * A[None, :, :], axis=2) + dx * u
+            dA_acc += tl.sum(Q * dl[:, :, None], axis=0)
+            du = dx * dl
+            if HAS_D:
+                du += dy * Dv[None, :]
+                dD_acc += tl.sum(dy * u, axis=0)
+            if SOFTPLUS:
+                ddl = ddl * _sigmoid(pre)  # softplus' = sigmoid
+            dbias_acc += tl.sum(ddl, axis=0)
+            tl.store(du_ptr + g_off, du, mask=m_td)
+            tl.store(ddt_ptr + g_off, ddl, mask=m_td)
+            p_off = pid_s * sp_s + row * sp_b + offs_t[:, None] * sp_l + offs_n[None, :] * sp_n
+            if d0 > c0:  # this program's own rows of the split's slice: no other writer
+                dB_r += tl.load(dB_part + p_off, mask=m_tn, other=0.0)
+                dC_r += tl.load(dC_part + p_off, mask=m_tn, other=0.0)
+            tl.store(dB_part + p_off, dB_r, mask=m_tn)
+            tl.store(dC_part + p_off, dC_r, mask=m_tn)
+        a_off = pid_r * dim * dstate + offs_d[:, None] * dstate + offs_n[None, :]
+        tl.store(dA_part + a_off, dA_acc, mask=m_d[:, None] & m_n[None, :])
+        if HAS_D:
+            tl.store(dD_part + pid_r * dim + offs_d, dD_acc, mask=m_d)
+        if HAS_BIAS:
+            tl.store(dbias_part + pid_r * dim + offs_d, dbias_acc, mask=m_d)
+        tl.debug_barrier()  # the next channel block re-reads dB_part/dC_part rows stored above
+
+
+@dataclass(frozen=True)
+class ScanConfig:
+    """Launch shape. block_d: channels per tile; rows: batch rows per program; splits: channel
+    splits of the backward grid (each adds a [B, L, N] partial for dB and dC)."""
+
+    fwd_block_d: int
+    fwd_rows: int
+    fwd_warps: int
+    bwd_block_d: int
+    bwd_rows: int
+    bwd_splits: int
+    bwd_warps: int
+
+
+def _pow2_floor(n: int) -> int:
+    return 1 << (max(n, 1).bit_length() - 1)
+
+
+def default_config(batch: int, dim: int, seqlen: int, dstate: int, n_sm: int = 132) -> ScanConfig:
+    """Tiles of about 4096 (forward) and 2048 (backward) fp32 states, at least ~8 programs
+    per multiprocessor, and few enough row chunks and splits that the partial buffers stay
+    a few percent of the traffic."""
+    lp, np_ = triton.next_power_of_2(seqlen), triton.next_power_of_2(dstate)
+    dmax = triton.next_power_of_2(dim)
+    fbd = max(1, min(dmax, 64, _pow2_floor(4096 // (lp * np_))))
+    bbd = max(1, min(dmax, 64, _pow2_floor(2048 // (lp * np_))))
+    target = 8 * n_sm
+    f_rows = max(1, min(16, batch * triton.cdiv(dim, fbd) // target))
+    b_rows = max(1, min(16, batch // 256))
+    chunks = triton.cdiv(batch, b_rows)
+    splits = max(1, min(triton.cdiv(dim, bbd), triton.cdiv(target, chunks)))
+    return ScanConfig(fbd, f_rows, 4, bbd, b_rows, splits, 4)
+
+
+def _check(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D, z, delta_bias) -> None:
+    """Shapes, dtypes and devices of the [B, d, L] arguments; one-line errors."""
+    if u.dim() != 3 or A.dim() != 2 or B.dim() != 3:
+        raise ValueError(
+            f"selective scan expects u [B, d, L], A [d, N], B [B, N, L]; "
+            f"got {tuple(u.shape)}, {tuple(A.shape)}, {tuple(B.shape)}"
+        )
+    batch, dim, seqlen = u.shape
+    N = A.shape[1]
+    want = {"delta": (delta, (batch, dim, seqlen)), "z": (z, (batch, dim, seqlen)),
+            "A": (A, (dim, N)), "B": (B, (batch, N, seqlen)), "C": (C, (batch, N, seqlen)),
+            "D": (D, (dim,)), "delta_bias": (delta_bias, (dim,))}
+    for name, (t, shape) in want.items():
+        if t is not None and tuple(t.shape) != shape:
+            raise ValueError(f"selective scan: {name} must have shape {list(shape)}; got {list(t.shape)}")
+    if seqlen > MAX_SEQLEN:
+        raise ConfigError(
+            f"the triton selective scan handles sequences of at most {MAX_SEQLEN} steps; got L={seqlen} "
+            f"(use backend='torch' or 'fused')"
+        )
+    for name, t in (("u", u), ("delta", delta), ("A", A), ("B", B), ("C", C), ("D", D), ("z", z),
+                    ("delta_bias", delta_bias)):
+        if t is None:
+            continue
+        if t.is_complex():
+            raise ValueError(f"selective scan: {name} is complex; the triton scan takes real tensors")
+        if t.device != u.device:
+            raise ValueError(f"selective scan: {name} is on {t.device}, u on {u.device}")
+
+
+def _layout_like(u: Tensor, dtype: torch.dtype) -> Tensor:
+    """An empty [B, d, L] tensor whose memory order follows u's (d or L fastest)."""
+    b, d, L = u.shape
+    if u.stride(1) < u.stride(2):  # channels fastest: the [B, L, d] layout of a Linear
+        return torch.empty(b, L, d, dtype=dtype, device=u.device).transpose(1, 2)
+    return torch.empty(b, d, L, dtype=dtype, device=u.device)
+
+
+def _strides(t: Tensor | None) -> tuple[int, int, int]:
+    """(batch, time, channel) strides of a [B, d, L] or [B, N, L] tensor; zeros if absent."""
+    if t is None:
+        return (0, 0, 0)
+    return (t.stride(0), t.stride(2), t.stride(1))
+
+
+def _common(u: Tensor, A: Tensor, *tensors: Tensor | None):
+    """Compute dtype, float64 if any input is, else float32: (Triton type, torch dtype)."""
+    f64 = any(t is not None and t.dtype == torch.float64 for t in (u, A, *tensors))
+    return (tl.float64 if f64 else tl.float32), (torch.float64 if f64 else torch.float32)
+
+
+def _n_sm(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).multi_processor_count
+    return 1
+
+
+def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, cfg: ScanConfig) -> Tensor:
+    batch, dim, seqlen = u.shape
+    N = A.shape[1]
+    ct, _ = _common(u, A, delta, B, C, D, z, delta_bias)
+    out = _layout_like(u, u.dtype)
+    grid = (triton.cdiv(batch, cfg.fwd_rows), triton.cdiv(dim, cfg.fwd_block_d))
+    _scan_fwd_kernel[grid](
+        u, delta, A, B, C, D if D is not None else u, z if z is not None else u,
+        delta_bias if delta_bias is not None else u, out,
+        batch, dim, seqlen, N, cfg.fwd_rows,
+        *_strides(u), *_strides(delta), *_strides(z), *_strides(out),
+        *_strides(B), *_strides(C), A.stride(0), A.stride(1),
+        HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=softplus,
+        L_PAD=triton.next_power_of_2(seqlen), N_PAD=triton.next_power_of_2(N),
+        BLOCK_D=cfg.fwd_block_d, CT=ct, num_warps=cfg.fwd_warps,
+    )
+    return out
+
+
+def _backward(u, delta, A, B, C, D, z, delta_bias, softplus, dout, cfg: ScanConfig):
+    batch, dim, seqlen = u.shape
+    N = A.shape[1]
+    ct, cdt = _common(u, A, delta, B, C, D, z, delta_bias)
+    du, ddelta = _layout_like(u, u.dtype), _layout_like(u, delta.dtype)
+    dz = _layout_like(u, z.dtype) if z is not None else None
+    chunks = triton.cdiv(batch, cfg.bwd_rows)
+    per_split = triton.cdiv(triton.cdiv(dim, cfg.bwd_splits), cfg.bwd_block_d) * cfg.bwd_block_d
+    splits = triton.cdiv(dim, per_split)
+    dev = u.device
+    dA_part = torch.empty(chunks, dim, N, dtype=cdt, device=dev)
+    dD_part = torch.empty(chunks, dim, dtype=cdt, device=dev) if D is not None else dA_part
+    dbias_part = torch.empty(chunks, dim, dtype=cdt, device=dev) if delta_bias is not None else dA_part
+    # dB/dC partials follow B's memory order so that one split needs no copy
+    n_fast = B.stride(1) < B.stride(2)
+    shape = (splits, batch, seqlen, N) if n_fast else (splits, batch, N, seqlen)
+    dB_part, dC_part = (torch.empty(shape, dtype=cdt, device=dev) for _ in range(2))
+    view = (lambda p: p) if n_fast else (lambda p: p.transpose(2, 3))  # -> [S, B, L, N]
+    pB = view(dB_part)
+    _scan_bwd_kernel[(chunks, splits)](
+        u, delta, A, B, C, D if D is not None else u, z if z is not None else u,
+        delta_bias if delta_bias is not None else u, dout,
+        du, ddelta, dz if dz is not None else du, dA_part, dB_part, dC_part, dD_part, dbias_part,
+        batch, dim, seqlen, N, cfg.bwd_rows, per_split,
+        *_strides(u), *_strides(delta), *_strides(z), *_strides(du),
+        *_strides(dout), *_strides(B), *_strides(C), A.stride(0), A.stride(1),
+        *pB.stride(),
+        HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=softplus,
+        L_PAD=triton.next_power_of_2(seqlen), N_PAD=triton.next_power_of_2(N),
+        BLOCK_D=cfg.bwd_block_d, CT=ct, num_warps=cfg.bwd_warps,
+    )
+    dB = view(dB_part).sum(0) if splits > 1 else pB[0]  # [B, L, N]
+    dC = view(dC_part).sum(0) if splits > 1 else view(dC_part)[0]
+    return (
+        du, ddelta, dA_part.sum(0).to(A.dtype), dB.transpose(1, 2).to(B.dtype),
+        dC.transpose(1, 2).to(C.dtype),
+        dD_part.sum(0).to(D.dtype) if D is not None else None,
+        dz,
+        dbias_part.sum(0).to(delta_bias.dtype) if delta_bias is not None else None,
+    )
+
+
+class _TritonScan(torch.autograd.Function):
+    """Forward keeps the inputs only; the backward kernel recomputes the states."""
+
+    @staticmethod
+    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus, cfg):  # noqa: D102
+        ctx.delta_softplus, ctx.cfg = delta_softplus, cfg
+        ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias)
+        return _forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, cfg)
+
+    @staticmethod
+    def backward(ctx, dout):  # noqa: D102
+        u, delta, A, B, C, D, z, delta_bias = ctx.saved_tensors
+        grads = _backward(u, delta, A, B, C, D, z, delta_bias, ctx.delta_softplus, dout, ctx.cfg)
+        return (*grads, None, None)
+
+
+def selective_scan_triton(
+    u: Tensor,
+    delta: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Tensor | None = None,
+    z: Tensor | None = None,
+    delta_bias: Tensor | None = None,
+    delta_softplus: bool = False,
+    *,
+    config: ScanConfig | None = None,
+) -> Tensor:
+    """Selective scan with the arguments of :func:`selective_scan_torch`, for L <= 128.
+
+    u, delta, z: [B, d, L]; A: [d, N] (real); B, C: [B, N, L]; D, delta_bias: [d]; any strides.
+    Returns out: [B, d, L] in u's dtype and memory order. The state is fp32 (fp64 if any
+    input is fp64). ``config`` overrides the launch shape (benchmarks, tests).
+    """
+    _check(u, delta, A, B, C, D, z, delta_bias)
+    if config is None:
+        config = default_config(u.shape[0], u.shape[1], u.shape[2], A.shape[1], _n_sm(u.device))
+    with torch.autocast(device_type=u.device.type, enabled=False):
+        return _TritonScan.apply(u, delta, A, B, C, D, z, delta_bias, delta_softplus, config)
+
+
+def selective_scan_triton_blc(
+    u: Tensor,
+    delta: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Tensor | None = None,
+    z: Tensor | None = None,
+    delta_bias: Tensor | None = None,
+    delta_softplus: bool = False,
+) -> Tensor:
+    """The triton scan in sequence-major layout, like :func:`selective_scan_blc`.
+
+    u, delta, z: [B, L, d]; A: [d, N]; B, C: [B, L, N]; D, delta_bias: [d] -> [B, L, d].
+    Transposed views only: the kernels read the strides as they are.
+    """
+    if u.dim() != 3 or B.dim() != 3:
+        raise ValueError(f"selective scan expects u [B, L, d], B [B, L, N]; got {tuple(u.shape)}, {tuple(B.shape)}")
+    t = lambda x: None if x is None else x.transpose(1, 2)  # noqa: E731
+    out = selective_scan_triton(t(u), t(delta), A, t(B), t(C), D, t(z), delta_bias, delta_softplus)
+    return out.transpose(1, 2)

@@ -1,0 +1,117 @@
+"""The Triton scan's kernels on CPU, in Triton's interpreter.
+
+Not collected by default (no test_ prefix): ``test_triton_scan.py::test_interpreter_cases``
+runs this file in a child pytest with TRITON_INTERPRET=1, which must be set before triton
+is imported and so cannot be switched on inside the main test process. Shapes are small and
+odd (masking on every axis); the interpreter runs each program in numpy.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+from test_selective_scan import NAMES, _inputs, _rel, reference_scan
+
+from flowstudy.models.ssm import MambaLayer, selective_scan_blc, selective_scan_torch
+from flowstudy.models.ssm.triton_scan import ScanConfig, selective_scan_triton, selective_scan_triton_blc
+
+pytestmark = pytest.mark.skipif(
+    os.environ.get("TRITON_INTERPRET") != "1", reason="needs TRITON_INTERPRET=1 before triton is imported"
+)
+# Several row chunks, two channel splits, a ragged last channel block of each split.
+SPLIT = ScanConfig(fwd_block_d=2, fwd_rows=2, fwd_warps=4, bwd_block_d=2, bwd_rows=2, bwd_splits=2, bwd_warps=4)
+
+
+def _check(dtype, tol, drop=(), softplus=True, config=None, **shape):
+    """Forward and every gradient against the float64 reference (shapes: batch, d, L, N)."""
+    ours = _inputs(dtype, **{"batch": 3, "d": 5, "L": 7, "N": 3, **shape})
+    ref = {k: v.detach().double().requires_grad_() for k, v in ours.items()}
+    for name in drop:
+        ours[name] = ref[name] = None
+    out = selective_scan_triton(**ours, delta_softplus=softplus, config=config)
+    expected = reference_scan(**ref, delta_softplus=softplus)
+    assert out.dtype == dtype and out.shape == expected.shape
+    assert _rel(out, expected) < tol
+    w = torch.randn(expected.shape, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    kept = [k for k in NAMES if k not in drop]
+    grads = torch.autograd.grad((out * w.to(dtype)).sum(), [ours[k] for k in kept])
+    ref_grads = torch.autograd.grad((expected * w).sum(), [ref[k] for k in kept])
+    for name, g, e in zip(kept, grads, ref_grads):
+        assert g.dtype == dtype and _rel(g, e) < tol, name
+
+
+@pytest.mark.parametrize("config", [None, SPLIT], ids=["default", "split"])
+def test_float64_matches_reference(config):
+    _check(torch.float64, 1e-12, config=config)
+
+
+def test_float32_matches_reference():
+    _check(torch.float32, 2e-6, config=SPLIT)
+
+
+@pytest.mark.parametrize("drop", [("z",), ("D", "z", "delta_bias")])
+def test_optional_arguments(drop):
+    _check(torch.float64, 1e-12, drop=drop)
+
+
+def test_without_softplus():
+    _check(torch.float64, 1e-12, softplus=False)
+
+
+def test_long_padded_sequence():
+    """L = 100 pads to a 128-step tile; N = 2, one channel per block."""
+    _check(torch.float64, 1e-12, batch=1, d=2, L=100, N=2)
+
+
+def test_strided_blc_inputs_match_torch_scan():
+    """The [B, L, d] layout with the strides the Mamba layer produces (z from chunk, B and C
+    from split) gives the PyTorch scan's output and gradients, read without copies."""
+    g = torch.Generator().manual_seed(1)
+    b, L, d, N, R = 2, 6, 5, 3, 2
+    xz = torch.randn(b, L, 2 * d, generator=g, dtype=torch.float64)
+    dbc = torch.randn(b, L, R + 2 * N, generator=g, dtype=torch.float64)
+    u, z = xz.chunk(2, dim=-1)
+    _, Bm, Cm = torch.split(dbc, [R, N, N], dim=-1)
+    delta = 0.5 * torch.randn(b, L, d, generator=g, dtype=torch.float64)
+    A, D, bias = -torch.rand(d, N, dtype=torch.float64) - 0.2, torch.randn(d), 0.1 * torch.randn(d)
+    args = [t.requires_grad_() for t in (u, delta, A, Bm, Cm, D.double(), z, bias.double())]
+    ref_args = [t.detach().clone().requires_grad_() for t in args]
+    out = selective_scan_triton_blc(*args, delta_softplus=True)
+    ref = selective_scan_blc(*ref_args, delta_softplus=True)
+    assert not z.is_contiguous() and out.is_contiguous()  # output in [B, L, d] memory order
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+    w = torch.randn(ref.shape, generator=g, dtype=torch.float64)
+    gr = torch.autograd.grad((out * w).sum(), args)
+    gr_ref = torch.autograd.grad((ref * w).sum(), ref_args)
+    for name, a, e in zip(NAMES, gr, gr_ref):
+        torch.testing.assert_close(a, e, rtol=1e-11, atol=1e-12, msg=name)
+
+
+def test_bf16_inputs_scan_in_fp32():
+    """bf16 inputs are read into an fp32 state: the result is the fp32 scan of the upcast
+    inputs, rounded once to bf16 (within one bf16 step: the interpreter's rounding mode is
+    not the GPU's round-to-nearest)."""
+    x = {k: v.detach() for k, v in _inputs(torch.float32, batch=3, d=5, L=7, N=3).items()}
+    low = {k: (v.bfloat16() if k in ("u", "delta", "B", "C", "z") else v) for k, v in x.items()}
+    out = selective_scan_triton(**low, delta_softplus=True)
+    assert out.dtype == torch.bfloat16
+    up = selective_scan_triton(**{k: v.float() for k, v in low.items()}, delta_softplus=True)
+    assert ((out.float() - up).abs() <= 2**-7 * up.abs()).all()
+    assert _rel(up, selective_scan_torch(**{k: v.float() for k, v in low.items()}, delta_softplus=True)) < 2e-6
+
+
+def test_mamba_layer_triton_matches_torch():
+    """The layer's triton path (conv, projections, strided scan inputs) against its torch path."""
+    torch.manual_seed(0)
+    layer = MambaLayer(8, d_state=4, d_conv=3, backend="triton")
+    h = torch.randn(2, 6, 8)
+    out = layer(h)
+    grads = torch.autograd.grad(out.square().sum(), list(layer.parameters()))
+    layer.backend = "torch"
+    ref = layer(h)
+    ref_grads = torch.autograd.grad(ref.square().sum(), list(layer.parameters()))
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
+    for (name, _), a, e in zip(layer.named_parameters(), grads, ref_grads):
+        torch.testing.assert_close(a, e, rtol=1e-5, atol=1e-6, msg=name)
