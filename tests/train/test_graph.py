@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from flowstudy.train import Trainer, load_checkpoint
-from flowstudy.train.graph import CapturedStep, uncapturable_reason
+from flowstudy.train.graph import CapturedStep, make_train_step, uncapturable_reason
 
 
 def _setup(cfg, path):
@@ -57,7 +57,7 @@ def test_device_side_step_matches_eager_step_on_cpu(tmp_path, tiny_config, overr
 
 def test_cpu_trains_eagerly_and_host_couplings_are_named(tmp_path, tiny_config):
     trainer = _setup(tiny_config(flow="otcfm"), tmp_path / "run")
-    assert trainer._step_fn == trainer._train_step
+    assert make_train_step(trainer) == trainer._train_step
     assert "CUDA" in uncapturable_reason(trainer)
 
 

@@ -83,8 +83,13 @@ class FlowMethod:
         v = model(sample.x_t, sample.t)  # [B, D]
         if v.shape != sample.u_t.shape:
             raise ValueError(f"model must return the shape of x_t {tuple(sample.u_t.shape)}; got {tuple(v.shape)}")
-        dtype = torch.promote_types(sample.u_t.dtype, torch.float32)
-        return self.loss_weight * (v.to(dtype) - sample.u_t.to(dtype)).square().mean()
+        return velocity_loss(v, sample.u_t, self.loss_weight)
+
+
+def velocity_loss(v: Tensor, u_t: Tensor, weight: float) -> Tensor:
+    """``weight · mean((v - u_t)^2)`` over batch and coordinates, in at least float32. v, u_t: [B, D]."""
+    dtype = torch.promote_types(u_t.dtype, torch.float32)
+    return weight * (v.to(dtype) - u_t.to(dtype)).square().mean()
 
 
 def _check_inputs(x1: Tensor, x0: Tensor | None, generator: torch.Generator | None) -> None:

@@ -129,7 +129,6 @@ class Trainer:
         self._pending: list[torch.Tensor] = []
         if resume_state is not None:
             self._restore(resume_state)
-        self._step_fn = make_train_step(self, message=lambda text: print(text, file=sys.stderr))
 
     def _base_field(self, resume_state: dict | None):
         """The run's Gaussian base field (None without one): restored on resume, else fitted."""
@@ -236,6 +235,7 @@ class Trainer:
         cfg = self.config
         pending = self._pending  # losses since the last record, kept on the device
         tic, tic_step = time.perf_counter(), self.step
+        self._step_fn = make_train_step(self, message=lambda text: print(text, file=sys.stderr))
         while self.step < self.total_steps:
             loss, grad_norm = self._step_fn()  # _train_step, or its CUDA-graph replay (flowstudy.train.graph)
             pending.append(loss.detach())

@@ -1,0 +1,372 @@
+"""Many runs of one network architecture trained as one stacked model: the fast path beside the Trainer.
+
+K runs (members) that share a network and its shapes — differing in seed, learning rate, data
+subset, augmentation, flow — train together. Their weights are stacked along a new leading axis
+[K, ...] and one vmapped forward (``torch.func.functional_call`` under ``vmap``: batched matrix
+products) and one backward compute all K losses; networks that vmap cannot batch (the Mamba
+scan's autograd Function) are evaluated member by member inside the same step. Each member
+stays its own run: it is an ordinary :class:`~flowstudy.train.trainer.Trainer` whose generator,
+batcher, data, base field and flow draw exactly the batches, noise and times a separate run
+with its seed draws; gradient clipping, AdamW (the trainer's update, per member: its own
+learning-rate schedule, weight decay and step count), EMA, validation, early stopping,
+checkpoints and trackers are per member. Before a member validates, the group writes its slice
+of the stacked weights, EMA and AdamW moments back into its trainer, which then validates and
+writes its checkpoints itself: every member's run directory is loadable and resumable as an
+ordinary run.
+
+On CUDA the whole group step is captured as one CUDA graph (every member's generator registered
+with it), as :mod:`flowstudy.train.graph` does for one run; elsewhere, or for flows that work on
+the host (exact OT, mixup), it runs eagerly.
+
+    results = StackedGroup([cfg_seed0, cfg_seed1, cfg_seed2], ["runs/s0", "runs/s1", "runs/s2"]).fit()
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+from flowstudy.errors import ConfigError
+from flowstudy.flows.method import velocity_loss
+from flowstudy.train.checkpoint import save_checkpoint
+from flowstudy.train.config import TrainConfig
+from flowstudy.train.graph import WARMUP_STEPS, uncapturable_reason
+from flowstudy.train.schedule import lr_factor
+from flowstudy.train.trackers import make_trackers
+from flowstudy.train.trainer import LOG_EVERY, Trainer, TrainingInterrupted, TrainResult, autocast_for
+
+SHARED_FIELDS = ("arch", "model", "batch_size", "betas", "precision", "device")
+"""TrainConfig fields that must be equal within a group (the stacked network and its batch)."""
+
+
+def group_key(config: TrainConfig) -> tuple:
+    """Configs with equal keys can train in one group (same network, shapes, batch and precision)."""
+    return tuple(repr(getattr(config, name)) for name in SHARED_FIELDS)
+
+
+class StackedGroup:
+    """Train ``configs`` into ``run_dirs`` as one stacked model; :meth:`fit` returns one TrainResult each.
+
+    ``capture``: replay the step as a CUDA graph (default: on CUDA when every config has ``graph``);
+    ``vmap``: batch the K networks with vmap (default: when the network runs under vmap), else
+    evaluate them one after another within the step.
+    """
+
+    def __init__(
+        self, configs: Sequence[TrainConfig], run_dirs: Sequence[str | Path], *, capture: bool | None = None, vmap: bool | None = None
+    ):
+        if not configs or len(configs) != len(run_dirs):
+            raise ConfigError(f"a group needs one run directory per config; got {len(configs)} configs, {len(run_dirs)} directories")
+        keys = {group_key(c.validate()) for c in configs}
+        if len(keys) > 1:
+            raise ConfigError(f"configs of one group must share {', '.join(SHARED_FIELDS)}; got {len(keys)} different combinations")
+        self.members = [Trainer(c, d, progress=False) for c, d in zip(configs, run_dirs)]
+        self.capture, self.vmap = capture, vmap  # None: graph on CUDA / vmap where the network allows
+
+    # ----------------------------------------------------------------- setup
+    def _prepare(self, resume: Sequence[bool]) -> None:
+        for member, again in zip(self.members, resume):
+            member._setup(member._resume_state() if again else member._check_fresh())
+            member._write_run_files()
+        dims = {m.dim for m in self.members}
+        if len(dims) > 1:
+            raise ConfigError(f"members of a group must have one data dimension; got {sorted(dims)}")
+        first = self.members[0]
+        self.device, self.K = first.device, len(self.members)
+        self.names = [n for n, p in first.model.named_parameters() if p.requires_grad]
+        no_decay = {n for n, p in first.model.named_parameters() if p.ndim < 2 or getattr(p, "_no_weight_decay", False)}
+        self.decay = [n not in no_decay for n in self.names]
+        stack = lambda tensors: torch.stack([t.detach() for t in tensors]).clone()  # noqa: E731
+        named = [dict(m.model.named_parameters()) for m in self.members]
+        self.params = [stack([p[n] for p in named]).requires_grad_(True) for n in self.names]  # [K, ...] each
+        ema_named = [dict(m.ema.model.named_parameters()) for m in self.members]
+        self.ema = [stack([p[n] for p in ema_named]) for n in self.names]
+        self.buffers = {n: stack([dict(m.model.named_buffers())[n] for m in self.members]) for n, _ in first.model.named_buffers()}
+        self.exp_avg, self.exp_avg_sq = self._moments(named)
+        self._counters()
+        self.template = copy.deepcopy(first.model).to("meta")
+        self.vmapped = self._can_vmap() if self.vmap is None else self.vmap
+
+    def _moments(self, named: list[dict]) -> tuple[list[Tensor], list[Tensor]]:
+        """AdamW moments per parameter, [K, ...]: a resumed member's own, zeros for a fresh one."""
+        out = {"exp_avg": [], "exp_avg_sq": []}
+        for key in out:
+            for i, n in enumerate(self.names):
+                rows = [m.optimizer.state.get(p[n], {}).get(key) for m, p in zip(self.members, named)]
+                out[key].append(torch.stack([r.to(self.device) if r is not None else torch.zeros_like(self.params[i][0]) for r in rows]).detach().clone())
+        return out["exp_avg"], out["exp_avg_sq"]
+
+    def _counters(self) -> None:
+        """Per-member scalars as [K] device tensors: steps, schedules, clipping, decay."""
+        ms, dev, f64 = self.members, self.device, torch.float64
+        self.opt_steps = torch.tensor([float(m.step) for m in ms], device=dev, dtype=f64)
+        self.ema_updates = torch.tensor([float(m.ema.num_updates) for m in ms], device=dev, dtype=f64)
+        self.ema_decay = torch.tensor([m.ema.decay for m in ms], device=dev, dtype=f64)
+        self.grad_clip = torch.tensor([m.config.grad_clip for m in ms], device=dev, dtype=f64)
+        self.weight_decay = torch.tensor([m.config.weight_decay for m in ms], device=dev, dtype=f64)
+        longest = max(m.total_steps for m in ms)
+        table = torch.tensor(
+            [[m.config.lr * lr_factor(min(s, m.total_steps - 1), m.total_steps, m.config.warmup_frac, m.config.min_lr_frac) for s in range(longest)] for m in ms],
+            dtype=f64,
+        )  # [K, longest]: a member past its end keeps its last rate (its slice is no longer written back)
+        self.lr_host, self.lr_table = table, table.to(dev)
+        batch = ms[0].batcher.batch_size
+        self.offsets = torch.arange(batch, device=dev)  # [B]
+        self.perms = [m.batcher.perm.clone() for m in ms]  # [N_k] each
+        self.positions = [torch.tensor([m.batcher.pos], device=dev) for m in ms]  # [1] each
+
+    def _can_vmap(self) -> bool:
+        """Whether the network runs under vmap (a forward and backward on two rows per member)."""
+        x = torch.zeros(self.K, 2, self.members[0].dim, device=self.device)
+        t = torch.full((self.K, 2), 0.5, device=self.device)
+        params = [p.detach().clone().requires_grad_(True) for p in self.params]
+        try:
+            self._velocities(x, t, params, vmapped=True).sum().backward()
+            return True
+        except Exception:  # e.g. an autograd.Function without a vmap rule
+            return False
+
+    # ----------------------------------------------------------------- the step's maths
+    def _velocities(self, x: Tensor, t: Tensor, params: list[Tensor], vmapped: bool) -> Tensor:
+        """The K networks at x: [K, B, D], t: [K, B] -> [K, B, D]."""
+        from torch.func import functional_call, vmap
+
+        def one(p: list[Tensor], b: dict, xk: Tensor, tk: Tensor) -> Tensor:
+            return functional_call(self.template, ({**dict(zip(self.names, p)), **b}), (xk, tk))
+
+        if vmapped:
+            return vmap(one)(params, self.buffers, x, t)
+        return torch.stack([one([p[k] for p in params], {n: b[k] for n, b in self.buffers.items()}, x[k], t[k]) for k in range(self.K)])
+
+    def _body(self) -> tuple[Tensor, Tensor]:
+        """One group step on device state only (what the graph records). Returns losses, grad norms: [K]."""
+        from flowstudy.data import apply_augmentations
+
+        samples = []
+        for m, perm, pos in zip(self.members, self.perms, self.positions):
+            idx = perm.index_select(0, pos + self.offsets)  # [B]
+            pos.add_(self.offsets.numel())
+            x1 = apply_augmentations(m.train_x1.index_select(0, idx), m.augmentations, m.generator)  # [B, D]
+            x0 = m.train_x0.index_select(0, idx) if m.train_x0 is not None else None
+            samples.append(m.flow.sample_path(x1, x0, m.generator))  # the member's own draws, in its order
+        x_t = torch.stack([s.x_t for s in samples])  # [K, B, D]
+        t = torch.stack([s.t for s in samples])  # [K, B]
+        with autocast_for(self.device, self.members[0].config.precision):
+            v = self._velocities(x_t, t, self.params, self.vmapped)  # [K, B, D]
+            fields = [v[k] if m.base is None else v[k] + m.base(s.x_t, s.t) for k, (m, s) in enumerate(zip(self.members, samples))]
+        losses = torch.stack([velocity_loss(f, s.u_t, m.flow.loss_weight) for f, s, m in zip(fields, samples, self.members)])  # [K]
+        losses.sum().backward()  # members' parameters are disjoint: each gets its own loss's gradient
+        with torch.no_grad():
+            norms = self._clip()
+            self._adamw()
+            self._ema()
+        return losses.detach(), norms
+
+    def _view(self, values: Tensor, like: Tensor) -> Tensor:
+        """[K] -> [K, 1, ...] in like's dtype, to broadcast over a stacked tensor."""
+        return values.to(like.dtype).reshape((self.K,) + (1,) * (like.ndim - 1))
+
+    def _clip(self) -> Tensor:
+        """Per member: g *= min(1, clip / (||g|| + 1e-6)) (torch's clip_grad_norm_). Returns ||g||: [K]."""
+        grads = [p.grad for p in self.params]
+        per_tensor = torch.stack([torch.linalg.vector_norm(g.flatten(1), dim=1) for g in grads])  # [P, K]
+        total = torch.linalg.vector_norm(per_tensor, dim=0)  # [K]
+        coef = torch.clamp(self.grad_clip.to(total.dtype) / (total + 1e-6), max=1.0)  # [K]
+        for g in grads:
+            g.mul_(self._view(coef, g))
+        return total
+
+    def _adamw(self) -> None:
+        """torch.optim.AdamW's update (amsgrad off) per member, with [K] rates and step counts."""
+        beta1, beta2 = self.members[0].config.betas
+        eps = self.members[0].optimizer.defaults["eps"]
+        lr = self.lr_table.gather(1, self.opt_steps.long().clamp(max=self.lr_table.shape[1] - 1)[:, None])[:, 0]  # [K]
+        self.opt_steps.add_(1)
+        step_size = lr / (1 - beta1**self.opt_steps)  # [K]
+        bias2_sqrt = torch.sqrt(1 - beta2**self.opt_steps)  # [K]
+        shrink = 1 - lr * self.weight_decay  # [K]
+        for p, m, v, decay in zip(self.params, self.exp_avg, self.exp_avg_sq, self.decay):
+            g = p.grad
+            if decay:
+                p.mul_(self._view(shrink, p))
+            m.lerp_(g, 1 - beta1)
+            v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+            denom = (v.sqrt() / self._view(bias2_sqrt, v)).add_(eps)
+            p.add_((m / denom) * self._view(-step_size, p))
+
+    def _ema(self) -> None:
+        """ema += (1 - d)(p - ema), d = min(decay, (1 + n) / (10 + n)) per member."""
+        d = torch.minimum((1 + self.ema_updates) / (10 + self.ema_updates), self.ema_decay)  # [K]
+        for e, p in zip(self.ema, self.params):
+            e.lerp_(p.detach(), self._view(1 - d, e))
+        self.ema_updates.add_(1)
+
+    # ----------------------------------------------------------------- capture
+    def _capture(self):
+        saved = self._snapshot()
+        stream = torch.cuda.Stream(device=self.device)
+        stream.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(stream):
+            for _ in range(WARMUP_STEPS):
+                self._zero_grad()
+                self._body()
+        torch.cuda.current_stream(self.device).wait_stream(stream)
+        self._restore(saved)
+        self._zero_grad()
+        graph = torch.cuda.CUDAGraph()
+        for m in self.members:
+            graph.register_generator_state(m.generator)
+        with torch.cuda.graph(graph):
+            self.out = self._body()
+        torch.cuda.synchronize(self.device)
+        return graph
+
+    def _state_tensors(self) -> list[Tensor]:
+        return [*self.params, *self.ema, *self.exp_avg, *self.exp_avg_sq, self.opt_steps, self.ema_updates, *self.positions]
+
+    def _snapshot(self) -> dict:
+        return {"tensors": [t.detach().clone() for t in self._state_tensors()], "rng": [m.generator.get_state() for m in self.members]}
+
+    @torch.no_grad()
+    def _restore(self, saved: dict) -> None:
+        for t, value in zip(self._state_tensors(), saved["tensors"]):
+            t.copy_(value)
+        for m, state in zip(self.members, saved["rng"]):
+            m.generator.set_state(state)
+
+    def _zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    # ----------------------------------------------------------------- loop
+    def fit(self, resume: bool | Sequence[bool] = False) -> list[TrainResult]:
+        """Train every member to its end (or early stop). ``resume``: per member, or for all."""
+        resume = [resume] * len(self.members) if isinstance(resume, bool) else list(resume)
+        self._prepare(resume)
+        self.graph = graph = self._make_graph()
+        trackers = [make_trackers(m.config.tracker, m.paths.root, m.config.to_dict(), m.step if again else None) for m, again in zip(self.members, resume)]
+        started = time.perf_counter()
+        try:
+            with self.members[0]._signals():
+                outcome = self._loop(graph, trackers)
+        finally:
+            for group in trackers:
+                for tracker in group:
+                    tracker.close()
+        seconds = time.perf_counter() - started
+        return [TrainResult(m.paths.root, m.step, m.total_steps, m.best_val, m.last_val, outcome[k], seconds) for k, m in enumerate(self.members)]
+
+    def _make_graph(self):
+        reasons = {uncapturable_reason(m) for m in self.members} - {None}
+        wanted = self.capture if self.capture is not None else (self.device.type == "cuda" and all(m.config.graph for m in self.members))
+        if not wanted:
+            return None
+        if reasons:
+            print(f"group step runs eagerly, not as a CUDA graph: {sorted(reasons)[0]}", file=sys.stderr)
+            return None
+        return self._capture()
+
+    def _step(self, graph) -> tuple[Tensor, Tensor]:
+        for m, perm, pos in zip(self.members, self.perms, self.positions):
+            new_epoch = m.batcher.pos + m.batcher.batch_size > m.batcher.n
+            m.batcher.next()  # host mirror; the next permutation is drawn eagerly, as a separate run does
+            if new_epoch:
+                perm.copy_(m.batcher.perm)
+                pos.zero_()
+        if graph is None:
+            self._zero_grad()
+            return self._body()
+        graph.replay()
+        return self.out[0].clone(), self.out[1]
+
+    def _loop(self, graph, trackers) -> list[bool]:
+        active = [m.step < m.total_steps for m in self.members]
+        stopped = [False] * self.K
+        pending: list[Tensor] = []  # [K] losses per step since the last record
+        tic, tic_step = time.perf_counter(), 0
+        step = 0
+        while any(active):
+            losses, norms = self._step(graph)
+            pending.append(losses)
+            step += 1
+            for m, on in zip(self.members, active):
+                m.step += on
+            if self.members[0]._stop_signal is not None:
+                self._interrupt(active, pending)
+            due = [on and (m.step % m.config.val_every == 0 or m.step == m.total_steps) for m, on in zip(self.members, active)]
+            if step % LOG_EVERY == 0 or any(due):
+                rows = torch.stack(pending).float().cpu()  # [steps, K]
+                norms_host = norms.float().cpu()
+                rate = (step - tic_step) / max(time.perf_counter() - tic, 1e-9)
+                tic, tic_step = time.perf_counter(), step
+                for k, m in enumerate(self.members):
+                    if active[k]:
+                        self._log(k, rows[:, k], float(norms_host[k]), rate, trackers[k])
+                pending.clear()
+            for k, m in enumerate(self.members):
+                if due[k]:
+                    self._write_back(k, [])
+                    stop = m._validate_and_save(trackers[k])
+                    if stop or m.step >= m.total_steps:
+                        active[k], stopped[k] = False, stop
+        return stopped
+
+    def _log(self, k: int, losses: Tensor, grad_norm: float, rate: float, trackers) -> None:
+        m = self.members[k]
+        m._check_finite(losses)
+        lr = float(self.lr_host[k, min(m.step, self.lr_host.shape[1] - 1)])
+        record = {"loss": float(losses.mean()), "lr": lr, "grad_norm": grad_norm, "steps_per_s": rate}
+        for tracker in trackers:
+            tracker.log(m.step, record)
+
+    def _interrupt(self, active: list[bool], pending: list[Tensor]) -> None:
+        for k, m in enumerate(self.members):
+            if active[k]:
+                self._write_back(k, pending)
+                save_checkpoint(m.paths.last, m._state(finished=False))
+        first = self.members[0]
+        raise TrainingInterrupted(
+            f"interrupted at group step {first.step}; resumable checkpoints are in each member's checkpoints/last.pt (continue with resume)"
+        )
+
+    @torch.no_grad()
+    def _write_back(self, k: int, pending: list[Tensor]) -> None:
+        """Member k's slice of weights, EMA and AdamW state into its trainer (for its checkpoints)."""
+        m = self.members[k]
+        params = dict(m.model.named_parameters())
+        ema = dict(m.ema.model.named_parameters())
+        on_device = m.optimizer.defaults.get("fused") or m.optimizer.defaults.get("capturable")
+        step = m.step
+        for i, n in enumerate(self.names):
+            params[n].copy_(self.params[i][k])
+            ema[n].copy_(self.ema[i][k])
+            m.optimizer.state[params[n]] = {
+                "step": torch.tensor(float(step), dtype=torch.float32, device=params[n].device if on_device else "cpu"),
+                "exp_avg": self.exp_avg[i][k].clone(),
+                "exp_avg_sq": self.exp_avg_sq[i][k].clone(),
+            }
+        m.ema.num_updates = int(self.ema_updates[k])
+        cfg = m.config
+        factor = lr_factor(min(step, m.total_steps - 1), m.total_steps, cfg.warmup_frac, cfg.min_lr_frac)
+        m.scheduler.last_epoch = step
+        m.scheduler._last_lr = [base * factor for base in m.scheduler.base_lrs]
+        for group, lr in zip(m.optimizer.param_groups, m.scheduler._last_lr):
+            group["lr"] = lr
+        m._pending = [row[k] for row in pending]
+
+
+def train_group(configs: Sequence[TrainConfig], run_dirs: Sequence[str | Path], resume: bool | Sequence[bool] = False) -> list[TrainResult]:
+    """Train ``configs`` into ``run_dirs`` as one :class:`StackedGroup` (one member: the plain Trainer)."""
+    if len(configs) == 1:
+        again = resume if isinstance(resume, bool) else resume[0]
+        return [Trainer(configs[0], run_dirs[0], progress=False).fit(resume=again)]
+    return StackedGroup(configs, run_dirs).fit(resume)
+
+
+__all__ = ["SHARED_FIELDS", "StackedGroup", "group_key", "train_group"]
