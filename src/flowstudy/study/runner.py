@@ -26,6 +26,7 @@ from typing import Any
 from flowstudy.io import atomic_write_json, atomic_write_text
 from flowstudy.study.cell import run_cell
 from flowstudy.study.executors import CellError, make_executor
+from flowstudy.study.groups import pack_cells, train_cell_group
 from flowstudy.study.spec import StudySpec, load_spec
 from flowstudy.study.store import STORE_NAME, ResultStore, export_results
 
@@ -39,13 +40,15 @@ def run_study(
     address: str | None = None,
     workers: int | None = None,
     progress: bool = True,
+    group_size: int | None = None,
 ) -> list[dict[str, Any]]:
     """Run the cells of ``spec`` that are not done yet; returns the done cells' results.
 
     ``executor``: "local", "ray" or an object with ``map_cells`` (default: the spec's, or "ray"
     when ``address`` is given). ``study_dir`` defaults to ``studies/runs/<name>``. A cell that
     raises is recorded as failed with its error and traceback; the study goes on, and the
-    next run retries it.
+    next run retries it. ``group_size`` > 1 (default: the spec's) first trains the runs in
+    stacked groups of up to that many (flowstudy.study.groups), one group per executor task.
     """
     spec = spec if isinstance(spec, StudySpec) else load_spec(spec)
     study_dir = Path(study_dir) if study_dir is not None else DEFAULT_ROOT / spec.name
@@ -55,6 +58,9 @@ def run_study(
     todo = [cell for cell in spec.cells if cell.id not in done]
     if todo:
         runner = _executor(spec, executor, address, workers)
+        size = group_size or spec.group_size
+        if size > 1:
+            _train_groups(runner, pack_cells(todo, size), study_dir.resolve(), progress)
         fn = partial(run_cell, study_dir=study_dir.resolve())
         with _progress(progress, len(spec.cells), len(spec.cells) - len(todo), spec.name) as advance:
             for cell, outcome in runner.map_cells(fn, todo):
@@ -67,6 +73,18 @@ def run_study(
     if progress and failures:
         _print_failures(failures)
     return results
+
+
+def _train_groups(runner, groups, study_dir: Path, progress: bool) -> None:
+    """Train each group's runs (one executor task per group); a failed group is reported and its
+    runs are left to the cells, which train them one by one."""
+    fn = partial(train_cell_group, study_dir=study_dir)
+    for group, outcome in runner.map_cells(fn, groups):
+        if isinstance(outcome, BaseException) and progress:
+            from flowstudy.console import make_console
+
+            names = ", ".join(cell.run_name for cell in group)
+            make_console(stderr=True).print(f"group training failed ({outcome}); its runs train one by one: {names}", highlight=False)
 
 
 def write_study_files(spec: StudySpec, study_dir: Path) -> None:

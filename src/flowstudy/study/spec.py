@@ -13,7 +13,8 @@ A study file is TOML::
     eval_seed = 0                # held-out splits, baselines, classifier folds: same for every cell
     reference = "mlp/icfm"       # configuration the report tests the others against (optional)
     # optional: description, n_splits (20), n_dist_splits (5), straightness_rows (256; 0 = off),
-    # address (Ray), num_cpus_per_cell (1), num_gpus_per_cell (0)
+    # address (Ray), num_cpus_per_cell (1), num_gpus_per_cell (0), group_size (1; > 1 trains runs
+    # that share a network in stacked groups of up to this many, flowstudy.study.groups)
 
     [base]                       # any flowstudy.train.TrainConfig field
     data = "builtin:sonar-gsm8k-1k"
@@ -74,6 +75,7 @@ class StudySpec:
     address: str | None = None
     num_cpus_per_cell: float = 1.0
     num_gpus_per_cell: float = 0.0
+    group_size: int = 1  # > 1: train runs in stacked groups of up to this many (flowstudy.study.groups)
     reference: str | None = None
     description: str = ""
     cells: list[Cell] = field(default_factory=list)
@@ -116,6 +118,7 @@ _STUDY_KEYS: dict[str, tuple[type, ...]] = {
     "address": (str,),
     "num_cpus_per_cell": (int, float),
     "num_gpus_per_cell": (int, float),
+    "group_size": (int,),
     "eval_seed": (int,),
     "n_splits": (int,),
     "n_dist_splits": (int,),
@@ -173,11 +176,14 @@ def parse_spec(values: dict[str, Any], source: str = "study", text: str | None =
         address=study.get("address"),
         num_cpus_per_cell=float(study.get("num_cpus_per_cell", 1.0)),
         num_gpus_per_cell=float(study.get("num_gpus_per_cell", 0.0)),
+        group_size=study.get("group_size", 1),
         reference=study.get("reference"),
         description=study.get("description", ""),
     )
     if spec.executor not in EXECUTORS:
         raise ConfigError(f"{source}: [study] executor must be one of {', '.join(EXECUTORS)}; got {spec.executor!r}")
+    if spec.group_size < 1:
+        raise ConfigError(f"{source}: [study] group_size must be >= 1; got {spec.group_size}")
     if spec.workers is not None and spec.workers < 1:
         raise ConfigError(f"{source}: [study] workers must be >= 1; got {spec.workers}")
     spec.cells = expand(spec)

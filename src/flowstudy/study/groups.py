@@ -1,0 +1,87 @@
+"""Packing a study's training runs into stacked groups (flowstudy.train.stacked).
+
+Cells whose runs share a network, its shapes, batch size, precision and device — typically the
+seeds of one configuration, its data-size subsets, its learning rates — are trained as one
+stacked model: one group per worker task, so a GPU trains many runs in the time of a few. The
+executor maps groups as it maps cells (a local process pool on this machine's GPU, or one Ray
+task per group with the cell's GPU share). Runs whose step works on the host (exact OT,
+mixup) are grouped apart from capturable ones, so the latter keep their CUDA graph.
+
+Each run is still an ordinary run directory; the cells' sampling and evaluation then find it
+finished and go on as for a run trained alone. A group that fails leaves its runs to the cells,
+which train them one by one.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any, Sequence
+
+from flowstudy.study.grid import Cell
+
+
+def pack_cells(cells: Sequence[Cell], group_size: int) -> list[list[Cell]]:
+    """One cell per training run, grouped by :func:`~flowstudy.train.stacked.group_key` (and
+    whether the step can be captured), in chunks of at most ``group_size``; in cell order."""
+    from flowstudy.train.stacked import group_key
+
+    by_key: dict[tuple, list[Cell]] = {}
+    seen: set[str] = set()
+    for cell in cells:
+        if cell.run_name in seen:
+            continue
+        seen.add(cell.run_name)
+        by_key.setdefault((group_key(cell.config), _host_step(cell.config)), []).append(cell)
+    return [members[i : i + group_size] for members in by_key.values() for i in range(0, len(members), group_size)]
+
+
+def _host_step(config) -> bool:
+    """True when the run's step needs the host every step (exact OT, mixup): it cannot be captured."""
+    return config.flow == "otcfm" or config.flow_options.get("coupling") == "exact_ot" or any(a.startswith("mixup") for a in config.aug)
+
+
+def train_cell_group(cells: Sequence[Cell], study_dir: str | Path) -> dict[str, Any]:
+    """Train the runs of ``cells`` as one group, skipping finished runs and resuming unfinished ones.
+
+    Writes each run's training summary (as :func:`flowstudy.study.cell.train_run` does; the
+    seconds are the group's). Returns {"runs": [...], "seconds": ...}.
+    """
+    from flowstudy.io import atomic_write_json
+    from flowstudy.study.cell import TRAIN_SUMMARY
+    from flowstudy.train.checkpoint import load_checkpoint
+    from flowstudy.train.rundir import RunPaths
+    from flowstudy.train.stacked import train_group
+
+    todo, resume = [], []
+    for cell in cells:
+        run_dir = Path(study_dir) / "runs" / cell.run_name
+        last = RunPaths(run_dir).last
+        if last.exists():
+            if load_checkpoint(last).get("finished"):
+                continue
+            resume.append(True)
+        else:
+            if run_dir.exists():  # killed before its first checkpoint: nothing worth keeping
+                shutil.rmtree(run_dir)
+            resume.append(False)
+        todo.append(cell)
+    if not todo:
+        return {"runs": [], "seconds": 0.0}
+    run_dirs = [Path(study_dir) / "runs" / cell.run_name for cell in todo]
+    results = train_group([cell.config for cell in todo], run_dirs, resume)
+    for run_dir, result, again in zip(run_dirs, results, resume):
+        summary = {
+            "steps": result.steps,
+            "total_steps": result.total_steps,
+            "best_val_loss": result.best_val_loss,
+            "stopped_early": result.stopped_early,
+            "train_seconds": result.seconds,
+            "resumed": again,
+            "group_size": len(todo),
+        }
+        atomic_write_json(run_dir / TRAIN_SUMMARY, summary)
+    return {"runs": [cell.run_name for cell in todo], "seconds": max(r.seconds for r in results)}
+
+
+__all__ = ["pack_cells", "train_cell_group"]

@@ -1,0 +1,47 @@
+"""Studies whose runs train in stacked groups give the results of runs trained one by one."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from flowstudy.study import LocalExecutor, load_spec, run_study
+from flowstudy.study.groups import pack_cells, train_cell_group
+from flowstudy.train import load_checkpoint
+
+
+def test_cells_pack_by_network_and_host_work(write_spec):
+    spec = load_spec(write_spec("tiny"))
+    groups = pack_cells(spec.cells, group_size=3)
+    flows = [[c.config.flow for c in g] for g in groups]
+    # I-CFM runs (2 seeds + 2 subset seeds) in chunks of 3; the exact-OT runs apart (host step)
+    assert flows == [["icfm", "icfm", "icfm"], ["icfm"], ["otcfm", "otcfm"]]
+    assert sorted(c.run_name for g in groups for c in g) == sorted({c.run_name for c in spec.cells})
+
+
+def test_grouped_runs_match_the_one_by_one_runs_and_are_skipped_once_done(reference_study, tmp_path):
+    spec_path, reference_dir, _ = reference_study
+    spec = load_spec(spec_path)
+    first = [g for g in pack_cells(spec.cells, group_size=8) if g[0].config.flow == "icfm"][0]
+    done = train_cell_group(first, tmp_path)
+    assert sorted(done["runs"]) == sorted(c.run_name for c in first) and len(first) == 4
+    for cell in first:
+        alone = load_checkpoint(reference_dir / "runs" / cell.run_name / "checkpoints/last.pt")
+        grouped = load_checkpoint(tmp_path / "runs" / cell.run_name / "checkpoints/last.pt")
+        assert grouped["best_val"] == pytest.approx(alone["best_val"], rel=1e-4)
+        assert json.loads((tmp_path / "runs" / cell.run_name / "train_summary.json").read_text())["group_size"] == 4
+    assert train_cell_group(first, tmp_path)["runs"] == []  # finished runs are not trained again
+
+
+@pytest.mark.slow
+def test_grouped_study_matches_the_one_by_one_study(reference_study, tmp_path):
+    spec_path, _, alone = reference_study
+    grouped = run_study(spec_path, tmp_path / "tiny", executor=LocalExecutor(workers=1), progress=False, group_size=8)
+    assert [r["id"] for r in grouped] == [r["id"] for r in alone]
+    for a, g in zip(alone, grouped):
+        assert g["train_steps"] == a["train_steps"] == 30
+        assert g["best_val_loss"] == pytest.approx(a["best_val_loss"], rel=1e-4)
+        assert g["fidelity"] == pytest.approx(a["fidelity"], rel=1e-3)
+    summaries = [json.loads(p.read_text()) for p in sorted((tmp_path / "tiny" / "runs").glob("*/train_summary.json"))]
+    assert sorted(s["group_size"] for s in summaries) == [2, 2, 4, 4, 4, 4]
