@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # One device call: install the carried wheels, then run one part of the GPU work.
 #   bash benchmarks/gpu_session.sh check|bench|study SPEC [WORKERS] [PREVIOUS_TAR]
+#   bash benchmarks/gpu_session.sh validate      # graph/stacked/sampling GPU tests, quick benchmark, tiny grouped study
+#   bash benchmarks/gpu_session.sh final         # full training/sampling benchmark, then the grouped architectures study
+# (study: GROUP_SIZE=N trains runs that share a network in stacked groups of up to N.)
 # Outputs go to $OUT (logs, Markdown tables, a tarball of the study directory without checkpoints).
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
@@ -23,12 +26,13 @@ case "$part" in
     name=$(basename "$spec" .toml)
     if [ -n "$prev" ] && [ -f "$prev" ]; then mkdir -p /tmp/studies && tar -xzf "$prev" -C /tmp/studies; fi
     timeout ${STUDY_TIMEOUT:-480} python3 -c "
-import sys
+import sys, time
 from flowstudy.study import run_study
 if __name__ == '__main__':
-    rows = run_study(sys.argv[1], sys.argv[2], workers=int(sys.argv[3]), progress=False)
-    print(len(rows), 'cells done')
-" "$spec" "/tmp/studies/$name" "$workers" > /tmp/study.log 2>&1  # no pipe: orphaned workers would hold it open past the timeout
+    tic = time.perf_counter()
+    rows = run_study(sys.argv[1], sys.argv[2], workers=int(sys.argv[3]), progress=False, group_size=int(sys.argv[4]))
+    print(len(rows), 'cells done in', round(time.perf_counter() - tic, 1), 's; group_size', sys.argv[4])
+" "$spec" "/tmp/studies/$name" "$workers" "${GROUP_SIZE:-1}" > /tmp/study.log 2>&1  # no pipe: orphaned workers would hold it open past the timeout
     tail -40 /tmp/study.log
     # Transfer copy: metadata without checkpoints; samples cut to 200 rows in float16 (enough for
     # the report's PCA figure), split so that each file stays under the transfer limits.
@@ -40,5 +44,18 @@ for f in sorted(glob.glob('$name/cells/*/samples.npy')):
 " && find "$name" -name samples-preview.npy | sort > /tmp/preview-list && split -l 30 /tmp/preview-list /tmp/previews. \
       && for part in /tmp/previews.*; do tar -czf "$OUT/$name-samples-${part##*.}.tgz" -T "$part"; done)
     ls -la "$OUT"
+    ;;
+  validate)
+    nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total --format=csv
+    timeout 240 python3 -m pytest -q -m gpu -x tests/train/test_graph.py tests/train/test_stacked.py tests/test_graph_solver.py \
+      -p no:cacheprovider -o addopts="" 2>&1 | tee "$OUT/gpu_tests.log" | tail -30
+    timeout 200 python3 benchmarks/bench_gpu_train.py --quick --members 16 --out "$OUT/quick" 2>&1 | tail -12
+    GROUP_SIZE=8 STUDY_TIMEOUT=150 bash benchmarks/gpu_session.sh study benchmarks/grouped_smoke.toml 4 2>&1 | grep -v "^-r\|^d\|^total" | tail -15
+    ;;
+  final)
+    nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total --format=csv
+    timeout 230 python3 benchmarks/bench_gpu_train.py --out "$OUT/train" 2>&1 | tail -12
+    python3 -m pip list 2>/dev/null | grep -i -E "^(torch|triton|mamba)" > "$OUT/train/versions.txt"
+    GROUP_SIZE=64 STUDY_TIMEOUT=${STUDY_TIMEOUT:-330} bash benchmarks/gpu_session.sh study studies/architectures.toml 12 2>&1 | tail -25
     ;;
 esac

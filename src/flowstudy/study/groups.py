@@ -38,7 +38,13 @@ def pack_cells(cells: Sequence[Cell], group_size: int) -> list[list[Cell]]:
 
 def _host_step(config) -> bool:
     """True when the run's step needs the host every step (exact OT, mixup): it cannot be captured."""
-    return config.flow == "otcfm" or config.flow_options.get("coupling") == "exact_ot" or any(a.startswith("mixup") for a in config.aug)
+    from flowstudy.data import parse_augmentations
+    from flowstudy.flows import create_flow
+    from flowstudy.train.graph import host_work
+
+    if config.flow == "reflow":
+        return False
+    return host_work(create_flow(config.flow, **config.flow_options), parse_augmentations(config.aug)) is not None
 
 
 def train_cell_group(cells: Sequence[Cell], study_dir: str | Path) -> dict[str, Any]:

@@ -17,8 +17,8 @@ permutation eagerly (``torch.randperm`` is not capturable), exactly when the eag
 so both paths consume the generator in the same order. The loss is copied out per step and read
 back only when logged.
 
-Not capturable, and then the step runs eagerly with a message: couplings that solve on the host
-(exact OT via scipy), mixup (its Beta draws come from numpy), and any network whose forward
+Not capturable, and then the step runs eagerly with a message: couplings that work on the host
+(exact OT via scipy; Sinkhorn's NaN check), mixup (its Beta draws come from numpy), and any network whose forward
 syncs with the host (the capture's error is in the message).
 """
 
@@ -40,6 +40,21 @@ WARMUP_STEPS = 2
 HOST_AUGMENTATIONS = ("mixup",)
 """Augmentations that draw on the host (numpy Beta draws)."""
 
+HOST_COUPLINGS = {
+    "ExactOT": "the exact OT coupling solves its assignment on the host (scipy)",
+    "SinkhornOT": "the Sinkhorn coupling checks its plan on the host",
+}
+"""Couplings whose work needs the host every step, and why."""
+
+
+def host_work(flow, augmentations) -> str | None:
+    """Why a step with this flow and these augmentations needs the host every step (None: it does not)."""
+    coupling = type(flow.coupling).__name__
+    if coupling in HOST_COUPLINGS:
+        return HOST_COUPLINGS[coupling]
+    host_augs = [name for name, _ in augmentations if name in HOST_AUGMENTATIONS]
+    return f"augmentation {host_augs[0]} draws on the host" if host_augs else None
+
 
 def uncapturable_reason(trainer: Trainer) -> str | None:
     """Why ``trainer``'s step cannot be captured, or None when it can."""
@@ -47,13 +62,7 @@ def uncapturable_reason(trainer: Trainer) -> str | None:
         return "graphs need a CUDA device"
     if not hasattr(torch.cuda.CUDAGraph, "register_generator_state"):
         return f"torch {torch.__version__} cannot capture a non-default generator (needs torch >= 2.4)"
-    coupling = type(trainer.flow.coupling).__name__
-    if coupling == "ExactOT":
-        return "the exact OT coupling solves its assignment on the host (scipy)"
-    host_augs = [name for name, _ in trainer.augmentations if name in HOST_AUGMENTATIONS]
-    if host_augs:
-        return f"augmentation {host_augs[0]} draws on the host"
-    return None
+    return host_work(trainer.flow, trainer.augmentations)
 
 
 def make_train_step(trainer: Trainer, *, message=print):
@@ -227,4 +236,4 @@ class CapturedStep:
         return loss, grad_norm
 
 
-__all__ = ["CapturedStep", "HOST_AUGMENTATIONS", "make_train_step", "uncapturable_reason"]
+__all__ = ["CapturedStep", "HOST_AUGMENTATIONS", "HOST_COUPLINGS", "host_work", "make_train_step", "uncapturable_reason"]

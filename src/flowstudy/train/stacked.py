@@ -289,6 +289,7 @@ class StackedGroup:
         active = [m.step < m.total_steps for m in self.members]
         stopped = [False] * self.K
         pending: list[Tensor] = []  # [K] losses per step since the last record
+        self.marks: list[tuple[int, float]] = []
         tic, tic_step = time.perf_counter(), 0
         step = 0
         while any(active):
@@ -305,6 +306,7 @@ class StackedGroup:
                 norms_host = norms.float().cpu()
                 rate = (step - tic_step) / max(time.perf_counter() - tic, 1e-9)
                 tic, tic_step = time.perf_counter(), step
+                self.marks.append((step, tic))  # (group step, time) at each record, after a sync
                 for k, m in enumerate(self.members):
                     if active[k]:
                         self._log(k, rows[:, k], float(norms_host[k]), rate, trackers[k])

@@ -1,0 +1,207 @@
+"""GPU training and sampling side by side: plain loop, eager trainer, captured trainer, stacked groups.
+
+One process, one GPU, one table: for each network at batch 256 on builtin:sonar-gsm8k-1k
+    plain loop      a typical script: DataLoader over a CPU TensorDataset, host-to-device copies,
+                    AdamW, fp32, no EMA or clipping (steps 5.. timed)
+    eager trainer   flowstudy's Trainer with graph=False (data on the device, fused AdamW, EMA, clipping)
+    captured        flowstudy's Trainer with graph=True: one CUDA graph per step (flowstudy.train.graph)
+    stacked         K runs (seeds) as one StackedGroup, captured: model-steps/s = K x group steps/s
+and samples/s at 50 NFE (Euler, 50 steps): the eager solver against the graph-replayed one
+(flowstudy.graph_solver), in fp32 and with bf16 autocast inside the network.
+
+    python benchmarks/bench_gpu_train.py --out results/          # all networks
+    python benchmarks/bench_gpu_train.py --quick                 # a short check of every path
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from flowstudy.data import Standardizer, load_dataset
+from flowstudy.graph_solver import GraphSolver
+from flowstudy.models import create_model
+from flowstudy.sampling import _velocity
+from flowstudy.solvers import solve
+from flowstudy.train import TrainConfig, Trainer, load_run
+from flowstudy.train.config import recipe_for
+from flowstudy.train.stacked import StackedGroup
+
+# (row label, arch, model overrides)
+NETWORKS = [
+    ("mlp", "mlp", {}),
+    ("unet", "unet", {}),
+    ("dit", "dit", {}),
+    ("mamba (torch scan)", "mamba", {"backend": "torch"}),
+    ("mamba (triton scan)", "mamba", {"backend": "triton"}),
+]
+
+
+class _Clock:
+    """Trainer callback: (step, time) at each logged step, after a device sync."""
+
+    def __init__(self):
+        self.marks: list[tuple[int, float]] = []
+
+    def on_step(self, trainer, step, loss):
+        _sync()
+        self.marks.append((step, time.perf_counter()))
+
+
+DEVICE = "cuda"
+
+
+def _sync() -> None:
+    if DEVICE == "cuda":
+        torch.cuda.synchronize()
+
+
+def _config(arch: str, model: dict, steps: int, batch: int, **extra) -> TrainConfig:
+    base_field = recipe_for(arch).get("base_field", "none")  # the recipe's, as a user's run has it
+    return TrainConfig(arch=arch, model=model, steps=steps, batch_size=batch, val_every=10**9, device=DEVICE, base_field=base_field, **extra).validate()
+
+
+def trainer_rate(arch, model, steps, batch, graph: bool, workdir: Path) -> tuple[float, Path]:
+    """Steps/s between the first and last logged step (setup and capture excluded)."""
+    clock, run_dir = _Clock(), workdir / f"{arch}-{model.get('backend', '')}-{graph}"
+    Trainer(_config(arch, model, steps, batch, graph=graph), run_dir, callbacks=[clock], progress=False).fit()
+    (s0, t0), (s1, t1) = clock.marks[0], clock.marks[-1]
+    return (s1 - s0) / (t1 - t0), run_dir
+
+
+def plain_loop_rate(arch, model_kw, steps, batch, x: torch.Tensor) -> float:
+    model = create_model(arch, input_dim=x.shape[1], **model_kw).to(DEVICE)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    loader = DataLoader(TensorDataset(x), batch_size=batch, shuffle=True, drop_last=True)
+    done, start = 0, 0.0
+    while done < steps:
+        for (x1,) in loader:
+            x1 = x1.to(DEVICE)
+            x0 = torch.randn_like(x1)
+            t = torch.rand(x1.shape[0], device=DEVICE)
+            xt = (1 - t[:, None]) * x0 + t[:, None] * x1
+            loss = ((model(xt, t) - (x1 - x0)) ** 2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            done += 1
+            if done == 5:
+                _sync()
+                start = time.perf_counter()
+            if done >= steps:
+                break
+    _sync()
+    return (steps - 5) / (time.perf_counter() - start)
+
+
+def stacked_rate(arch, model, steps, batch, members: int, workdir: Path) -> float:
+    """Model-steps/s of ``members`` seeds trained as one captured group, between its first and last
+    loss records (setup, capture and the final validation excluded)."""
+    configs = [_config(arch, model, steps, batch, seed=s) for s in range(members)]
+    group = StackedGroup(configs, [workdir / f"group-{arch}-{model.get('backend', '')}-{s}" for s in range(members)])
+    group.fit()
+    (s0, t0), (s1, t1) = group.marks[0], group.marks[-1]
+    return members * (s1 - s0) / (t1 - t0)
+
+
+@torch.no_grad()
+def sampling_rates(run_dir: Path, n: int, repeats: int) -> dict[str, float]:
+    device = torch.device(DEVICE)
+    run = load_run(run_dir, "last", device=device)
+    out = {}
+    x = torch.randn(n, run.standardizer.dim, device=device)
+    velocity = _velocity(run, device, "fp32")
+    solve(velocity, x, 0.0, 1.0, method="euler", steps=2)
+    _sync()
+    tic = time.perf_counter()
+    solve(velocity, x, 0.0, 1.0, method="euler", steps=50)
+    _sync()
+    out["eager_fp32"] = n / (time.perf_counter() - tic)
+    for precision in ("fp32", "bf16"):
+        solver = GraphSolver(_velocity(run, device, precision), n, x.shape[1], device=device, method="euler", steps=50)
+        solver(x)
+        _sync()
+        tic = time.perf_counter()
+        for _ in range(repeats):
+            solver(x)
+        _sync()
+        out[f"graph_{precision}"] = n * repeats / (time.perf_counter() - tic)
+        del solver
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--quick", action="store_true", help="few steps: checks every path, numbers are rough")
+    parser.add_argument("--members", type=int, default=64, help="stacked group size for the MLP (others: a quarter)")
+    parser.add_argument("--only", nargs="*", default=None, help="row labels to run (default: all)")
+    parser.add_argument("--device", default="cuda", help="cuda; cpu only to smoke-test this script")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    global DEVICE
+    DEVICE = args.device
+    torch.backends.cuda.matmul.allow_tf32 = False  # fp32 as the trainer runs it
+    train = torch.from_numpy(load_dataset("builtin:sonar-gsm8k-1k").embeddings)
+    x = Standardizer.fit(train).transform(train).float()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, arch, model in NETWORKS:
+            if args.only and label not in args.only:
+                continue
+            slow = arch.startswith("mamba")
+            steps = (50 if DEVICE == "cuda" else 30) if args.quick else (150 if slow else 400)
+            row = {"network": label}
+            try:
+                row["plain"] = plain_loop_rate(arch, model, max(30, steps // 2), args.batch, x)
+                row["eager"], _ = trainer_rate(arch, model, steps, args.batch, False, Path(tmp))
+                row["captured"], run_dir = trainer_rate(arch, model, steps, args.batch, True, Path(tmp))
+                members = args.members if arch == "mlp" else max(2, args.members // 4)
+                row["stacked_members"] = members
+                row["stacked_model_steps"] = stacked_rate(arch, model, steps if not slow else 50, args.batch, members, Path(tmp))
+                n = (65536 if arch in ("mlp", "unet") else 8192) if not args.quick else (4096 if DEVICE == "cuda" else 64)
+                row.update({f"samples_{k}": v for k, v in sampling_rates(run_dir, n, 2 if args.quick else 5).items()})
+                row["sample_n"] = n
+            except Exception as err:  # one network's failure must not lose the others' numbers
+                row["error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:300] if str(err) else ''}"
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+            torch.cuda.empty_cache()
+    lines = table(rows, args)
+    print("\n".join(lines))
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "bench_gpu_train.md").write_text("\n".join(lines) + "\n")
+        (args.out / "bench_gpu_train.json").write_text(json.dumps(rows, indent=2))
+
+
+def table(rows: list[dict], args) -> list[str]:
+    import triton
+
+    device = torch.cuda.get_device_name() if DEVICE == "cuda" else "CPU (smoke test)"
+    f = lambda r, k, spec=",.0f": format(r[k], spec) if k in r else "—"  # noqa: E731
+    lines = [
+        f"device: {device}; torch {torch.__version__}; triton {triton.__version__}; batch {args.batch}; fp32 training",
+        "",
+        "| network | plain loop steps/s | eager trainer | captured trainer | captured / plain | stacked model-steps/s (K) | samples/s eager fp32 | graph fp32 | graph bf16 |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        ratio = f"{r['captured'] / r['plain']:.1f}×" if "captured" in r and "plain" in r else "—"
+        stacked = f"{f(r, 'stacked_model_steps')} ({r.get('stacked_members', '—')})"
+        lines.append(
+            f"| {r['network']} | {f(r, 'plain', '.1f')} | {f(r, 'eager', '.1f')} | {f(r, 'captured', '.1f')} | {ratio} | {stacked} "
+            f"| {f(r, 'samples_eager_fp32')} | {f(r, 'samples_graph_fp32')} | {f(r, 'samples_graph_bf16')} |"
+            + (f" error: {r['error']}" if "error" in r else "")
+        )
+    return lines
+
+
+if __name__ == "__main__":
+    main()
