@@ -25,7 +25,8 @@ from flowstudy.models.ssm.triton_scan import (  # noqa: E402
 )
 
 CUDA = torch.cuda.is_available()
-SPLIT = ScanConfig(fwd_block_d=8, fwd_rows=3, fwd_warps=4, bwd_block_d=4, bwd_rows=3, bwd_splits=3, bwd_warps=4)
+SPLIT = ScanConfig(fwd_block_d=8, fwd_rows=3, fwd_warps=4, bwd_block_d=4, bwd_rows=3, bwd_warps=2,
+                   bc_block_d=4, bc_rows=2, bc_splits=3, bc_warps=2)
 
 
 def _x(batch, d, L, N, device="cpu", dtype=torch.float64):
@@ -70,17 +71,17 @@ def test_backend_needs_cuda_outside_the_interpreter():
 def test_default_config_fits_tiles_and_fills_the_device(batch, dim, L, N):
     cfg = default_config(batch, dim, L, N, n_sm=132)
     lp, np_ = triton.next_power_of_2(L), triton.next_power_of_2(N)
-    for bd in (cfg.fwd_block_d, cfg.bwd_block_d):
-        assert bd & (bd - 1) == 0
-    assert cfg.fwd_block_d * lp * np_ <= max(4096, lp * np_)
-    assert cfg.bwd_block_d * lp * np_ <= max(2048, lp * np_)
-    assert 1 <= cfg.bwd_splits <= triton.cdiv(dim, cfg.bwd_block_d)
+    for bd, budget in ((cfg.fwd_block_d, 8192), (cfg.bwd_block_d, 1024), (cfg.bc_block_d, 2048)):
+        assert bd & (bd - 1) == 0 and bd * lp * np_ <= max(budget, lp * np_)
+    assert 1 <= cfg.bc_splits <= triton.cdiv(dim, cfg.bc_block_d)
     if batch * dim >= 256 * 512:  # large problems: at least 8 programs per multiprocessor
         assert triton.cdiv(batch, cfg.fwd_rows) * triton.cdiv(dim, cfg.fwd_block_d) >= 8 * 132
-        assert triton.cdiv(batch, cfg.bwd_rows) * cfg.bwd_splits >= 8 * 132
+        assert triton.cdiv(batch, cfg.bwd_rows) * triton.cdiv(dim, cfg.bwd_block_d) >= 8 * 132
+        assert triton.cdiv(batch, cfg.bc_rows) * cfg.bc_splits >= 8 * 132
 
 
 # ---------------------------------------------------------------------------------------- CUDA
+
 
 def _grads_vs(ours, expected_fn, ref, tol):
     """out and all gradients of the triton scan on `ours` against expected_fn on `ref`."""

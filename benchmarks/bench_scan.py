@@ -1,0 +1,274 @@
+"""Selective-scan benchmark on one GPU: the PyTorch scan, mamba_ssm's selective_scan_fn and the
+Triton scan, side by side, then the Mamba network per backend.
+
+Problem: L = 16, d_inner = 512, N = 16 (the Mamba network's layer), batch 4096 and 256, fp32,
+the [B, d, L] layout of selective_scan_fn, with z, D, delta_bias and softplus as the Mamba
+layer calls it. Times are medians of triton.testing.do_bench (CUDA events, L2 flushed before
+each repeat).
+
+Memory floor: the bytes that must move, over the bandwidth of a measured 1 GiB device copy
+(bytes read + written). Forward: u, delta, z read and out written ([B, d, L] each), B and C
+read ([B, N, L] each), A, D, delta_bias read. Backward: u, delta, z and dout read, du, ddelta
+and dz written, B and C read, dB and dC written, plus A, D, delta_bias and their gradients.
+Forward+backward is the sum: nothing is kept between the two but the inputs.
+
+    python benchmarks/bench_scan.py --out DIR [--sweep] [--batches 4096,256]
+
+Writes DIR/results.json and DIR/results.md and prints the Markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import triton
+from triton.testing import do_bench
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from flowstudy.models import create_model  # noqa: E402
+from flowstudy.models.ssm import fused_status, selective_scan_torch  # noqa: E402
+from flowstudy.models.ssm import triton_scan  # noqa: E402
+from flowstudy.models.ssm.triton_scan import ScanConfig, default_config, selective_scan_triton  # noqa: E402
+
+DIM, L, N = 512, 16, 16
+NAMES = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
+DATASHEET_GBS = {"H100": 3350.0, "H200": 4800.0}
+
+
+def env() -> dict[str, Any]:
+    p = torch.cuda.get_device_properties(0)
+    fused_ok, fused_why = fused_status()
+    return {
+        "device": torch.cuda.get_device_name(0), "sms": p.multi_processor_count,
+        "torch": torch.__version__, "cuda": torch.version.cuda, "triton": triton.__version__,
+        "python": platform.python_version(), "fused": fused_why if fused_ok else f"unavailable: {fused_why}",
+    }
+
+
+def ms(fn: Callable[[], Any]) -> float:
+    return float(do_bench(fn, warmup=50, rep=300, return_mode="median"))
+
+
+def copy_gbs() -> float:
+    """Device-to-device copy of 1 GiB: (read + written bytes) / time."""
+    x = torch.randn(2**28, device="cuda")
+    y = torch.empty_like(x)
+    t = ms(lambda: y.copy_(x))
+    return 2 * x.numel() * 4 / t / 1e6
+
+
+def inputs(batch: int, seed: int = 0) -> dict[str, torch.Tensor]:
+    g = torch.Generator(device="cuda").manual_seed(seed)
+    r = lambda *s: torch.randn(*s, generator=g, device="cuda")  # noqa: E731
+    return dict(
+        u=r(batch, DIM, L), delta=0.5 * r(batch, DIM, L) - 2.0,  # softplus(delta + bias) ~ 0.1
+        A=-torch.exp(0.5 * r(DIM, N)), B=r(batch, N, L), C=r(batch, N, L), D=r(DIM),
+        z=r(batch, DIM, L), delta_bias=0.1 * r(DIM),
+    )
+
+
+def floor_bytes(batch: int) -> dict[str, int]:
+    big, bc, small = batch * DIM * L * 4, batch * N * L * 4, (DIM * N + 2 * DIM) * 4
+    fwd = 3 * big + 2 * bc + small + big
+    bwd = (4 * big + 2 * bc + small) + (3 * big + 2 * bc + small)
+    return {"fwd": fwd, "fwd+bwd": fwd + bwd}
+
+
+def _fused_fn():
+    from flowstudy.models.ssm.fused import fused_selective_scan
+
+    return fused_selective_scan
+
+
+def impls() -> dict[str, Callable[..., torch.Tensor]]:
+    out = {"torch": selective_scan_torch, "triton": selective_scan_triton}
+    if fused_status()[0]:
+        out["fused"] = _fused_fn()
+    return out
+
+
+def time_scan(fn, x: dict[str, torch.Tensor]) -> tuple[float, float]:
+    """(forward ms, forward+backward ms) of fn on inputs x."""
+    ins = {k: v.clone().requires_grad_() for k, v in x.items()}
+    gout = torch.randn_like(x["u"])
+    with torch.no_grad():
+        t_fwd = ms(lambda: fn(**x, delta_softplus=True))
+    leaves = [ins[k] for k in NAMES]
+
+    def step():
+        out = fn(**ins, delta_softplus=True)
+        torch.autograd.grad(out, leaves, gout)
+
+    return t_fwd, ms(step)
+
+
+def parity(x: dict[str, torch.Tensor], ref_fn) -> dict[str, float]:
+    """max over out and all gradients of ||triton - ref|| / ||ref|| (fp32, same inputs)."""
+    errs = {}
+    gout = torch.randn_like(x["u"])
+    results = []
+    for fn in (selective_scan_triton, ref_fn):
+        ins = {k: v.clone().requires_grad_() for k, v in x.items()}
+        out = fn(**ins, delta_softplus=True)
+        results.append((out, torch.autograd.grad(out, [ins[k] for k in NAMES], gout)))
+    (o, g), (o_ref, g_ref) = results
+    rel = lambda a, b: ((a - b).norm() / b.norm()).item()  # noqa: E731
+    errs["out"] = rel(o, o_ref)
+    for name, a, b in zip(NAMES, g, g_ref):
+        errs[name] = rel(a, b)
+    return errs
+
+
+def sweep(x: dict[str, torch.Tensor]) -> list[dict[str, Any]]:
+    """Kernel times of launch shapes around the default one (forward, backward separately)."""
+    base = default_config(x["u"].shape[0], DIM, L, N, torch.cuda.get_device_properties(0).multi_processor_count)
+    args = [x[k] for k in NAMES]
+    dout = torch.randn_like(x["u"])
+    rows: list[dict[str, Any]] = []
+    for bd, w in [(32, 4), (16, 2), (8, 1), (64, 4), (32, 2)]:
+        cfg = ScanConfig(**{**base.__dict__, "fwd_block_d": bd, "fwd_warps": w})
+        t = ms(lambda: triton_scan._forward(*args, True, cfg))
+        rows.append({"kernel": "forward", "block_d": bd, "warps": w, "rows": cfg.fwd_rows, "ms": t})
+    variants = [dict(onepass=False, bwd_block_d=bd, bwd_warps=w, bc_block_d=cbd, bc_warps=cw)
+                for (bd, w), (cbd, cw) in [((4, 1), (8, 2)), ((4, 1), (8, 1)), ((8, 1), (8, 2)),
+                                           ((8, 2), (8, 2)), ((2, 1), (16, 4))]]
+    variants += [dict(onepass=True, bwd_block_d=bd, bwd_warps=w, bc_splits=s, bwd_rows=r)
+                 for bd, w, s, r in [(4, 1, 4, 8), (8, 1, 4, 8), (8, 1, 8, 16), (32, 4, 2, 16)]]
+    for v in variants:
+        cfg = ScanConfig(**{**base.__dict__, **v})
+        try:
+            t = ms(lambda: triton_scan._backward(*args, True, dout, cfg))
+        except Exception as exc:  # a shape that does not compile or fit: record and go on
+            rows.append({"kernel": "backward", **v, "ms": None, "error": f"{type(exc).__name__}: {exc}"[:200]})
+            continue
+        rows.append({"kernel": "backward", **v, "bwd_rows": cfg.bwd_rows, "bc_rows": cfg.bc_rows,
+                     "bc_splits": cfg.bc_splits, "ms": t})
+    return rows
+
+
+def network(batch: int) -> dict[str, dict[str, float]]:
+    """create_model("mamba", backend=...) forward and forward+backward at one batch size."""
+    out = {}
+    for backend in ["torch", "fused", "triton"]:
+        if backend == "fused" and not fused_status()[0]:
+            continue
+        torch.manual_seed(0)
+        model = create_model("mamba", backend=backend).cuda()
+        xb, tb = torch.randn(batch, model.config["input_dim"], device="cuda"), torch.rand(batch, device="cuda")
+        params = [p for p in model.parameters() if p.requires_grad]
+
+        def step():
+            loss = model(xb, tb).square().mean()
+            torch.autograd.grad(loss, params)
+
+        with torch.no_grad():
+            t_fwd = ms(lambda: model(xb, tb))
+        out[backend] = {"fwd_ms": t_fwd, "fwd_bwd_ms": ms(step)}
+    return out
+
+
+def markdown(res: dict[str, Any]) -> str:
+    e = res["env"]
+    lines = [
+        f"Device: {e['device']} ({e['sms']} SMs); torch {e['torch']}, CUDA {e['cuda']}, triton {e['triton']}, "
+        f"Python {e['python']}; fused: {e['fused']}.",
+        f"Measured copy bandwidth: {res['copy_gbs']:.0f} GB/s (read + write of a 1 GiB device copy).",
+        "",
+    ]
+    for b, r in res["scan"].items():
+        fl = r["floor"]
+        lines += [
+            f"### Selective scan, batch {b}, d_inner {DIM}, L {L}, N {N}, fp32",
+            "",
+            f"Memory floor: forward {fl['fwd'] / 1e6:.0f} MB = {fl['fwd_ms']:.3f} ms; forward+backward "
+            f"{fl['fwd+bwd'] / 1e6:.0f} MB = {fl['fwd+bwd_ms']:.3f} ms at the measured copy bandwidth.",
+            "",
+            "| backend | forward ms | fwd+bwd ms | forward: x floor | fwd+bwd: x floor | forward speed-up vs fused | fwd+bwd speed-up vs fused |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for name, t in r["times"].items():
+            f = r["times"].get("fused")
+            sf = f"{f['fwd'] / t['fwd']:.1f}x" if f else "n/a"
+            sb = f"{f['fwd_bwd'] / t['fwd_bwd']:.1f}x" if f else "n/a"
+            lines.append(
+                f"| {name} | {t['fwd']:.3f} | {t['fwd_bwd']:.3f} | {t['fwd'] / fl['fwd_ms']:.2f} | "
+                f"{t['fwd_bwd'] / fl['fwd+bwd_ms']:.2f} | {sf} | {sb} |"
+            )
+        lines += ["", "Parity, triton vs " + r["parity_ref"] + " (||a - b|| / ||b||): "
+                  + ", ".join(f"{k} {v:.1e}" for k, v in r["parity"].items()), ""]
+    if res.get("targets"):
+        lines += ["### Targets (batch 4096)", ""] + [f"- {t}" for t in res["targets"]] + [""]
+    if res.get("network"):
+        lines += [f"### Mamba network (create_model(\"mamba\")), batch {res['network_batch']}, fp32", "",
+                  "| backend | forward ms | fwd+bwd ms |", "| --- | --- | --- |"]
+        lines += [f"| {k} | {v['fwd_ms']:.3f} | {v['fwd_bwd_ms']:.3f} |" for k, v in res["network"].items()]
+        lines.append("")
+    if res.get("sweep"):
+        lines += ["### Launch-shape sweep, batch 4096 (kernel time, ms)", ""]
+        for row in res["sweep"]:
+            lines.append("- " + ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+        lines.append("")
+    return "\n".join(lines)
+
+
+def targets(r: dict[str, Any]) -> list[str]:
+    t, fl = r["times"], r["floor"]
+    out = []
+    if "fused" in t:
+        f, k = t["fused"], t["triton"]
+        out.append(f"forward >= 10x selective_scan_fn: {f['fwd'] / k['fwd']:.1f}x "
+                   f"({'reached' if f['fwd'] / k['fwd'] >= 10 else 'not reached'})")
+        out.append(f"forward+backward >= 5x: {f['fwd_bwd'] / k['fwd_bwd']:.1f}x "
+                   f"({'reached' if f['fwd_bwd'] / k['fwd_bwd'] >= 5 else 'not reached'})")
+    for key, name in (("fwd", "forward"), ("fwd_bwd", "forward+backward")):
+        m = t["triton"][key] / fl["fwd_ms" if key == "fwd" else "fwd+bwd_ms"]
+        out.append(f"{name} within 3x of the memory floor: {m:.2f}x ({'reached' if m <= 3 else 'not reached'})")
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--batches", default="4096,256")
+    ap.add_argument("--sweep", action="store_true", help="also time launch shapes around the default")
+    ap.add_argument("--network-batch", type=int, default=256)
+    args = ap.parse_args()
+    torch.backends.cuda.matmul.allow_tf32 = False
+    res: dict[str, Any] = {"env": env(), "copy_gbs": copy_gbs(), "scan": {}}
+    for b in (int(s) for s in args.batches.split(",")):
+        x = inputs(b)
+        fl = floor_bytes(b)
+        fl["fwd_ms"] = fl["fwd"] / res["copy_gbs"] / 1e6
+        fl["fwd+bwd_ms"] = fl["fwd+bwd"] / res["copy_gbs"] / 1e6
+        times = {}
+        for name, fn in impls().items():
+            t_fwd, t_fb = time_scan(fn, x)
+            times[name] = {"fwd": t_fwd, "fwd_bwd": t_fb}
+            print(f"batch {b} {name}: forward {t_fwd:.3f} ms, fwd+bwd {t_fb:.3f} ms", flush=True)
+        ref = "fused" if fused_status()[0] else "torch"
+        res["scan"][b] = {"floor": fl, "times": times, "parity_ref": ref, "parity": parity(x, impls()[ref])}
+        if b == 4096:
+            res["targets"] = targets(res["scan"][b])
+            if args.sweep:
+                res["sweep"] = sweep(x)
+        del x
+        torch.cuda.empty_cache()
+    res["network_batch"] = args.network_batch
+    res["network"] = network(args.network_batch)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(res, indent=2, default=str))
+    md = markdown(res)
+    (out / "results.md").write_text(md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
