@@ -172,6 +172,9 @@ def main() -> None:
                 row["error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:300] if str(err) else ''}"
             rows.append(row)
             print(json.dumps(row), flush=True)
+            if args.out:  # rows so far survive a timeout
+                args.out.mkdir(parents=True, exist_ok=True)
+                (args.out / "bench_gpu_train.json").write_text(json.dumps(rows, indent=2))
             torch.cuda.empty_cache()
     lines = table(rows, args)
     print("\n".join(lines))

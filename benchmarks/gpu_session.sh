@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # One device call: install the carried wheels, then run one part of the GPU work.
 #   bash benchmarks/gpu_session.sh check|bench|study SPEC [WORKERS] [PREVIOUS_TAR]
-#   bash benchmarks/gpu_session.sh validate      # graph/stacked/sampling GPU tests, quick benchmark, tiny grouped study
-#   bash benchmarks/gpu_session.sh final         # full training/sampling benchmark, then the grouped architectures study
+#   bash benchmarks/gpu_session.sh validate      # graph/stacked/sampling GPU tests, then bench_gpu_train.py (BENCH_ARGS)
+#   bash benchmarks/gpu_session.sh final         # the architectures study with runs in stacked groups of up to 64
 # (study: GROUP_SIZE=N trains runs that share a network in stacked groups of up to N.)
 # Outputs go to $OUT (logs, Markdown tables, a tarball of the study directory without checkpoints).
 set -uo pipefail
@@ -47,15 +47,13 @@ for f in sorted(glob.glob('$name/cells/*/samples.npy')):
     ;;
   validate)
     nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total --format=csv
-    timeout 240 python3 -m pytest -q -m gpu -x tests/train/test_graph.py tests/train/test_stacked.py tests/test_graph_solver.py \
+    timeout 200 python3 -m pytest -q -m gpu tests/train/test_graph.py tests/train/test_stacked.py tests/test_graph_solver.py \
       -p no:cacheprovider -o addopts="" 2>&1 | tee "$OUT/gpu_tests.log" | tail -30
-    timeout 200 python3 benchmarks/bench_gpu_train.py --quick --members 16 --out "$OUT/quick" 2>&1 | tail -12
-    GROUP_SIZE=8 STUDY_TIMEOUT=150 bash benchmarks/gpu_session.sh study benchmarks/grouped_smoke.toml 4 2>&1 | grep -v "^-r\|^d\|^total" | tail -15
+    mkdir -p "$OUT/train" && python3 -m pip list 2>/dev/null | grep -i -E "^(torch|triton|mamba)" > "$OUT/train/versions.txt"
+    timeout ${BENCH_TIMEOUT:-300} python3 benchmarks/bench_gpu_train.py ${BENCH_ARGS:-} --out "$OUT/train" 2>&1 | tail -14
     ;;
   final)
     nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total --format=csv
-    timeout 230 python3 benchmarks/bench_gpu_train.py --out "$OUT/train" 2>&1 | tail -12
-    python3 -m pip list 2>/dev/null | grep -i -E "^(torch|triton|mamba)" > "$OUT/train/versions.txt"
-    GROUP_SIZE=64 STUDY_TIMEOUT=${STUDY_TIMEOUT:-330} bash benchmarks/gpu_session.sh study studies/architectures.toml 12 2>&1 | tail -25
+    GROUP_SIZE=64 STUDY_TIMEOUT=${STUDY_TIMEOUT:-480} bash benchmarks/gpu_session.sh study studies/architectures.toml ${WORKERS:-12} 2>&1 | tail -25
     ;;
 esac
