@@ -165,8 +165,8 @@ def main() -> None:
                 members = args.members if arch == "mlp" else max(2, args.members // 4)
                 row["stacked_members"] = members
                 row["stacked_model_steps"] = stacked_rate(arch, model, steps if not slow else 50, args.batch, members, Path(tmp))
-                n = (65536 if arch in ("mlp", "unet") else 8192) if not args.quick else (4096 if DEVICE == "cuda" else 64)
-                row.update({f"samples_{k}": v for k, v in sampling_rates(run_dir, n, 2 if args.quick else 5).items()})
+                n = (2048 if slow else 65536 if arch in ("mlp", "unet") else 8192) if not args.quick else (4096 if DEVICE == "cuda" else 64)
+                row.update({f"samples_{k}": v for k, v in sampling_rates(run_dir, n, 2 if args.quick or slow else 5).items()})
                 row["sample_n"] = n
             except Exception as err:  # one network's failure must not lose the others' numbers
                 row["error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:300] if str(err) else ''}"

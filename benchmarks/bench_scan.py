@@ -15,14 +15,25 @@ Forward+backward is the sum: nothing is kept between the two but the inputs.
     python benchmarks/bench_scan.py --out DIR [--sweep] [--batches 4096,256]
 
 Writes DIR/results.json and DIR/results.md and prints the Markdown.
+
+    python benchmarks/bench_scan.py --sass [KERNEL:BLOCK_D:WARPS ...]
+
+needs no GPU: compiles the kernels for sm_90 (the H100) with Triton's bundled ptxas and prints,
+per launch shape, registers, spill stack and the instructions of the compiled kernel per state
+element of its tile (from cuobjdump), the cost model behind the default launch shapes.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import json
+import os
 import platform
+import re
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -233,13 +244,58 @@ def targets(r: dict[str, Any]) -> list[str]:
     return out
 
 
+SASS_SHAPES = ["fwd:32:4", "fwd:16:2", "fwd:8:1", "bwd:4:1", "bwd:8:1", "bc:8:2", "bc:4:1", "one:4:1", "one:8:1"]
+
+
+def sass_report(shapes: list[str]) -> None:
+    """Compile each KERNEL:BLOCK_D:WARPS for sm_90 at L = N = 16, fp32, and print its resources."""
+    import triton.language as tl
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    kernels = {"fwd": triton_scan._scan_fwd_kernel, "bwd": triton_scan._scan_bwd_kernel,
+               "bc": triton_scan._scan_bwd_bc_kernel, "one": getattr(triton_scan, "_scan_bwd_onepass_kernel", None)}
+    tools = Path(triton.__file__).parent / "backends" / "nvidia" / "bin"
+    for spec in shapes:
+        name, bd, warps = spec.split(":")
+        fn = kernels[name]
+        if fn is None:
+            continue
+        consts = dict(HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True, L_PAD=L, N_PAD=N,
+                      BLOCK_D=int(bd), CT=tl.float32, FAST=True)
+        consts = {k: v for k, v in consts.items() if k in fn.arg_names}
+        sig = {a: "constexpr" if a in consts else ("*fp32" if a.endswith(("_ptr", "_part")) else "i32")
+               for a in fn.arg_names}
+        k = triton.compile(ASTSource(fn=fn, signature=sig, constexprs=consts), target=GPUTarget("cuda", 90, 32),
+                           options={"num_warps": int(warps)})
+        with tempfile.NamedTemporaryFile(suffix=".cubin", delete=False) as f:
+            f.write(k.asm["cubin"])
+        res = subprocess.run([tools / "cuobjdump", "-res-usage", f.name], capture_output=True, text=True).stdout
+        sass = subprocess.run([tools / "cuobjdump", "-sass", f.name], capture_output=True, text=True).stdout
+        os.unlink(f.name)
+        ops = re.findall(r"/\*[0-9a-f]{4,5}\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_]*)", sass)
+        mix = collections.Counter(ops)
+        regs = re.search(r"REG:(\d+) STACK:(\d+)", res)
+        per_thread = int(bd) * L * N // (32 * int(warps))
+        print(f"{spec:10s} regs {regs.group(1)} stack {regs.group(2):>5s} B  instructions {len(ops):5d} = "
+              f"{len(ops) / per_thread:5.1f} per state element ({per_thread} a thread); "
+              + " ".join(f"{o} {c}" for o, c in mix.most_common(6)), flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--sass", nargs="*", metavar="KERNEL:BLOCK_D:WARPS",
+                    help="compile for sm_90 (no GPU needed) and print resources; kernels fwd, bwd, bc, one")
+    ap.add_argument("--out")
     ap.add_argument("--batches", default="4096,256")
     ap.add_argument("--sweep", action="store_true", help="also time launch shapes around the default")
     ap.add_argument("--network-batch", type=int, default=256)
     args = ap.parse_args()
+    if args.sass is not None:
+        sass_report(args.sass or SASS_SHAPES)
+        return
+    if not args.out:
+        ap.error("--out is required (or --sass)")
     torch.backends.cuda.matmul.allow_tf32 = False
     res: dict[str, Any] = {"env": env(), "copy_gbs": copy_gbs(), "scan": {}}
     for b in (int(s) for s in args.batches.split(",")):

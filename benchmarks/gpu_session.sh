@@ -47,10 +47,10 @@ for f in sorted(glob.glob('$name/cells/*/samples.npy')):
     ;;
   validate)
     nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total --format=csv
-    timeout 200 python3 -m pytest -q -m gpu tests/train/test_graph.py tests/train/test_stacked.py tests/test_graph_solver.py \
+    timeout 150 python3 -m pytest -q -m gpu tests/train/test_graph.py tests/train/test_stacked.py tests/test_graph_solver.py \
       -p no:cacheprovider -o addopts="" 2>&1 | tee "$OUT/gpu_tests.log" | tail -30
     mkdir -p "$OUT/train" && python3 -m pip list 2>/dev/null | grep -i -E "^(torch|triton|mamba)" > "$OUT/train/versions.txt"
-    timeout ${BENCH_TIMEOUT:-300} python3 benchmarks/bench_gpu_train.py ${BENCH_ARGS:-} --out "$OUT/train" 2>&1 | tail -14
+    timeout ${BENCH_TIMEOUT:-240} python3 benchmarks/bench_gpu_train.py ${BENCH_ARGS:-} --out "$OUT/train" 2>&1 | tail -14
     ;;
   final)
     nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total --format=csv
