@@ -47,10 +47,15 @@ for f in sorted(glob.glob('$name/cells/*/samples.npy')):
     ;;
   validate)
     nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total --format=csv
-    timeout 150 python3 -m pytest -q -m gpu tests/train/test_graph.py tests/train/test_stacked.py tests/test_graph_solver.py \
+    timeout ${TEST_TIMEOUT:-150} python3 -m pytest -q -m gpu tests/train/test_graph.py tests/train/test_stacked.py tests/test_graph_solver.py \
       -p no:cacheprovider -o addopts="" 2>&1 | tee "$OUT/gpu_tests.log" | tail -30
     mkdir -p "$OUT/train" && python3 -m pip list 2>/dev/null | grep -i -E "^(torch|triton|mamba)" > "$OUT/train/versions.txt"
     timeout ${BENCH_TIMEOUT:-240} python3 benchmarks/bench_gpu_train.py ${BENCH_ARGS:-} --out "$OUT/train" 2>&1 | tail -14
+    ;;
+  all)  # validate, then the study in the time left of one 600 s call
+    BENCH_TIMEOUT=${BENCH_TIMEOUT:-170} bash benchmarks/gpu_session.sh validate
+    left=$(( 575 - SECONDS )); echo "study gets ${left} s"
+    GROUP_SIZE=64 STUDY_TIMEOUT=$(( left > 60 ? left : 60 )) bash benchmarks/gpu_session.sh study studies/architectures.toml ${WORKERS:-12} 2>&1 | tail -25
     ;;
   final)
     nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total --format=csv
