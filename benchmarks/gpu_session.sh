@@ -54,7 +54,7 @@ for f in sorted(glob.glob('$name/cells/*/samples.npy')):
     ;;
   all)  # validate, then the study in the time left of one 600 s call
     BENCH_TIMEOUT=${BENCH_TIMEOUT:-170} bash benchmarks/gpu_session.sh validate
-    left=$(( 575 - SECONDS )); echo "study gets ${left} s"
+    left=$(( ${TOTAL:-575} - SECONDS )); echo "study gets ${left} s"
     GROUP_SIZE=64 STUDY_TIMEOUT=$(( left > 60 ? left : 60 )) bash benchmarks/gpu_session.sh study studies/architectures.toml ${WORKERS:-12} 2>&1 | tail -25
     ;;
   final)
