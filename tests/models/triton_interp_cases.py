@@ -21,8 +21,7 @@ pytestmark = pytest.mark.skipif(
     os.environ.get("TRITON_INTERPRET") != "1", reason="needs TRITON_INTERPRET=1 before triton is imported"
 )
 # Several row chunks, two channel splits, a ragged last channel block of each split.
-SPLIT = ScanConfig(fwd_block_d=2, fwd_rows=2, fwd_warps=1, bwd_block_d=2, bwd_rows=2, bwd_warps=1,
-                   bc_block_d=2, bc_rows=2, bc_splits=2, bc_warps=1)
+SPLIT = ScanConfig(fwd_block_d=2, fwd_rows=2, fwd_warps=1, bwd_block_d=2, bwd_rows=2, bwd_splits=2, bwd_warps=1)
 
 
 def _check(dtype, tol, drop=(), softplus=True, config=None, **shape):
@@ -43,11 +42,7 @@ def _check(dtype, tol, drop=(), softplus=True, config=None, **shape):
         assert g.dtype == dtype and _rel(g, e) < tol, name
 
 
-ONEPASS = ScanConfig(fwd_block_d=2, fwd_rows=2, fwd_warps=1, bwd_block_d=2, bwd_rows=2, bwd_warps=1,
-                     bc_block_d=2, bc_rows=2, bc_splits=2, bc_warps=1, onepass=True)
-
-
-@pytest.mark.parametrize("config", [None, SPLIT, ONEPASS], ids=["default", "split", "onepass"])
+@pytest.mark.parametrize("config", [None, SPLIT], ids=["default", "split"])
 def test_float64_matches_reference(config):
     _check(torch.float64, 1e-12, config=config)
 

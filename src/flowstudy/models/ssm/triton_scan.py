@@ -7,9 +7,11 @@ The maths, arguments and dtypes of :func:`~flowstudy.models.ssm.selective_scan_t
     h_t     = exp(delta_t A) h_{t-1} + delta_t B_t u_t            h_{-1} = 0
     y_t     = <C_t, h_t> + D u_t;      out_t = y_t silu(z_t)      (if z is given)
 
-One program owns BLOCK_D channels and a run of batch rows. For each row the whole sequence
-is one register tile [L, BLOCK_D, N]: the states h come from an associative scan over L
-(pairs (a, b) composing h -> a h + b), in fp32 whatever the input dtype. The backward
+One program (one warp at L = 16) owns BLOCK_D channels and a run of batch rows. For each row
+the whole sequence is one register tile [L, N, BLOCK_D], the time axis inside each thread
+(Triton's default layout fills lanes from the last axis: channels, then states): the states h
+come from an associative scan over L (pairs (a, b) composing h -> a h + b), sequential in
+registers, in fp32 whatever the input dtype; exp(delta A) is one ftz exp2 per state. The backward
 recomputes the states the same way, so nothing of size [B, d, L, N] is ever stored, then
 runs the adjoint recurrence as a reverse scan:
 
@@ -39,11 +41,10 @@ from torch import Tensor
 
 from flowstudy.errors import ConfigError
 
-LOG2E: tl.constexpr = tl.constexpr(1.4426950408889634)
-
 __all__ = ["MAX_SEQLEN", "ScanConfig", "default_config", "selective_scan_triton", "selective_scan_triton_blc"]
 
 MAX_SEQLEN = 128
+LOG2E: tl.constexpr = tl.constexpr(1.4426950408889634)
 
 
 @triton.jit
@@ -154,84 +155,6 @@ def _scan_fwd_kernel(
 @triton.jit
 def _scan_bwd_kernel(
     u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, dout_ptr,
-    du_ptr, ddt_ptr, dz_ptr, dA_part, dD_part, dbias_part,
-    batch, dim, seqlen, dstate, rows_per_prog,
-    su_b, su_l, su_d, sdt_b, sdt_l, sdt_d, sz_b, sz_l, sz_d, sg_b, sg_l, sg_d,
-    sdo_b, sdo_l, sdo_d, sB_b, sB_l, sB_n, sC_b, sC_l, sC_n, sA_d, sA_n,
-    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-    L_PAD: tl.constexpr, N_PAD: tl.constexpr, BLOCK_D: tl.constexpr, CT: tl.constexpr,
-    FAST: tl.constexpr,
-):
-    """Grid (row chunks, channel blocks), tiles [L, N, BLOCK_D]: du, ddelta, dz (strides sg_*)
-    and the row chunk's sums of dA, dD, ddelta_bias (one [d, N] / [d] slice per chunk).
-    Only sums over N and t: the sums over channels (dB, dC) are _scan_bwd_bc_kernel's."""
-    pid_r = tl.program_id(0).to(tl.int64)
-    row0 = pid_r * rows_per_prog  # int64 rows: row * stride may pass 2**31
-    offs_d = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
-    offs_t = tl.arange(0, L_PAD)
-    offs_n = tl.arange(0, N_PAD)
-    m_d, m_n = offs_d < dim, offs_n < dstate
-    m_td = (offs_t[:, None] < seqlen) & m_d[None, :]
-    m_td1 = (offs_t[:, None] + 1 < seqlen) & m_d[None, :]
-    m_tn = (offs_t[:, None] < seqlen) & m_n[None, :]
-    m_next = (offs_t[:, None] + 1 < seqlen) & m_n[None, :]  # G_{L-1} has no successor
-    m_nd = m_n[:, None] & m_d[None, :]
-    A = tl.load(A_ptr + offs_n[:, None] * sA_n + offs_d[None, :] * sA_d, mask=m_nd, other=0.0).to(CT)
-    A2 = A * LOG2E  # [N, BLOCK_D]
-    bias = tl.load(bias_ptr + offs_d, mask=m_d, other=0.0).to(CT) if HAS_BIAS else None
-    Dv = tl.load(D_ptr + offs_d, mask=m_d, other=0.0).to(CT) if HAS_D else None
-    dA_acc = tl.zeros([N_PAD, BLOCK_D], dtype=CT)
-    dD_acc = tl.zeros([BLOCK_D], dtype=CT)
-    dbias_acc = tl.zeros([BLOCK_D], dtype=CT)
-    for row in range(row0, tl.minimum(row0 + rows_per_prog, batch)):
-        u = _load_ld(u_ptr, row, su_b, su_l, su_d, offs_t, offs_d, m_td, CT)
-        pre, dl = _delta(dt_ptr, row, sdt_b, sdt_l, sdt_d, offs_t, offs_d, m_td, bias,
-                         HAS_BIAS, SOFTPLUS, CT)
-        # delta_{t+1}: the same tile one step later (cached), for the reverse recurrence
-        _, dl1 = _delta(dt_ptr + sdt_l, row, sdt_b, sdt_l, sdt_d, offs_t, offs_d, m_td1, bias,
-                        HAS_BIAS, SOFTPLUS, CT)
-        Bt = tl.load(B_ptr + row * sB_b + offs_t[:, None] * sB_l + offs_n[None, :] * sB_n,
-                     mask=m_tn, other=0.0).to(CT)  # [L, N]
-        Ct = tl.load(C_ptr + row * sC_b + offs_t[:, None] * sC_l + offs_n[None, :] * sC_n,
-                     mask=m_tn, other=0.0).to(CT)
-        dy = _load_ld(dout_ptr, row, sdo_b, sdo_l, sdo_d, offs_t, offs_d, m_td, CT)
-        _, dBu, h = _states(dl, dl * u, A2, Bt, FAST)
-        g_off = row * sg_b + offs_t[:, None] * sg_l + offs_d[None, :] * sg_d
-        if HAS_Z:
-            y = tl.sum(h * Ct[:, :, None], axis=1)
-            if HAS_D:
-                y += u * Dv[None, :]
-            z = _load_ld(z_ptr, row, sz_b, sz_l, sz_d, offs_t, offs_d, m_td, CT)
-            sig = _sigmoid(z)
-            tl.store(dz_ptr + g_off, dy * y * sig * (1.0 + z * (1.0 - sig)), mask=m_td)
-            dy = dy * z * sig  # dL/dy, y = scan + D u
-        P = h - dBu  # exp(delta_t A) h_{t-1}
-        a1 = tl.where(m_next[:, :, None], _exp2(dl1[:, None, :] * A2[None, :, :], FAST), 0.0)
-        _, G = tl.associative_scan((a1, Ct[:, :, None] * dy[:, None, :]), 0, _combine,
-                                   reverse=True)  # [L, N, BLOCK_D]
-        dx = tl.sum(G * Bt[:, :, None], axis=1)  # d(delta u): [L, BLOCK_D]
-        Q = G * P
-        ddl = tl.sum(Q * A[None, :, :], axis=1) + dx * u
-        dA_acc += tl.sum(Q * dl[:, None, :], axis=0)
-        du = dx * dl
-        if HAS_D:
-            du += dy * Dv[None, :]
-            dD_acc += tl.sum(dy * u, axis=0)
-        if SOFTPLUS:
-            ddl = ddl * _sigmoid(pre)  # softplus' = sigmoid
-        dbias_acc += tl.sum(ddl, axis=0)
-        tl.store(du_ptr + g_off, du, mask=m_td)
-        tl.store(ddt_ptr + g_off, ddl, mask=m_td)
-    tl.store(dA_part + pid_r * dim * dstate + offs_n[:, None] + offs_d[None, :] * dstate, dA_acc, mask=m_nd)
-    if HAS_D:
-        tl.store(dD_part + pid_r * dim + offs_d, dD_acc, mask=m_d)
-    if HAS_BIAS:
-        tl.store(dbias_part + pid_r * dim + offs_d, dbias_acc, mask=m_d)
-
-
-@triton.jit
-def _scan_bwd_onepass_kernel(
-    u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, dout_ptr,
     du_ptr, ddt_ptr, dz_ptr, dA_part, dB_part, dC_part, dD_part, dbias_part,
     batch, dim, seqlen, dstate, rows_per_prog, ch_per_split,
     su_b, su_l, su_d, sdt_b, sdt_l, sdt_d, sz_b, sz_l, sz_d, sg_b, sg_l, sg_d,
@@ -241,7 +164,10 @@ def _scan_bwd_onepass_kernel(
     L_PAD: tl.constexpr, N_PAD: tl.constexpr, BLOCK_D: tl.constexpr, CT: tl.constexpr,
     FAST: tl.constexpr,
 ):
-    """All gradients in one pass. Grid (row chunks, channel splits); tiles [L, N, BLOCK_D]."""
+    """Grid (row chunks, channel splits), tiles [L, N, BLOCK_D]. du, ddelta, dz are written in
+    the gradient layout (sg_*); dA_part, dD_part, dbias_part get one [d, N] / [d] slice per row
+    chunk, dB_part and dC_part one [B, L, N] slice (strides sp_*) per channel split, summed over
+    the split's channel blocks in place: a program owns its rows of its split's slice."""
     pid_r, pid_s = tl.program_id(0).to(tl.int64), tl.program_id(1)
     row0 = pid_r * rows_per_prog
     row1 = tl.minimum(row0 + rows_per_prog, batch)
@@ -320,109 +246,43 @@ def _scan_bwd_onepass_kernel(
         tl.debug_barrier()  # the next channel block re-reads dB_part/dC_part rows stored above
 
 
-@triton.jit
-def _scan_bwd_bc_kernel(
-    u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, z_ptr, bias_ptr, dout_ptr, dB_part, dC_part,
-    batch, dim, seqlen, dstate, rows_per_prog, ch_per_split,
-    su_b, su_l, su_d, sdt_b, sdt_l, sdt_d, sz_b, sz_l, sz_d,
-    sdo_b, sdo_l, sdo_d, sB_b, sB_l, sB_n, sC_b, sC_l, sC_n, sA_d, sA_n,
-    sp_s, sp_b, sp_l, sp_n,
-    HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-    L_PAD: tl.constexpr, N_PAD: tl.constexpr, BLOCK_D: tl.constexpr, CT: tl.constexpr,
-    FAST: tl.constexpr,
-):
-    """Grid (row chunks, channel splits), tiles [L, BLOCK_D, N]: dB and dC of each row summed
-    over the split's channels, into the split's [B, L, N] slice (strides sp_*). The channel
-    axis leads the state axis here, so the sums over channels stay mostly inside a thread."""
-    pid_s = tl.program_id(1)
-    row0 = tl.program_id(0).to(tl.int64) * rows_per_prog
-    c0 = pid_s * ch_per_split
-    c1 = tl.minimum(c0 + ch_per_split, dim)
-    offs_t = tl.arange(0, L_PAD)
-    offs_n = tl.arange(0, N_PAD)
-    m_n = offs_n < dstate
-    m_tn = (offs_t[:, None] < seqlen) & m_n[None, :]
-    m_next = (offs_t[:, None] + 1 < seqlen) & m_n[None, :]
-    for row in range(row0, tl.minimum(row0 + rows_per_prog, batch)):
-        Bt = tl.load(B_ptr + row * sB_b + offs_t[:, None] * sB_l + offs_n[None, :] * sB_n,
-                     mask=m_tn, other=0.0).to(CT)  # [L, N]
-        Ct = tl.load(C_ptr + row * sC_b + offs_t[:, None] * sC_l + offs_n[None, :] * sC_n,
-                     mask=m_tn, other=0.0).to(CT)
-        dB_acc = tl.zeros([L_PAD, N_PAD], dtype=CT)
-        dC_acc = tl.zeros([L_PAD, N_PAD], dtype=CT)
-        for d0 in range(c0, c1, BLOCK_D):
-            offs_d = d0 + tl.arange(0, BLOCK_D)
-            m_d = offs_d < c1
-            m_td = (offs_t[:, None] < seqlen) & m_d[None, :]
-            m_td1 = (offs_t[:, None] + 1 < seqlen) & m_d[None, :]
-            A2 = tl.load(A_ptr + offs_d[:, None] * sA_d + offs_n[None, :] * sA_n,
-                         mask=m_d[:, None] & m_n[None, :], other=0.0).to(CT) * LOG2E  # [BLOCK_D, N]
-            bias = tl.load(bias_ptr + offs_d, mask=m_d, other=0.0).to(CT) if HAS_BIAS else None
-            u = _load_ld(u_ptr, row, su_b, su_l, su_d, offs_t, offs_d, m_td, CT)
-            _, dl = _delta(dt_ptr, row, sdt_b, sdt_l, sdt_d, offs_t, offs_d, m_td, bias,
-                           HAS_BIAS, SOFTPLUS, CT)
-            _, dl1 = _delta(dt_ptr + sdt_l, row, sdt_b, sdt_l, sdt_d, offs_t, offs_d, m_td1, bias,
-                            HAS_BIAS, SOFTPLUS, CT)
-            dy = _load_ld(dout_ptr, row, sdo_b, sdo_l, sdo_d, offs_t, offs_d, m_td, CT)
-            if HAS_Z:
-                z = _load_ld(z_ptr, row, sz_b, sz_l, sz_d, offs_t, offs_d, m_td, CT)
-                dy = dy * z * _sigmoid(z)
-            x = dl * u
-            dA = _exp2(dl[:, :, None] * A2[None, :, :], FAST)  # [L, BLOCK_D, N]
-            _, h = tl.associative_scan((dA, x[:, :, None] * Bt[:, None, :]), 0, _combine)
-            dC_acc += tl.sum(h * dy[:, :, None], axis=1)
-            a1 = tl.where(m_next[:, None, :], _exp2(dl1[:, :, None] * A2[None, :, :], FAST), 0.0)
-            _, G = tl.associative_scan((a1, dy[:, :, None] * Ct[:, None, :]), 0, _combine, reverse=True)
-            dB_acc += tl.sum(G * x[:, :, None], axis=1)
-        p_off = pid_s * sp_s + row * sp_b + offs_t[:, None] * sp_l + offs_n[None, :] * sp_n
-        tl.store(dB_part + p_off, dB_acc, mask=m_tn)
-        tl.store(dC_part + p_off, dC_acc, mask=m_tn)
-
-
 @dataclass(frozen=True)
 class ScanConfig:
-    """Launch shape of the three kernels: channels per tile (block_d), batch rows per program
-    (rows), warps per program; bc_splits splits the channels of the dB/dC kernel (each split
-    adds a [B, L, N] partial that torch sums)."""
+    """Launch shape: channels per tile (block_d), batch rows per program (rows), warps per
+    program; bwd_splits splits the channels of the backward grid (each split adds a [B, L, N]
+    partial of dB and dC that torch sums)."""
 
     fwd_block_d: int
     fwd_rows: int
     fwd_warps: int
     bwd_block_d: int
     bwd_rows: int
+    bwd_splits: int
     bwd_warps: int
-    bc_block_d: int
-    bc_rows: int
-    bc_splits: int
-    bc_warps: int
-    onepass: bool = False
 
 
 def _pow2_floor(n: int) -> int:
     return 1 << (max(n, 1).bit_length() - 1)
 
 
-def _tile(lp: int, np_: int, dim: int, budget: int, per_warp: int = 2048) -> tuple[int, int]:
-    """(channels, warps) of a tile of about `budget` states, `per_warp` states a warp (64 or
-    32 a thread): short sequences stay whole inside each thread."""
+def _tile(lp: int, np_: int, dim: int, budget: int) -> tuple[int, int]:
+    """(channels, warps) of a tile of about `budget` states. One warp a program measured
+    fastest (H100, benchmarks/SCAN.md); long sequences spread their time axis over 4 warps."""
     bd = max(1, min(triton.next_power_of_2(dim), 64, _pow2_floor(budget // (lp * np_))))
-    if lp >= 64:  # long sequences: spread the time axis over lanes and 4 warps
-        return bd, 4
-    return bd, max(1, min(4, bd * lp * np_ // per_warp))
+    return bd, (4 if lp >= 64 else 1)
 
 
 def default_config(batch: int, dim: int, seqlen: int, dstate: int, n_sm: int = 132) -> ScanConfig:
-    """Tiles from _tile (forward 8192 states, backward 1024 and 2048 for its two kernels), at
-    least ~8 programs per multiprocessor, partial buffers a few percent of the traffic."""
+    """Launch shapes measured best at L = N = 16 on an H100 (benchmarks/SCAN.md): forward
+    tiles of 2048 states (64 a thread), backward tiles of 1024 (32 a thread, its register
+    limit), at least ~8 (forward) and ~15 (backward) one-warp programs per multiprocessor."""
     lp, np_ = triton.next_power_of_2(seqlen), triton.next_power_of_2(dstate)
-    target = 8 * n_sm
-    fbd, fw = _tile(lp, np_, dim, 8192)
+    fbd, fw = _tile(lp, np_, dim, 2048)
     bbd, bw = _tile(lp, np_, dim, 1024)
-    cbd, cw = _tile(lp, np_, dim, 2048, per_warp=1024)
-    rows = lambda bd: max(1, min(16, batch * triton.cdiv(dim, bd) // target))  # noqa: E731
-    bc_rows = max(1, min(16, batch // target))
-    bc_splits = max(1, min(triton.cdiv(dim, cbd), triton.cdiv(target, triton.cdiv(batch, bc_rows))))
-    return ScanConfig(fbd, rows(fbd), fw, bbd, rows(bbd), bw, cbd, bc_rows, bc_splits, cw)
+    f_rows = max(1, min(16, batch * triton.cdiv(dim, fbd) // (8 * n_sm)))
+    b_rows = max(1, min(16, batch // 512))
+    splits = max(1, min(triton.cdiv(dim, bbd), triton.cdiv(15 * n_sm, triton.cdiv(batch, b_rows))))
+    return ScanConfig(fbd, f_rows, fw, bbd, b_rows, splits, bw)
 
 
 def _check(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D, z, delta_bias) -> None:
@@ -509,70 +369,23 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, cfg: ScanConfig) -> 
 def _backward(u, delta, A, B, C, D, z, delta_bias, softplus, dout, cfg: ScanConfig):
     batch, dim, seqlen = u.shape
     N = A.shape[1]
-    if cfg.onepass:
-        return _backward_onepass(u, delta, A, B, C, D, z, delta_bias, softplus, dout, cfg)
     ct, cdt = _common(u, A, delta, B, C, D, z, delta_bias)
     du, ddelta = _layout_like(u, u.dtype), _layout_like(u, delta.dtype)
     dz = _layout_like(u, z.dtype) if z is not None else None
     dev = u.device
     chunks = triton.cdiv(batch, cfg.bwd_rows)
+    per_split = triton.cdiv(triton.cdiv(dim, cfg.bwd_splits), cfg.bwd_block_d) * cfg.bwd_block_d
+    splits = triton.cdiv(dim, per_split)
     dA_part = torch.empty(chunks, dim, N, dtype=cdt, device=dev)
     dD_part = torch.empty(chunks, dim, dtype=cdt, device=dev) if D is not None else dA_part
     dbias_part = torch.empty(chunks, dim, dtype=cdt, device=dev) if delta_bias is not None else dA_part
-    opt = dict(L_PAD=triton.next_power_of_2(seqlen), N_PAD=triton.next_power_of_2(N), CT=ct, FAST=_fast(u, ct))
-    flags = dict(HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=softplus)
-    dpad = lambda t: t if t is not None else u  # noqa: E731  (absent: never read)
-    _scan_bwd_kernel[(chunks, triton.cdiv(dim, cfg.bwd_block_d))](
-        u, delta, A, B, C, dpad(D), dpad(z), dpad(delta_bias), dout,
-        du, ddelta, dz if dz is not None else du, dA_part, dD_part, dbias_part,
-        batch, dim, seqlen, N, cfg.bwd_rows,
-        *_strides(u), *_strides(delta), *_strides(z), *_strides(du),
-        *_strides(dout), *_strides(B), *_strides(C), A.stride(0), A.stride(1),
-        HAS_D=D is not None, **flags, **opt, BLOCK_D=cfg.bwd_block_d, num_warps=cfg.bwd_warps,
-    )
-    per_split = triton.cdiv(triton.cdiv(dim, cfg.bc_splits), cfg.bc_block_d) * cfg.bc_block_d
-    splits = triton.cdiv(dim, per_split)
     # dB/dC partials follow B's memory order so that one split needs no copy
     n_fast = B.stride(1) < B.stride(2)
     shape = (splits, batch, seqlen, N) if n_fast else (splits, batch, N, seqlen)
     dB_part, dC_part = (torch.empty(shape, dtype=cdt, device=dev) for _ in range(2))
     view = (lambda p: p) if n_fast else (lambda p: p.transpose(2, 3))  # noqa: E731  -> [S, B, L, N]
-    _scan_bwd_bc_kernel[(triton.cdiv(batch, cfg.bc_rows), splits)](
-        u, delta, A, B, C, dpad(z), dpad(delta_bias), dout, dB_part, dC_part,
-        batch, dim, seqlen, N, cfg.bc_rows, per_split,
-        *_strides(u), *_strides(delta), *_strides(z), *_strides(dout), *_strides(B), *_strides(C),
-        A.stride(0), A.stride(1), *view(dB_part).stride(),
-        **flags, **opt, BLOCK_D=cfg.bc_block_d, num_warps=cfg.bc_warps,
-    )
-    dB, dC = (view(p).sum(0) if splits > 1 else view(p)[0] for p in (dB_part, dC_part))  # [B, L, N]
-    return (
-        du, ddelta, dA_part.sum(0).to(A.dtype), dB.transpose(1, 2).to(B.dtype),
-        dC.transpose(1, 2).to(C.dtype),
-        dD_part.sum(0).to(D.dtype) if D is not None else None,
-        dz,
-        dbias_part.sum(0).to(delta_bias.dtype) if delta_bias is not None else None,
-    )
-
-
-def _backward_onepass(u, delta, A, B, C, D, z, delta_bias, softplus, dout, cfg: ScanConfig):
-    batch, dim, seqlen = u.shape
-    N = A.shape[1]
-    ct, cdt = _common(u, A, delta, B, C, D, z, delta_bias)
-    du, ddelta = _layout_like(u, u.dtype), _layout_like(u, delta.dtype)
-    dz = _layout_like(u, z.dtype) if z is not None else None
-    dev = u.device
-    chunks = triton.cdiv(batch, cfg.bwd_rows)
-    per_split = triton.cdiv(triton.cdiv(dim, cfg.bc_splits), cfg.bwd_block_d) * cfg.bwd_block_d
-    splits = triton.cdiv(dim, per_split)
-    dA_part = torch.empty(chunks, dim, N, dtype=cdt, device=dev)
-    dD_part = torch.empty(chunks, dim, dtype=cdt, device=dev) if D is not None else dA_part
-    dbias_part = torch.empty(chunks, dim, dtype=cdt, device=dev) if delta_bias is not None else dA_part
-    n_fast = B.stride(1) < B.stride(2)
-    shape = (splits, batch, seqlen, N) if n_fast else (splits, batch, N, seqlen)
-    dB_part, dC_part = (torch.empty(shape, dtype=cdt, device=dev) for _ in range(2))
-    view = (lambda p: p) if n_fast else (lambda p: p.transpose(2, 3))  # noqa: E731
-    dpad = lambda t: t if t is not None else u  # noqa: E731
-    _scan_bwd_onepass_kernel[(chunks, splits)](
+    dpad = lambda t: t if t is not None else u  # noqa: E731  (absent tensors are never read)
+    _scan_bwd_kernel[(chunks, splits)](
         u, delta, A, B, C, dpad(D), dpad(z), dpad(delta_bias), dout,
         du, ddelta, dz if dz is not None else du, dA_part, dB_part, dC_part, dD_part, dbias_part,
         batch, dim, seqlen, N, cfg.bwd_rows, per_split,
@@ -583,7 +396,7 @@ def _backward_onepass(u, delta, A, B, C, D, z, delta_bias, softplus, dout, cfg: 
         L_PAD=triton.next_power_of_2(seqlen), N_PAD=triton.next_power_of_2(N),
         BLOCK_D=cfg.bwd_block_d, CT=ct, FAST=_fast(u, ct), num_warps=cfg.bwd_warps,
     )
-    dB, dC = (view(p).sum(0) if splits > 1 else view(p)[0] for p in (dB_part, dC_part))
+    dB, dC = (view(p).sum(0) if splits > 1 else view(p)[0] for p in (dB_part, dC_part))  # [B, L, N]
     return (
         du, ddelta, dA_part.sum(0).to(A.dtype), dB.transpose(1, 2).to(B.dtype),
         dC.transpose(1, 2).to(C.dtype),
