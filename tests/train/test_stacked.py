@@ -29,7 +29,7 @@ def _close(a, b, tol=1e-4):
         assert error < tol, f"{key}: relative error {error:.2e}"
 
 
-def _check_against_separate_runs(tmp_path, configs, **group_options):
+def _check_against_separate_runs(tmp_path, configs, tol=1e-4, **group_options):
     for k, cfg in enumerate(configs):
         Trainer(cfg, tmp_path / f"alone{k}", progress=False).fit()
     group = StackedGroup(configs, [tmp_path / f"group{k}" for k in range(len(configs))], **group_options)
@@ -37,8 +37,8 @@ def _check_against_separate_runs(tmp_path, configs, **group_options):
     for k in range(len(configs)):
         alone = load_checkpoint(tmp_path / f"alone{k}/checkpoints/last.pt")
         stacked = load_checkpoint(tmp_path / f"group{k}/checkpoints/last.pt")
-        _close(alone["model"], stacked["model"])
-        _close(alone["ema"]["model"], stacked["ema"]["model"])
+        _close(alone["model"], stacked["model"], tol)
+        _close(alone["ema"]["model"], stacked["ema"]["model"], tol)
         assert torch.equal(alone["rng"]["generator"], stacked["rng"]["generator"])  # the same draws
         assert stacked["best_val"] == pytest.approx(alone["best_val"], rel=1e-4)
         assert results[k].steps == configs[k].steps and stacked["finished"]
@@ -80,5 +80,5 @@ def test_members_must_share_the_network(tmp_path, tiny_config):
 def test_captured_group_matches_separate_runs_on_gpu(tmp_path, tiny_config, arch):
     model = {"chunk_size": 4} if arch.startswith("mamba") else {}
     configs = [replace(c, device="cuda", arch=arch, model=model) for c in _members(tiny_config)]
-    group = _check_against_separate_runs(tmp_path, configs)
+    group = _check_against_separate_runs(tmp_path, configs, tol=1e-3)  # cuBLAS picks other kernels for bmm
     assert group.graph is not None
