@@ -45,3 +45,11 @@ def test_grouped_study_matches_the_one_by_one_study(reference_study, tmp_path):
         assert g["fidelity"] == pytest.approx(a["fidelity"], rel=1e-3)
     summaries = [json.loads(p.read_text()) for p in sorted((tmp_path / "tiny" / "runs").glob("*/train_summary.json"))]
     assert sorted(s["group_size"] for s in summaries) == [2, 2, 4, 4, 4, 4]
+
+
+def test_cell_ids_do_not_depend_on_how_steps_execute(write_spec):
+    graph = load_spec(write_spec("ids"))
+    eager = load_spec(write_spec("ids", **{'device = "cpu"': 'device = "cpu"\ngraph = false'}))
+    assert [c.config.graph for c in eager.cells] == [False] * len(eager.cells)
+    assert [c.id for c in graph.cells] == [c.id for c in eager.cells]
+    assert [c.run_name for c in graph.cells] == [c.run_name for c in eager.cells]

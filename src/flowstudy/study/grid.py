@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from flowstudy.errors import ConfigError
-from flowstudy.train.config import TrainConfig, resolve_config
+from flowstudy.train.config import EXECUTION_FIELDS, TrainConfig, resolve_config
 
 if TYPE_CHECKING:
     from flowstudy.study.spec import StudySpec
@@ -118,8 +118,10 @@ def make_cell(spec: StudySpec, axis_values: dict[str, Any], seed: int, extra_bas
     except (TypeError, ValueError) as err:
         raise ConfigError(f"{where}: {err}") from err
     _check_names(config, evaluation, where)
-    train_hash = _short_hash({"train": config.to_dict()})
-    cell_hash = _short_hash({"train": config.to_dict(), "evaluation": asdict(evaluation)})
+    # how a step is executed (graph or eager) is no part of what a run is: ids stay as before it existed
+    identity = {k: v for k, v in config.to_dict().items() if k not in EXECUTION_FIELDS}
+    train_hash = _short_hash({"train": identity})
+    cell_hash = _short_hash({"train": identity, "evaluation": asdict(evaluation)})
     train_parts = [p for n, v in axis_values.items() if n not in SAMPLE_AXES for p in [_slug(n, v)]]
     all_parts = [_slug(n, v) for n, v in axis_values.items()]
     return Cell(

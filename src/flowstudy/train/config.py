@@ -16,6 +16,9 @@ from flowstudy.errors import ConfigError
 
 BASE_FIELDS = ("none", "gaussian")  # see flowstudy.flows.gaussian_base
 
+EXECUTION_FIELDS = ("graph",)
+"""TrainConfig fields that choose how steps execute, not what is trained (study ids leave them out)."""
+
 
 @dataclass
 class TrainConfig:
