@@ -7,6 +7,8 @@ EMA decay from a device counter, foreach clipping) runs without a graph and is c
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -98,3 +100,14 @@ def test_captured_run_resumes_exactly_on_gpu(tmp_path, tiny_config):
     a, b = (load_checkpoint(tmp_path / name / "checkpoints/last.pt") for name in ("full", "cut"))
     for key in a["model"]:
         torch.testing.assert_close(b["model"][key], a["model"][key], rtol=1e-5, atol=1e-6, msg=key)
+
+
+def test_cli_no_graph_is_saved_with_the_run(tmp_path, tiny_data):
+    from flowstudy.cli import main
+
+    run = tmp_path / "run"
+    args = ["train", "--data", f"{tiny_data}:train", "--arch", "mlp-tiny", "--steps", "4", "--batch-size", "32", "--device", "cpu", "--quiet"]
+    assert main([*args, "--out", str(run), "--no-graph"]) == 0
+    assert json.loads((run / "config.json").read_text())["graph"] is False
+    assert main([*args, "--out", str(tmp_path / "default")]) == 0
+    assert json.loads((tmp_path / "default" / "config.json").read_text())["graph"] is True

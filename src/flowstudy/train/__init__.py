@@ -6,12 +6,14 @@ from flowstudy.train.ema import EMA
 from flowstudy.train.rundir import LoadedRun, RunPaths, load_run
 from flowstudy.train.schedule import ema_decay_at, lr_factor
 from flowstudy.train.trainer import Trainer, TrainingInterrupted, TrainResult, resolve_device
+from flowstudy.train.stacked import StackedGroup, train_group
 
 __all__ = [
     "EMA",
     "RECIPES",
     "LoadedRun",
     "RunPaths",
+    "StackedGroup",
     "TrainConfig",
     "TrainResult",
     "Trainer",
@@ -25,4 +27,5 @@ __all__ = [
     "resolve_config",
     "resolve_device",
     "save_checkpoint",
+    "train_group",
 ]
