@@ -21,8 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import bench_train  # benchmarks/: the plain loop
 import torch
-from torch.utils.data import DataLoader, TensorDataset
 
 from flowstudy.data import Standardizer, load_dataset
 from flowstudy.graph_solver import GraphSolver
@@ -77,27 +77,7 @@ def trainer_rate(arch, model, steps, batch, graph: bool, workdir: Path) -> tuple
 
 def plain_loop_rate(arch, model_kw, steps, batch, x: torch.Tensor) -> float:
     model = create_model(arch, input_dim=x.shape[1], **model_kw).to(DEVICE)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    loader = DataLoader(TensorDataset(x), batch_size=batch, shuffle=True, drop_last=True)
-    done, start = 0, 0.0
-    while done < steps:
-        for (x1,) in loader:
-            x1 = x1.to(DEVICE)
-            x0 = torch.randn_like(x1)
-            t = torch.rand(x1.shape[0], device=DEVICE)
-            xt = (1 - t[:, None]) * x0 + t[:, None] * x1
-            loss = ((model(xt, t) - (x1 - x0)) ** 2).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            done += 1
-            if done == 5:
-                _sync()
-                start = time.perf_counter()
-            if done >= steps:
-                break
-    _sync()
-    return (steps - 5) / (time.perf_counter() - start)
+    return bench_train.plain_loop_rate(model, steps, batch, torch.device(DEVICE), x)
 
 
 def stacked_rate(arch, model, steps, batch, members: int, workdir: Path) -> float:

@@ -60,7 +60,11 @@ def flowstudy_steps_per_s(arch: str, steps: int, batch: int, device: str, workdi
 
 
 def reference_steps_per_s(arch: str, steps: int, batch: int, device: torch.device, x: torch.Tensor) -> float:
-    model = create_model(arch, input_dim=x.shape[1]).to(device)
+    return plain_loop_rate(create_model(arch, input_dim=x.shape[1]).to(device), steps, batch, device, x)
+
+
+def plain_loop_rate(model: torch.nn.Module, steps: int, batch: int, device: torch.device, x: torch.Tensor) -> float:
+    """Steps/s of a typical script's loop (DataLoader, host-to-device copies, AdamW; steps 5.. timed)."""
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     loader = DataLoader(TensorDataset(x), batch_size=batch, shuffle=True, drop_last=True)
     done, start = 0, None

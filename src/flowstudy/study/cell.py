@@ -122,7 +122,14 @@ def train_run(config, run_dir: Path) -> dict[str, Any]:
             shutil.rmtree(run_dir)
         result = Trainer(config, run_dir, progress=False).fit()
         resumed = False
-    summary = {
+    summary = training_summary(result, resumed)
+    atomic_write_json(summary_path, summary)
+    return summary
+
+
+def training_summary(result, resumed: bool) -> dict[str, Any]:
+    """What a cell records of its training run (a TrainResult), as train_summary.json holds it."""
+    return {
         "steps": result.steps,
         "total_steps": result.total_steps,
         "best_val_loss": result.best_val_loss,
@@ -130,8 +137,6 @@ def train_run(config, run_dir: Path) -> dict[str, Any]:
         "train_seconds": result.seconds,
         "resumed": resumed,
     }
-    atomic_write_json(summary_path, summary)
-    return summary
 
 
 def _summary_from_state(state: dict[str, Any]) -> dict[str, Any]:

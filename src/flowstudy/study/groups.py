@@ -54,7 +54,7 @@ def train_cell_group(cells: Sequence[Cell], study_dir: str | Path) -> dict[str, 
     seconds are the group's). Returns {"runs": [...], "seconds": ...}.
     """
     from flowstudy.io import atomic_write_json
-    from flowstudy.study.cell import TRAIN_SUMMARY
+    from flowstudy.study.cell import TRAIN_SUMMARY, training_summary
     from flowstudy.train.checkpoint import load_checkpoint
     from flowstudy.train.rundir import RunPaths
     from flowstudy.train.stacked import train_group
@@ -77,16 +77,7 @@ def train_cell_group(cells: Sequence[Cell], study_dir: str | Path) -> dict[str, 
     run_dirs = [Path(study_dir) / "runs" / cell.run_name for cell in todo]
     results = train_group([cell.config for cell in todo], run_dirs, resume)
     for run_dir, result, again in zip(run_dirs, results, resume):
-        summary = {
-            "steps": result.steps,
-            "total_steps": result.total_steps,
-            "best_val_loss": result.best_val_loss,
-            "stopped_early": result.stopped_early,
-            "train_seconds": result.seconds,
-            "resumed": again,
-            "group_size": len(todo),
-        }
-        atomic_write_json(run_dir / TRAIN_SUMMARY, summary)
+        atomic_write_json(run_dir / TRAIN_SUMMARY, {**training_summary(result, again), "group_size": len(todo)})
     return {"runs": [cell.run_name for cell in todo], "seconds": max(r.seconds for r in results)}
 
 
