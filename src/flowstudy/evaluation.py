@@ -3,6 +3,11 @@
 All metrics are computed in one space — standardised with the training split's statistics —
 and on the same held-out set; the sample norm is also compared in the original space, where
 the SONAR decoder reads it.
+
+The held-out reference is the data's **test** split when it has one (``builtin:NAME:test``,
+``DIR:test``): the validation split chose the checkpoint (early stopping) and the recipes, so
+it is not held out from the model's selection. Without a test split the validation split is
+the reference (:func:`default_reference_spec`).
 """
 
 from __future__ import annotations
@@ -14,8 +19,33 @@ import numpy as np
 import torch
 
 from flowstudy.data import Standardizer, check_same_dim, load_dataset
+from flowstudy.data.loading import _split_spec
 from flowstudy.data.resolve import default_val_spec
 from flowstudy.errors import ConfigError
+
+
+def default_test_spec(data_spec: str) -> str | None:
+    """The test split beside a training split, if the spec names one.
+
+    ``builtin:NAME`` / ``builtin:NAME:train`` -> ``builtin:NAME:test`` when NAME ships one;
+    ``DIR:train`` -> ``DIR:test`` when ``DIR`` holds a test file. None otherwise.
+    """
+    from flowstudy.data.builtin import BUILTIN_DATASETS
+
+    if data_spec.startswith("builtin:"):
+        name, _, split = data_spec[len("builtin:") :].partition(":")
+        has_test = "test" in BUILTIN_DATASETS.get(name, ("", ()))[1]
+        return f"builtin:{name}:test" if has_test and split in ("", "train") else None
+    path, key = _split_spec(data_spec)
+    if path.is_dir() and key == "train" and any(Path(path).glob("test.*")):
+        return f"{path}:test"
+    return None
+
+
+def default_reference_spec(data_spec: str, val_spec: str | None = None) -> str | None:
+    """Evaluation's held-out reference: the test split beside ``data_spec``, else ``val_spec``,
+    else the validation split beside the data; None when there is none (a random split)."""
+    return default_test_spec(data_spec) or val_spec or default_val_spec(data_spec)
 
 
 @dataclass
@@ -60,7 +90,7 @@ def evaluate_target(
 
         run = load_run(path, device=resolve_device(device))
         train = train or run.config["data"]
-        reference = reference or run.config.get("val") or default_val_spec(run.config["data"])
+        reference = reference or default_reference_spec(run.config["data"], run.config.get("val"))
         standardizer = run.standardizer
         z, nfe = sample_standardized(run, n, solver=solver, steps=steps, seed=seed)
         samples = standardizer.inverse(z.double()).float().numpy()
@@ -69,6 +99,7 @@ def evaluate_target(
             raise ConfigError(f"{target}: evaluating a samples file needs --train SPEC (the training data, for the standardiser)")
         samples = load_dataset(str(path)).embeddings
         standardizer = None
+        reference = reference or default_reference_spec(train)
     if reference is None:
         raise ConfigError("no held-out reference found: pass --reference SPEC")
     train_set, ref_set = load_dataset(train), load_dataset(reference)

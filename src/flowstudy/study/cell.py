@@ -9,7 +9,8 @@ Training resumes an unfinished ``last.pt`` and is skipped for a finished run, so
 study loses at most the work since the run's last validation.
 
 Evaluation space. Every cell is evaluated against the FULL training set of its data spec
-(never its subset) and the same held-out set with the same ``eval_seed``, so cells compare
+(never its subset) and the same held-out set (the data's test split when it has one, else its
+validation split: :func:`flowstudy.evaluation.default_reference_spec`) with the same ``eval_seed``, so cells compare
 with each other and with the baselines. The space is the z-score of that full training set:
 for a cell trained on all of it this is exactly the run's own standardiser; a cell trained
 on a subset has its samples mapped back to the original space and re-standardised, so
@@ -152,11 +153,16 @@ def evaluation_space(cell: Cell, run, z: torch.Tensor) -> tuple[torch.Tensor, to
     z: [N, D] samples in the run's standardised space. Returns float32 [N, D], [Nt, D], [Nh, D]
     and the held-out rows in the original space, [Nh, D].
     """
-    from flowstudy.data import Standardizer
+    from flowstudy.data import Standardizer, check_same_dim, load_dataset
     from flowstudy.data.resolve import load_train_val
+    from flowstudy.evaluation import default_test_spec
 
     cfg = cell.config
     train, heldout = load_train_val(cfg.data, cfg.val, subset=None, subset_seed=cfg.subset_seed, split_seed=cfg.seed)
+    test_spec = default_test_spec(cfg.data)
+    if test_spec is not None:  # validation chose the checkpoint: the test split is the held-out reference
+        heldout = load_dataset(test_spec)
+        check_same_dim({train.source: train.dim, heldout.source: heldout.dim})
     if cfg.subset is None:
         space = run.standardizer
     else:
