@@ -1,9 +1,14 @@
-"""Which held-out rows evaluation uses by default: the test split, never the one that chose the checkpoint."""
+"""Evaluation end to end: the test split as default reference, NLL beside the Gaussian fits, sanity lines."""
 
 from __future__ import annotations
 
-import numpy as np
+import json
+import shutil
 
+import numpy as np
+import pytest
+
+from flowstudy.cli import main
 from flowstudy.evaluation import default_reference_spec, default_test_spec
 
 
@@ -22,3 +27,40 @@ def test_directory_reference_falls_back_to_val_then_none(tmp_path):
     assert default_reference_spec(f"{tmp_path}:train", "other.npy") == "other.npy"
     np.save(tmp_path / "test.npy", rows)
     assert default_reference_spec(f"{tmp_path}:train", "other.npy") == f"{tmp_path}:test"
+
+
+@pytest.fixture(scope="module")
+def run_with_test_split(tiny_data, tmp_path_factory):
+    """A tiny run trained through the CLI on a data folder that also holds a test split."""
+    root = tmp_path_factory.mktemp("eval-data")
+    for split in ("train", "val"):
+        shutil.copy(tiny_data / f"{split}.npy", root / f"{split}.npy")
+    train = np.load(root / "train.npy")
+    np.save(root / "test.npy", train[:48] + np.float32(0.001))  # 48 rows near the training data
+    run = root / "run"
+    args = ["train", "--data", f"{root}:train", "--arch", "mlp-tiny", "--steps", "30", "--batch-size", "32",
+            "--device", "cpu", "--out", str(run), "--quiet"]
+    assert main(args) == 0
+    return run, root
+
+
+def test_evaluate_nll_on_the_test_split(run_with_test_split, capsys):
+    run, root = run_with_test_split
+    args = ["evaluate", str(run), "--n", "48", "--device", "cpu", "--nll", "--nll-rows", "16", "--nll-steps", "4", "--json"]
+    assert main(args) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["reference"] == str(root / "test.npy")  # not val, which chose the checkpoint
+    details = result["nll_details"]
+    assert details["estimator"] == "hutchinson" and details["probes"] == 4 and details["nfe"] == 16  # auto on CPU
+    assert details["model"]["n_rows"] == 16 and details["model"]["std_error"] > 0
+    assert result["nll"]["model"] == pytest.approx(details["model"]["nats_per_dim"])
+    assert set(result["sanity"]) >= {"fidelity", "c2st_auc", "c2st_knn_auc"}
+    verdict_flag = any("by held-out NLL" in f for f in result["flags"])
+    assert verdict_flag == (not details["beats_gaussian"])
+
+
+def test_nll_of_a_samples_file_is_a_one_line_error(run_with_test_split, tmp_path, capsys):
+    _, root = run_with_test_split
+    np.save(tmp_path / "s.npy", np.load(root / "test.npy"))
+    assert main(["evaluate", str(tmp_path / "s.npy"), "--train", f"{root}:train", "--nll"]) == 2
+    assert "--nll needs a run directory" in capsys.readouterr().err

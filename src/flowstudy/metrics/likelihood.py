@@ -277,6 +277,20 @@ class HeldoutNLL:
         d["beats_gaussian"] = self.beats_gaussian
         return d
 
+    def summary(self) -> dict[str, float | bool | str]:
+        """What an evaluation table keeps (:attr:`flowstudy.metrics.EvaluationTable.nll`): nats/dim
+        in the original space of the model and the Gaussian fits, the gap and the verdict."""
+        return {
+            "model": self.model.nats_per_dim,
+            "model_std_error": self.model.std_error,
+            "gaussian": self.gaussian_full.nats_per_dim,
+            "gaussian_diagonal": self.gaussian_diagonal.nats_per_dim,
+            "gap": self.gap_to_gaussian,
+            "gap_std_error": self.gap_std_error,
+            "beats_gaussian": self.beats_gaussian,
+            "rows": self.model.n_rows,
+        }
+
 
 def heldout_nll(
     run,
