@@ -155,3 +155,37 @@ def test_bad_input_is_named():
         ode_log_prob(f, torch.zeros(2, 3), probes=0)
     with pytest.raises(ConfigError, match="unknown Gaussian fit 'banded'"):
         gaussian_fit(torch.zeros(4, 2), "banded")
+
+
+class _OldStyleTanh(torch.autograd.Function):
+    """An autograd.Function without setup_context (like a hand-written scan backward): torch.func refuses it."""
+
+    @staticmethod
+    def forward(ctx, x):
+        y = torch.tanh(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        (y,) = ctx.saved_tensors
+        return grad * (1 - y * y)
+
+
+def test_networks_that_torch_func_refuses_fall_back_to_autograd():
+    lin1, lin2 = nn.Linear(D, 16).double(), nn.Linear(16, D).double()
+
+    def velocity(y, t):
+        return lin2(_OldStyleTanh.apply(lin1(y)))
+
+    x = _correlated(6, seed=4)
+    with pytest.raises(RuntimeError, match="autograd.Function"):
+        divergence_exact(velocity, x, torch.zeros(6, dtype=torch.float64))
+    _, div = divergence_exact(velocity, x, torch.zeros(6, dtype=torch.float64), chunk=4, functional=False)
+    jac = torch.stack([torch.autograd.functional.jacobian(lambda r: velocity(r[None], None)[0], row) for row in x])
+    np.testing.assert_allclose(div.numpy(), jac.diagonal(dim1=1, dim2=2).sum(-1).numpy(), rtol=1e-12)
+    # the ODE switches by itself and gives what the functional path gives for the same maths
+    reference = lambda y, t: lin2(torch.tanh(lin1(y)))  # noqa: E731
+    log_p, _ = ode_log_prob(velocity, x, estimator="exact", steps=3)
+    expected, _ = ode_log_prob(reference, x, estimator="exact", steps=3)
+    np.testing.assert_allclose(log_p.numpy(), expected.numpy(), rtol=1e-12)

@@ -73,34 +73,67 @@ def resolve_estimator(estimator: str, device: torch.device | str) -> str:
 
 
 # ----------------------------------------------------------------------------- divergences
-def divergence_exact(velocity_fn: VelocityFn, x: Tensor, t: Tensor, chunk: int = DEFAULT_CHUNK) -> tuple[Tensor, Tensor]:
-    """v(x, t) [B, D] and its exact divergence tr(∂v/∂x) [B], D basis VJPs in chunks.
+def _is_functorch_refusal(err: RuntimeError) -> bool:
+    """torch.func cannot transform an autograd.Function without ``setup_context`` (e.g. the
+    hand-written backward of the Mamba scan)."""
+    return "autograd.Function" in str(err)
+
+
+class _Jacobian:
+    """v(x, t) and batched vector-Jacobian products uᵀ ∂v/∂x, u: [C, B, D] -> [C, B, D].
+
+    ``functional``: torch.func (vjp, vmapped over the C cotangents: one batched backward);
+    otherwise plain autograd, one backward per cotangent, for networks torch.func refuses.
+    """
+
+    def __init__(self, velocity_fn: VelocityFn, x: Tensor, t: Tensor, functional: bool) -> None:
+        from torch.func import vjp
+
+        self.functional = functional
+        with torch.enable_grad():
+            if functional:
+                self.v, self._vjp = vjp(lambda y: velocity_fn(y, t), x)
+            else:
+                self._y = x.detach().requires_grad_(True)
+                self.v = velocity_fn(self._y, t)
+
+    def __call__(self, u: Tensor) -> Tensor:
+        from torch.func import vmap
+
+        u = u.to(self.v.dtype)
+        with torch.enable_grad():
+            if self.functional:
+                return vmap(self._vjp)(u)[0]
+            return torch.stack([torch.autograd.grad(self.v, self._y, ui, retain_graph=True)[0] for ui in u])
+
+
+def divergence_exact(
+    velocity_fn: VelocityFn, x: Tensor, t: Tensor, chunk: int = DEFAULT_CHUNK, functional: bool = True
+) -> tuple[Tensor, Tensor]:
+    """v(x, t) [B, D] and its exact divergence tr(∂v/∂x) [B], D basis VJPs in chunks of ``chunk``.
 
     Rows must not interact (every velocity network here maps rows independently).
+    ``functional=False``: plain autograd, one backward per basis vector (see :class:`_Jacobian`).
     """
-    from torch.func import vjp, vmap
-
     b, d = x.shape
-    with torch.enable_grad():
-        v, vjp_fn = vjp(lambda y: velocity_fn(y, t), x)
-        div = torch.zeros(b, dtype=v.dtype, device=x.device)
-        for start in range(0, d, chunk):
-            idx = torch.arange(start, min(d, start + chunk), device=x.device)  # [C]
-            basis = torch.zeros(len(idx), b, d, dtype=v.dtype, device=x.device)  # [C, B, D]
-            basis[torch.arange(len(idx)), :, idx] = 1.0
-            (rows,) = vmap(vjp_fn)(basis)  # [C, B, D]: e_jᵀ J per row
-            div += rows[torch.arange(len(idx)), :, idx].sum(0)  # sum_j J_jj
-    return v.detach(), div.detach()
+    jac = _Jacobian(velocity_fn, x, t, functional)
+    div = torch.zeros(b, dtype=jac.v.dtype, device=x.device)
+    for start in range(0, d, chunk):
+        idx = torch.arange(start, min(d, start + chunk), device=x.device)  # [C]
+        basis = torch.zeros(len(idx), b, d, dtype=jac.v.dtype, device=x.device)  # [C, B, D]
+        basis[torch.arange(len(idx)), :, idx] = 1.0
+        rows = jac(basis)  # [C, B, D]: e_jᵀ J per row
+        div += rows[torch.arange(len(idx)), :, idx].sum(0)  # sum_j J_jj
+    return jac.v.detach(), div.detach()
 
 
-def divergence_hutchinson(velocity_fn: VelocityFn, x: Tensor, t: Tensor, probes: Tensor) -> tuple[Tensor, Tensor]:
+def divergence_hutchinson(
+    velocity_fn: VelocityFn, x: Tensor, t: Tensor, probes: Tensor, functional: bool = True
+) -> tuple[Tensor, Tensor]:
     """v(x, t) [B, D] and εᵀ (∂v/∂x) ε [K, B] for probes ε: [K, B, D]."""
-    from torch.func import vjp, vmap
-
-    with torch.enable_grad():
-        v, vjp_fn = vjp(lambda y: velocity_fn(y, t), x)
-        (rows,) = vmap(vjp_fn)(probes.to(v.dtype))  # [K, B, D]: εᵀ J
-    return v.detach(), (rows * probes).sum(-1).detach()
+    jac = _Jacobian(velocity_fn, x, t, functional)
+    rows = jac(probes)  # [K, B, D]: εᵀ J
+    return jac.v.detach(), (rows * probes).sum(-1).detach()
 
 
 def rademacher(k: int, b: int, d: int, generator: torch.Generator, device: torch.device | str) -> Tensor:
@@ -151,13 +184,23 @@ def ode_log_prob(
     k = probes if estimator == "hutchinson" else 1
     eps = rademacher(k, b, d, torch.Generator().manual_seed(seed), x.device) if estimator == "hutchinson" else None
 
+    functional = [True]  # torch.func until the network refuses it, then plain autograd
+
+    def divergence(y: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+        if eps is None:
+            v, div = divergence_exact(velocity_fn, y, t, chunk, functional=functional[0])
+            return v, div[None]  # [1, B]
+        return divergence_hutchinson(velocity_fn, y, t, eps.to(y.dtype), functional=functional[0])
+
     def augmented(state: Tensor, t: Tensor) -> Tensor:  # state [B, D + K] -> d/dt [B, D + K]
         y = state[:, :d]
-        if eps is None:
-            v, div = divergence_exact(velocity_fn, y, t, chunk)
-            div = div[None]  # [1, B]
-        else:
-            v, div = divergence_hutchinson(velocity_fn, y, t, eps.to(y.dtype))
+        try:
+            v, div = divergence(y, t)
+        except RuntimeError as err:
+            if not (functional[0] and _is_functorch_refusal(err)):
+                raise
+            functional[0] = False
+            v, div = divergence(y, t)
         return torch.cat([v.to(state.dtype), div.T.to(state.dtype)], dim=1)
 
     init = torch.cat([x, torch.zeros(b, k, dtype=x.dtype, device=x.device)], dim=1)  # [B, D + K]
