@@ -118,7 +118,12 @@ def test_nll_decides_the_gaussian_flag_when_the_study_has_it():
     gaussian = summarize_baselines(results, ("nll",) + METRICS)[("d", 10, 0)]["gaussian"]
     assert gaussian_flags(groups["dit"], gaussian, ["fidelity"]) == ["nll"]
     assert gaussian_flags(groups["unet"], gaussian, ["fidelity"]) == []  # worse fidelity, better NLL
-    assert "nll" in ranked_metrics(results, ("nll",) + METRICS)
+    ranked = ranked_metrics(results, ("nll",) + METRICS)
+    assert ranked == ["nll", "fidelity"]  # nll ranks without a sanity check; the others record none here
+    baselines = summarize_baselines(results, ("nll",) + METRICS)[("d", 10, 0)]
+    table = metrics_table("quality", list(groups.values()), ("nll",) + METRICS, baselines, ranked=ranked)
+    assert table.headers[2] == "nll" and (2, 2) in table.best  # unet: lowest NLL
+    assert table.rows[1][0] == "dit ⚠" and table.rows[3][2] == "-4.4"  # flagged by NLL; the Gaussian's NLL row
 
 
 def test_paired_tests_against_the_reference_with_holm():

@@ -169,20 +169,22 @@ def test_cli_study_and_report_commands(reference_study):
     assert (study_dir / "report.html").exists()
 
 
-def test_a_study_with_nll_records_it_beside_the_gaussian_fits(write_spec, tmp_path):
-    settings = 'seeds = [0]\nnll = "hutchinson"\nnll_rows = 8\nnll_steps = 2'
-    spec = write_spec("nll", extra="", **{"seeds = [0, 1]": settings, '["icfm", "otcfm"]': '["icfm"]', "straightness_rows = 32": ""})
-    study_dir = tmp_path / "nll"
-    # two workers: one torch thread per cell (a 16-D toy; a second thread only waits on a busy CPU)
-    (r,) = run_study(spec, study_dir, executor=LocalExecutor(workers=2), progress=False)
-    assert r["nll_gap"] == pytest.approx(r["nll"] - r["baseline_gaussian_nll"], abs=1e-9)
-    assert r["nll_std_error"] > 0 and r["baseline_gaussian_diagonal_nll"] > r["baseline_gaussian_nll"] - 1.0
-    assert r["beats_gaussian"] == (r["nll_gap"] + 2 * r["nll_gap_std_error"] < 0)  # NLL decides
-    details = json.loads((study_dir / "cells" / r["id"] / "evaluation.json").read_text())["nll_details"]
-    assert details["model"]["n_rows"] == 8 and details["nfe"] == 8 and details["estimator"] == "hutchinson"
-    from flowstudy.study import write_report
+def test_a_cell_with_nll_records_it_beside_the_gaussian_fits(write_spec, tmp_path):
+    from flowstudy.study.cell import run_cell
 
-    md = write_report(study_dir).markdown.read_text()
-    assert "| configuration | seeds | nll | fidelity |" in md
-    verdict = "beats the Gaussian fit on held-out NLL" if r["nll_gap"] < 0 else "does NOT beat the Gaussian fit on nll"
-    assert verdict in md
+    settings = 'seeds = [0]\nnll = "hutchinson"\nnll_rows = 8\nnll_steps = 2'
+    spec = load_spec(write_spec("nll", extra="", **{"seeds = [0, 1]": settings, '["icfm", "otcfm"]': '["icfm"]', "straightness_rows = 32": ""}))
+    (cell,) = spec.cells
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a 16-D toy: a second thread only waits on a busy CPU
+    try:
+        r = run_cell(cell, tmp_path / "nll")
+    finally:
+        torch.set_num_threads(threads)
+    assert r["nll_gap"] == pytest.approx(r["nll"] - r["baseline_gaussian_nll"], abs=1e-9)
+    assert r["nll_std_error"] > 0 and r["nll_gap_std_error"] > 0
+    assert r["beats_gaussian"] == (r["nll_gap"] + 2 * r["nll_gap_std_error"] < 0)  # NLL decides
+    assert {k for k in r if k.startswith("sanity_")} >= {"sanity_fidelity", "sanity_margin_fidelity", "sanity_c2st_knn_auc"}
+    details = json.loads((tmp_path / "nll" / "cells" / cell.id / "evaluation.json").read_text())["nll_details"]
+    assert details["model"]["n_rows"] == 8 and details["nfe"] == 8 and details["estimator"] == "hutchinson"
+    assert details["gaussian_diagonal"]["nats_per_dim"] == pytest.approx(r["baseline_gaussian_diagonal_nll"])

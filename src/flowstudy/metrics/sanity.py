@@ -70,7 +70,8 @@ class MetricSanity:
 def _margin(better: np.ndarray, worse: np.ndarray, metric: str) -> float:
     """mean(d) / CI half-width of the mean of d = badness(worse) - badness(better), per split."""
     bad = np.vectorize(BADNESS[metric], otypes=[float])
-    d = bad(worse) - bad(better)  # [splits]
+    with np.errstate(invalid="ignore"):  # inf - inf: undefined, reported as NaN below
+        d = bad(worse) - bad(better)  # [splits]
     if np.all(np.isposinf(d)):  # e.g. density 0 for every split of the worse row
         return MARGIN_CAP
     if not np.all(np.isfinite(d)) or len(d) < 2:

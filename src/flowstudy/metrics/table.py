@@ -154,9 +154,10 @@ class EvaluationTable:
     def format(self, metrics: tuple[str, ...] | None = None) -> str:
         """A plain-text table (rows x metrics) followed by the flags."""
         metrics = metrics or tuple(m for m in BADNESS if any(m in r for r in self.rows.values()))
-        lines = ["row".ljust(10) + "".join(m.rjust(12) for m in metrics)]
+        width = {m: max(12, len(m) + 2) for m in metrics}
+        lines = ["row".ljust(10) + "".join(m.rjust(width[m]) for m in metrics)]
         for r in self.to_rows():
-            cells = "".join((f"{r[m]:12.4g}" if m in r else "-".rjust(12)) for m in metrics)
+            cells = "".join((f"{r[m]:{width[m]}.4g}" if m in r else "-".rjust(width[m])) for m in metrics)
             lines.append(str(r["row"]).ljust(10) + cells)
         lines += [f"SANITY: {line}" for line in self.sanity_lines()]
         lines += [f"FLAG: {f}" for f in self.flags]
