@@ -189,3 +189,15 @@ def test_networks_that_torch_func_refuses_fall_back_to_autograd():
     log_p, _ = ode_log_prob(velocity, x, estimator="exact", steps=3)
     expected, _ = ode_log_prob(reference, x, estimator="exact", steps=3)
     np.testing.assert_allclose(log_p.numpy(), expected.numpy(), rtol=1e-12)
+
+
+@pytest.mark.gpu
+def test_auto_is_exact_on_cuda_and_matches_the_closed_form():
+    train_z = _correlated(300)
+    model = _untrained_with_base(train_z).float().cuda()
+    std = Standardizer(torch.zeros(D, dtype=torch.float64), torch.ones(D, dtype=torch.float64), 0.1, torch.ones(D, dtype=torch.float64))
+    res = heldout_nll(SimpleNamespace(model=model, standardizer=std), _correlated(40, seed=5).numpy(), train_z.numpy(), steps=20)
+    assert res.estimator == "exact" and res.device.startswith("cuda")
+    base = model.base
+    expected = -float(gaussian_log_prob(_correlated(40, seed=5), base.mean.cpu(), base.eigvecs.cpu(), base.eigvals.cpu()).mean()) / D
+    assert res.model.nats_per_dim == pytest.approx(expected, abs=1e-4)
