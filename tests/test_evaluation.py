@@ -74,3 +74,17 @@ def test_nll_of_a_samples_file_is_a_one_line_error(run_with_test_split, tmp_path
     np.save(tmp_path / "s.npy", np.load(root / "test.npy"))
     assert main(["evaluate", str(tmp_path / "s.npy"), "--train", f"{root}:train", "--nll"]) == 2
     assert "--nll needs a run directory" in capsys.readouterr().err
+
+
+def test_the_rendered_table_marks_metrics_that_fail_the_sanity_check(capsys):
+    from flowstudy.cli import render_evaluation
+    from flowstudy.metrics import EvaluationTable
+
+    def check(metric, passes):
+        return {"metric": metric, "passes": passes, "margins": [3.0, 3.0], "reason": "", "values": [1.0, 1.2, 1.3]}
+
+    rows = {"model": {"fidelity": 1.1, "mmd": 0.01}, "gaussian": {"fidelity": 1.2, "mmd": 0.001}}
+    table = EvaluationTable(rows, 10, 5, 80, 10, 0, 20, 5, sanity={"fidelity": check("fidelity", True), "mmd": check("mmd", False)})
+    render_evaluation(table, "t")
+    out = capsys.readouterr().out
+    assert "mmd †" in out and "fidelity †" not in out and "shown, not ranked" in out

@@ -282,10 +282,11 @@ def render_evaluation(table, title: str) -> None:
     from flowstudy.metrics.table import BADNESS
 
     metrics = [m for m in BADNESS if any(m in r for r in table.rows.values())]
+    ranked = table.ranked_metrics() if table.sanity else metrics
     out = Table(title=title)
     out.add_column("row", style="bold")
     for m in metrics:
-        out.add_column(m, justify="right")
+        out.add_column(m if m in ranked else f"{m} †", justify="right")
     for row in table.to_rows():
         out.add_row(str(row["row"]), *[f"{row[m]:.4g}" if m in row else "-" for m in metrics])
     console.print(out)
@@ -293,6 +294,8 @@ def render_evaluation(table, title: str) -> None:
         "fidelity/novelty: median NN distance over that of real held-out rows (1 = real; novelty 0 = copies); "
         f"distribution metrics on {table.n_eval} rows per split (Fréchet distance is biased upward at small N)."
     )
+    if len(ranked) < len(metrics):
+        console.print("†: fails the sanity check on this data (real < Gaussian fit < noise): shown, not ranked.")
     for flag in table.flags:
         console.print(f"[bold yellow]FLAG:[/] {flag}", highlight=False)
 
