@@ -70,11 +70,18 @@ def test_directory_split_spec(tmp_path, rows):
 def test_builtin_dataset_is_the_real_sonar_set():
     train = load_dataset("builtin:sonar-gsm8k-1k")
     val = load_dataset("builtin:sonar-gsm8k-1k:val")
-    assert (train.n, train.dim, val.n) == (800, 1024, 100)
-    assert len(train.texts) == 800 and len(val.texts) == 100
+    test = load_dataset("builtin:sonar-gsm8k-1k:test")
+    assert (train.n, train.dim, val.n, test.n, test.dim) == (800, 1024, 100, 400, 1024)
+    assert len(train.texts) == 800 and len(val.texts) == 100 and len(test.texts) == 400
+    assert test.embeddings.dtype == np.float32
     assert abs(np.linalg.norm(train.embeddings, axis=1).mean() - 0.204) < 0.005
-    with pytest.raises(DataError, match="no split 'test'; available: train, val"):
-        load_dataset("builtin:sonar-gsm8k-1k:test")
+    assert abs(np.linalg.norm(test.embeddings, axis=1).mean() - 0.204) < 0.005
+    # held out: no test text in train or val, and no test row within cosine 0.95 of a training row
+    assert not set(test.texts) & (set(train.texts) | set(val.texts))
+    unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)  # noqa: E731
+    assert float((unit(test.embeddings) @ unit(train.embeddings).T).max()) < 0.95
+    with pytest.raises(DataError, match="no split 'dev'; available: train, val, test"):
+        load_dataset("builtin:sonar-gsm8k-1k:dev")
     with pytest.raises(DataError, match="unknown builtin dataset 'nope'; available: sonar-gsm8k-1k"):
         load_dataset("builtin:nope")
 

@@ -34,7 +34,7 @@ def test_c2st_small_sets_use_fewer_folds_and_are_seeded():
     assert res.n_folds == 3 and res.n_per_class == 3
     assert res == c2st_auc(a, b, seed=5)
     assert c2st_auc(a, b, seed=5, classifier="knn").n_folds == 3  # k capped at the fold size
-    with pytest.raises(ConfigError, match="valid: logistic, knn"):
+    with pytest.raises(ConfigError, match="valid: logistic, knn, knn_cosine, mlp"):
         c2st_auc(a, b, classifier="svm")
 
 
@@ -46,6 +46,20 @@ def test_linear_c2st_is_blind_to_structure_that_knn_sees():
     noise = rng.standard_normal((300, 32))
     assert abs(c2st_auc(noise, data, seed=0).auc - 0.5) < 0.1
     assert c2st_auc(noise, data, seed=0, classifier="knn").auc > 0.65
+    assert c2st_auc(noise, data, seed=0, classifier="knn_cosine").auc > 0.65
+
+
+def test_cosine_knn_tells_noise_from_data_better_than_euclidean_knn():
+    # z-scored anisotropic data vs N(0, I): noise rows sit far from everything, so their Euclidean
+    # neighbours are data rows and plain kNN often calls them data; directions tell them apart
+    rng = np.random.default_rng(7)
+    data = rng.standard_normal((200, 8)) @ rng.standard_normal((8, 64)) + 0.3 * rng.standard_normal((200, 64))
+    data = (data - data.mean(0)) / data.std(0)
+    noise = rng.standard_normal((200, 64))
+    assert c2st_auc(noise, data, seed=0, classifier="knn_cosine").auc > 0.9
+    assert c2st_auc(noise, data, seed=0, classifier="knn").auc < 0.8
+    half = c2st_auc(data[:100], data[100:], seed=0, classifier="knn_cosine").auc
+    assert abs(half - 0.5) < 0.15
 
 
 def _brute_mmd2(x: torch.Tensor, y: torch.Tensor, sigma: float) -> float:

@@ -52,8 +52,11 @@ def test_model_worse_than_the_gaussian_fit_is_flagged(data):
     table = evaluate_with_baselines(bad, train, held, seed=0, n_splits=6, n_dist_splits=2)
     assert not table.beats_gaussian("fidelity") and not table.beats_gaussian("c2st_auc")
     assert any("does NOT beat the Gaussian baseline on fidelity" in f for f in table.flags)
-    assert any("does NOT beat the Gaussian baseline on c2st_auc" in f for f in table.flags)
-    assert "FLAG:" in table.format()
+    # on these clusters the linear C2ST cannot tell real rows from the Gaussian fit: shown, not ranked
+    assert "fidelity" in table.ranked_metrics() and "c2st_auc" not in table.ranked_metrics()
+    assert not any("on c2st_auc" in f for f in table.flags)
+    assert table.beats_gaussian_overall() is False
+    assert "FLAG:" in table.format() and "SANITY: c2st_auc" in table.format() and "NOT ranked" in table.format()
 
 
 def test_memorising_model_is_flagged(data):
@@ -78,7 +81,7 @@ def test_evaluate_samples_is_deterministic_and_selects_metrics(data):
     a = evaluate_samples(s, train, held, seed=3, n_splits=4, n_dist_splits=1)
     assert a == evaluate_samples(s, train, held, seed=3, n_splits=4, n_dist_splits=1)
     sub = evaluate_samples(s, train, held, seed=3, n_splits=4, n_dist_splits=1, metrics=["fidelity", "mmd"])
-    assert set(sub) == {"fidelity", "fidelity_std", "mmd"}
+    assert set(sub) == {"fidelity", "fidelity_std", "mmd", "mmd_std"}
     assert sub["fidelity"] == a["fidelity"] and sub["mmd"] == a["mmd"]
     with pytest.raises(ConfigError, match="valid: fidelity, novelty"):
         evaluate_samples(s, train, held, metrics=["fid"])

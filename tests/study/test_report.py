@@ -17,6 +17,7 @@ from flowstudy.study.summary import (
     compare_to_reference,
     find_group,
     gaussian_flags,
+    ranked_metrics,
     summarize_baselines,
     summarize_groups,
 )
@@ -87,6 +88,44 @@ def test_configurations_that_do_not_beat_the_gaussian_are_flagged():
     assert gaussian_flags(groups["unet"], gaussian) == ["fidelity"]  # |log 1.6| > |log 1.4|
 
 
+def _with_sanity(passes: dict[str, int], nll: dict[str, float] | None = None) -> list[dict]:
+    out = []
+    for r in _results():
+        r = {**r, **{f"sanity_{m}": v for m, v in passes.items()}, **{f"sanity_margin_{m}": 3.0 * v for m, v in passes.items()}}
+        if nll is not None:
+            r.update({"nll": nll[r["arch"]] + 0.01 * r["seed"], "baseline_gaussian_nll": nll["gaussian"]})
+        out.append(r)
+    return out
+
+
+def test_only_metrics_that_pass_the_sanity_check_rank():
+    results = _with_sanity({"fidelity": 1, "novelty": 1, "c2st_auc": 0, "coverage": 1})
+    results[0]["sanity_coverage"] = 0  # one cell fails: coverage does not rank
+    ranked = ranked_metrics(results, METRICS)
+    assert ranked == ["fidelity", "novelty"] and ranked_metrics(_results(), METRICS) is None
+    groups = summarize_groups(results, METRICS)
+    table = metrics_table("quality", groups, METRICS, summarize_baselines(results, METRICS)[("d", 10, 0)], ranked=ranked)
+    assert "c2st_auc (not ranked)" in table.headers and "coverage (not ranked)" in table.headers
+    assert all(table.headers[j] in ("fidelity", "novelty") for _, j in table.best)  # unet's c2st/coverage: no bold
+    gaussian = summarize_baselines(results, METRICS)[("d", 10, 0)]["gaussian"]
+    assert gaussian_flags(groups[1], gaussian) == ["c2st_auc"]  # dit without a sanity check: the fixed pair
+    assert "c2st_auc" not in gaussian_flags(groups[1], gaussian, ranked)  # it does not rank here
+
+
+def test_nll_decides_the_gaussian_flag_when_the_study_has_it():
+    results = _with_sanity({"fidelity": 1}, nll={"mlp": -4.5, "dit": -4.3, "unet": -4.6, "gaussian": -4.4})
+    groups = {g.label: g for g in summarize_groups(results, ("nll",) + METRICS)}
+    gaussian = summarize_baselines(results, ("nll",) + METRICS)[("d", 10, 0)]["gaussian"]
+    assert gaussian_flags(groups["dit"], gaussian, ["fidelity"]) == ["nll"]
+    assert gaussian_flags(groups["unet"], gaussian, ["fidelity"]) == []  # worse fidelity, better NLL
+    ranked = ranked_metrics(results, ("nll",) + METRICS)
+    assert ranked == ["nll", "fidelity"]  # nll ranks without a sanity check; the others record none here
+    baselines = summarize_baselines(results, ("nll",) + METRICS)[("d", 10, 0)]
+    table = metrics_table("quality", list(groups.values()), ("nll",) + METRICS, baselines, ranked=ranked)
+    assert table.headers[2] == "nll" and (2, 2) in table.best  # unet: lowest NLL
+    assert table.rows[1][0] == "dit ⚠" and table.rows[3][2] == "-4.4"  # flagged by NLL; the Gaussian's NLL row
+
+
 def test_paired_tests_against_the_reference_with_holm():
     groups = summarize_groups(_results(), METRICS)
     comparisons = {(c.group, c.metric): c for c in compare_to_reference(groups, "mlp", ("fidelity", "c2st_auc"))}
@@ -132,3 +171,4 @@ def test_report_files_and_embedded_figures(reference_study):
         assert "Gaussian fit" in text and "real held-out" in text and "otcfm" in text
         assert "Against the reference" in text
     assert f"{len(results)} of {len(results)} cells done" in md
+    assert "## Which metrics rank" in md and "fidelity: passes in" in md

@@ -11,7 +11,7 @@ from flowstudy.errors import DataError
 
 # name -> (folder under flowstudy/data/builtin, available splits)
 BUILTIN_DATASETS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "sonar-gsm8k-1k": ("sonar-gsm8k-1k", ("train", "val")),
+    "sonar-gsm8k-1k": ("sonar-gsm8k-1k", ("train", "val", "test")),
 }
 
 

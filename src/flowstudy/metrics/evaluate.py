@@ -12,6 +12,9 @@ Protocol (all sets already in one space, standardised with training statistics):
    at the same sample size as every other row: its values are what real data scores, e.g.
    the Fréchet distance's small-sample floor. MMD kernels take their bandwidths from the
    training set (median heuristic x {0.5, 1, 2}), so every row and split uses the same kernels.
+4. Every metric ``m`` comes with ``m_std``: the standard deviation over the splits it was
+   averaged over (what one split's value scatters by; the sanity check's CI unit,
+   :mod:`flowstudy.metrics.sanity`).
 
 Every random choice derives from ``seed``; two sample sets evaluated with the same seed and
 data see the same splits, subsample positions, folds and kernels.
@@ -34,6 +37,7 @@ from flowstudy.metrics.mmd import DEFAULT_SCALES, median_heuristic, mmd_rbf
 from flowstudy.metrics.moments import moment_errors
 from flowstudy.metrics.neighbours import NeighbourReference
 from flowstudy.metrics.prdc import density_coverage
+from flowstudy.metrics.sanity import sanity_check
 from flowstudy.metrics.seeding import derived_rng, derived_seed
 from flowstudy.metrics.splits import HalfSplit, half_splits
 from flowstudy.metrics.table import EvaluationTable
@@ -42,6 +46,7 @@ METRIC_GROUPS: dict[str, str] = {
     "fidelity": "neighbours",
     "novelty": "neighbours",
     "c2st_auc": "c2st",
+    "c2st_knn_auc": "c2st_knn",
     "mmd": "mmd",
     "density": "prdc",
     "coverage": "prdc",
@@ -111,16 +116,16 @@ class Evaluator:
 
     def _registry(self) -> dict[str, SplitMetric]:
         return {
-            "c2st": self._c2st,
+            "c2st": lambda s, a, i: self._c2st(s, a, i, "logistic", "c2st_auc"),
+            "c2st_knn": lambda s, a, i: self._c2st(s, a, i, "knn_cosine", "c2st_knn_auc"),
             "mmd": lambda s, a, i: {"mmd": mmd_rbf(s, a, bandwidths=self._bandwidths).total},
             "prdc": lambda s, a, i: _fields(density_coverage(s, a, k=self.k), ("density", "coverage")),
             "frechet": lambda s, a, i: {"frechet": frechet_distance(s, a).value},
             "moments": lambda s, a, i: _fields(moment_errors(s, a), ("norm_ratio", "mean_error", "std_error")),
         }
 
-    def _c2st(self, s: Tensor, a: Tensor, i: int) -> dict[str, float]:
-        res = c2st_auc(s, a, seed=derived_seed(self.seed, "c2st", i))
-        return {"c2st_auc": res.auc, "c2st_auc_std": res.auc_std}
+    def _c2st(self, s: Tensor, a: Tensor, i: int, classifier: str, name: str) -> dict[str, float]:
+        return {name: c2st_auc(s, a, seed=derived_seed(self.seed, "c2st", i), classifier=classifier).auc}
 
     def _subsample(self, x: Tensor, i: int) -> Tensor:
         """A seeded subset of ``n_eval`` rows of ``x`` for split i (all of them if fewer)."""
@@ -129,8 +134,8 @@ class Evaluator:
         idx = np.sort(derived_rng(self.seed, "eval-subsample", i).choice(x.shape[0], self.n_eval, replace=False))
         return x[torch.from_numpy(idx).to(x.device)]
 
-    def _distribution_metrics(self, rows_for_split: Callable[[int, HalfSplit], Tensor]) -> dict[str, float]:
-        """Mean over the distribution splits of every split metric of ``rows_for_split(i, split)``."""
+    def _distribution_splits(self, rows_for_split: Callable[[int, HalfSplit], Tensor]) -> dict[str, np.ndarray]:
+        """metric -> [splits] values of every split metric of ``rows_for_split(i, split)``."""
         if not self._split_metrics:
             return {}
         per_split: list[dict[str, float]] = []
@@ -141,33 +146,51 @@ class Evaluator:
             for fn in self._split_metrics:
                 merged.update(fn(s, a, i))
             per_split.append(merged)
-        return {k: float(np.mean([d[k] for d in per_split])) for k in per_split[0]}
+        return {k: np.array([d[k] for d in per_split]) for k in per_split[0]}
 
-    def _select(self, out: dict[str, float]) -> dict[str, float]:
-        keep = set(self.metrics) | {f"{m}_std" for m in self.metrics}
-        return {k: v for k, v in out.items() if k in keep}
-
-    def evaluate(self, samples: np.ndarray | Tensor) -> dict[str, float]:
-        """Metrics of ``samples`` [Ns, D] (Ns >= 2) as a flat dict (see :data:`METRICS`)."""
+    def split_values(self, samples: np.ndarray | Tensor) -> dict[str, np.ndarray]:
+        """metric -> its value on each split it is measured on ([n_splits] for fidelity and
+        novelty, [n_dist_splits] for the rest), for ``samples`` [Ns, D] (Ns >= 2)."""
         (s,) = as_matrices(samples=samples)
         if s.shape[1] != self.heldout.shape[1]:
             raise DataError(f"samples must have D = {self.heldout.shape[1]}; got shape {tuple(s.shape)}")
         require_rows(s, 2, "samples")
         s = s.to(self.heldout.device)
-        out: dict[str, float] = {}
+        out: dict[str, np.ndarray] = {}
         if self._neighbours is not None:
-            out.update(self._neighbours.ratios(s).as_dict())
-        out.update(self._distribution_metrics(lambda i, split: s))
-        return self._select(out)
+            out.update(_neighbour_splits(self._neighbours.ratios(s)))
+        out.update(self._distribution_splits(lambda i, split: s))
+        return {k: v for k, v in out.items() if k in self.metrics}
+
+    def split_values_heldout(self) -> dict[str, np.ndarray]:
+        """The same for the real stand-in half B of each split (the reference row)."""
+        out: dict[str, np.ndarray] = {}
+        if self._neighbours is not None:
+            out.update(_neighbour_splits(self._neighbours.heldout_ratios()))
+        device = self.heldout.device
+        out.update(self._distribution_splits(lambda i, split: self.heldout[torch.from_numpy(split.real).to(device)]))
+        return {k: v for k, v in out.items() if k in self.metrics}
+
+    def evaluate(self, samples: np.ndarray | Tensor) -> dict[str, float]:
+        """Metrics of ``samples`` [Ns, D] (Ns >= 2) as a flat dict (see :data:`METRICS`)."""
+        return summarise_splits(self.split_values(samples))
 
     def evaluate_heldout(self) -> dict[str, float]:
         """The same metrics for the real stand-in half B of each split (the reference row)."""
-        out: dict[str, float] = {}
-        if self._neighbours is not None:
-            out.update(self._neighbours.heldout_ratios().as_dict())
-        device = self.heldout.device
-        out.update(self._distribution_metrics(lambda i, split: self.heldout[torch.from_numpy(split.real).to(device)]))
-        return self._select(out)
+        return summarise_splits(self.split_values_heldout())
+
+
+def summarise_splits(values: dict[str, np.ndarray]) -> dict[str, float]:
+    """{metric: mean over splits, metric_std: sample std over splits (0 for one split)}."""
+    out: dict[str, float] = {}
+    for k, v in values.items():
+        out[k] = float(v.mean())
+        out[f"{k}_std"] = float(v.std(ddof=1)) if len(v) > 1 else 0.0
+    return out
+
+
+def _neighbour_splits(r) -> dict[str, np.ndarray]:
+    return {"fidelity": np.asarray(r.fidelity_per_split), "novelty": np.asarray(r.novelty_per_split)}
 
 
 def _fields(result: object, names: tuple[str, ...]) -> dict[str, float]:
@@ -187,9 +210,8 @@ def evaluate_samples(
 ) -> dict[str, float]:
     """Metrics of ``samples`` [Ns, D] against ``train`` [Nt, D] and ``heldout`` [Nh, D].
 
-    See the module docstring for the protocol. Returns ``{metric: value}`` plus
-    ``fidelity_std``, ``novelty_std`` (over splits) and ``c2st_auc_std`` (over folds, averaged
-    over splits) when those metrics are requested.
+    See the module docstring for the protocol. Returns ``{metric: value, metric_std: spread
+    over splits}`` for every requested metric.
     """
     ev = Evaluator(
         train, heldout, seed=seed, n_splits=n_splits, n_dist_splits=n_dist_splits, n_eval=n_eval, metrics=metrics
@@ -212,8 +234,9 @@ def evaluate_with_baselines(
 
     Baselines draw Ns rows each from ``train`` (seeded by ``seed``); the ``heldout`` row is the
     real half B of each split. Distribution metrics use n_eval = min(Ns, |B|) rows for every
-    row. The table's flags say when the model does not beat the Gaussian fit on fidelity or
-    C2ST AUC.
+    row. With all baselines, the table's ``sanity`` says which metrics order real < Gaussian
+    fit < noise on this data (:mod:`flowstudy.metrics.sanity`); its flags say when the model
+    does not beat the Gaussian fit on one of those.
     """
     (s,) = as_matrices(samples=samples)
     heldout_rows = heldout.shape[0]
@@ -226,10 +249,11 @@ def evaluate_with_baselines(
         n_eval=min(s.shape[0], heldout_rows // 2),
         metrics=metrics,
     )
-    rows = {"model": ev.evaluate(s)}
+    per_split = {"model": ev.split_values(s)}
     for name, x in baseline_samples(ev.train, s.shape[0], seed, names=baselines).items():
-        rows[name] = ev.evaluate(x)
-    rows[REFERENCE_ROW] = ev.evaluate_heldout()
+        per_split[name] = ev.split_values(x)
+    per_split[REFERENCE_ROW] = ev.split_values_heldout()
+    rows = {name: summarise_splits(v) for name, v in per_split.items()}
     table = EvaluationTable(
         rows=rows,
         n_samples=s.shape[0],
@@ -240,5 +264,6 @@ def evaluate_with_baselines(
         n_splits=n_splits,
         n_dist_splits=len(ev.dist_splits),
     )
+    table.sanity = {m: check.to_dict() for m, check in sanity_check(per_split, ev.metrics).items()}
     table.flags = table.compute_flags()
     return table

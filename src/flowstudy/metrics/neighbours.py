@@ -9,7 +9,7 @@ The held-out set is split at random into halves: a reference A and a real stand-
 with T the training set. Real held-out data scores 1.0 on both by definition. Fidelity
 above 1 means samples lie further from real data than real data does; novelty near 0
 means samples are copies of training rows. Each ratio is averaged over ``n_splits``
-seeded half-splits (one split of 100 rows is noisy) and returned with its spread.
+seeded half-splits (one split of a few hundred rows is noisy) and returned with its spread.
 
 Fidelity below 1 is not better than 1: in high dimension a sample collapsed toward the
 data mean is nearer to every real row than real rows are to each other.

@@ -2,7 +2,7 @@
 
 Nearest-neighbour ratios and the reference row of the evaluation table need two disjoint
 sets of real rows: samples and B are both measured against A, so the real value of every
-metric is known at the same sample size. With a small held-out set (100 rows) one split
+metric is known at the same sample size. With a held-out set of a few hundred rows one split
 is noisy, so metrics average over several seeded splits, shared by every row of a table.
 """
 

@@ -3,13 +3,15 @@
     STUDY/runs/RUN_NAME/        the training run (a normal run directory; cells that differ
                                 only in sampling share it)
     STUDY/cells/CELL_ID/        samples.npy (original space, float32 [N, D]),
-                                evaluation.json (model and baseline rows, flags)
+                                evaluation.json (model and baseline rows, sanity, flags, and
+                                the held-out NLL when the study asks for it)
 
 Training resumes an unfinished ``last.pt`` and is skipped for a finished run, so a killed
 study loses at most the work since the run's last validation.
 
 Evaluation space. Every cell is evaluated against the FULL training set of its data spec
-(never its subset) and the same held-out set with the same ``eval_seed``, so cells compare
+(never its subset) and the same held-out set (the data's test split when it has one, else its
+validation split: :func:`flowstudy.evaluation.default_reference_spec`) with the same ``eval_seed``, so cells compare
 with each other and with the baselines. The space is the z-score of that full training set:
 for a cell trained on all of it this is exactly the run's own standardiser; a cell trained
 on a subset has its samples mapped back to the original space and re-standardised, so
@@ -70,11 +72,16 @@ def run_cell(cell: Cell, study_dir: str | Path) -> dict[str, Any]:
     tic = time.perf_counter()
     z_eval, train_z, heldout_z, heldout = evaluation_space(cell, run, z)
     table = _evaluate(z_eval, train_z, heldout_z, ev)
+    nll = _nll(cell, run, heldout) if ev.nll != "off" else None
+    if nll is not None:
+        table.nll = nll.summary()
+        table.flags = table.compute_flags()
     extra_metrics = _straightness(run, ev) if ev.straightness_rows > 0 else {}
     # The norm where the SONAR decoder reads it (the table's norm_ratio is the standardised one).
     extra_metrics["original_norm_ratio"] = norm_ratio(samples, heldout)
     eval_seconds = time.perf_counter() - tic
-    atomic_write_json(cell_dir / "evaluation.json", {"cell": cell.id, "group": cell.group, **table.to_dict(), **extra_metrics})
+    nll_details = {"nll_details": nll.to_dict()} if nll is not None else {}
+    atomic_write_json(cell_dir / "evaluation.json", {"cell": cell.id, "group": cell.group, **table.to_dict(), **extra_metrics, **nll_details})
     timing = {
         "nfe": nfe,
         "sample_seconds": sample_seconds,
@@ -157,11 +164,16 @@ def evaluation_space(cell: Cell, run, z: torch.Tensor) -> tuple[torch.Tensor, to
     z: [N, D] samples in the run's standardised space. Returns float32 [N, D], [Nt, D], [Nh, D]
     and the held-out rows in the original space, [Nh, D].
     """
-    from flowstudy.data import Standardizer
+    from flowstudy.data import Standardizer, check_same_dim, load_dataset
     from flowstudy.data.resolve import load_train_val
+    from flowstudy.evaluation import default_test_spec
 
     cfg = cell.config
     train, heldout = load_train_val(cfg.data, cfg.val, subset=None, subset_seed=cfg.subset_seed, split_seed=cfg.seed)
+    test_spec = default_test_spec(cfg.data)
+    if test_spec is not None:  # validation chose the checkpoint: the test split is the held-out reference
+        heldout = load_dataset(test_spec)
+        check_same_dim({train.source: train.dim, heldout.source: heldout.dim})
     if cfg.subset is None:
         space = run.standardizer
     else:
@@ -182,6 +194,20 @@ def _evaluate(z, train_z, heldout_z, ev):
     )
 
 
+def _nll(cell: Cell, run, heldout: np.ndarray):
+    """Held-out NLL of the run on the evaluation's held-out rows (original space), beside the
+    Gaussian fits of the full training set (:func:`flowstudy.metrics.likelihood.heldout_nll`)."""
+    from flowstudy.data.resolve import load_train_val
+    from flowstudy.metrics.likelihood import heldout_nll
+
+    cfg, ev = cell.config, cell.evaluation
+    train, _ = load_train_val(cfg.data, cfg.val, subset=None, split_seed=cfg.seed)
+    return heldout_nll(
+        run, heldout, train.embeddings, estimator=ev.nll, probes=ev.nll_probes, steps=ev.nll_steps,
+        rows=ev.nll_rows or None, seed=ev.eval_seed,
+    )
+
+
 def _straightness(run, ev) -> dict[str, float]:
     """Straightness of the learned paths from a fixed set of noise rows (seeded by eval_seed)."""
     from flowstudy.metrics import straightness
@@ -199,10 +225,13 @@ def flat_result(cell: Cell, training: dict[str, Any], table, extra: dict[str, An
     Keys: id, group, run, seed, the cell's axis values, its arch/flow/data/subset and
     sampling settings; train_* fields; the model row's metrics under their own names
     (fidelity, c2st_auc, ...); each baseline row's metrics as ``baseline_<row>_<metric>``
-    (gaussian, noise, copies, heldout); ``beats_gaussian[_<metric>]`` and ``flags``.
+    (gaussian, noise, copies, heldout); ``sanity_<metric>`` (1 when the metric passes the
+    baseline-ordering check on this data, else 0) and ``sanity_margin_<metric>`` (the smaller
+    of its two margins); with NLL, ``nll`` (nats/dim, original space), ``nll_std_error``,
+    ``baseline_gaussian_nll``, ``baseline_gaussian_diagonal_nll``, ``nll_gap`` and
+    ``nll_gap_std_error``; ``beats_gaussian[_<metric>]`` (on every ranked metric, or by NLL
+    when the cell has it) and ``flags``.
     """
-    from flowstudy.metrics.table import FLAGGED_METRICS
-
     cfg, ev = cell.config, cell.evaluation
     out: dict[str, Any] = {"id": cell.id, "group": cell.group, "run": cell.run_name, "seed": cell.seed}
     out.update({name: _plain(value) for name, value in {**cell.values, **cell.axes}.items()})
@@ -224,9 +253,16 @@ def flat_result(cell: Cell, training: dict[str, Any], table, extra: dict[str, An
     for row, metrics in table.rows.items():
         if row != table.model_row:
             out.update({f"baseline_{row}_{k}": v for k, v in metrics.items()})
-    beaten = {m: table.beats_gaussian(m) for m in FLAGGED_METRICS if m in model_row and "gaussian" in table.rows}
-    out.update({f"beats_gaussian_{m}": b for m, b in beaten.items()})
-    out["beats_gaussian"] = all(beaten.values()) if beaten else None
+    for m, check in table.sanity.items():
+        out[f"sanity_{m}"] = int(check["passes"])
+        out[f"sanity_margin_{m}"] = min((v for v in check["margins"] if v is not None), default=None)
+    if table.nll is not None:
+        n = table.nll
+        out.update({"nll": n["model"], "nll_std_error": n["model_std_error"], "baseline_gaussian_nll": n["gaussian"]})
+        out.update({"baseline_gaussian_diagonal_nll": n["gaussian_diagonal"], "nll_gap": n["gap"], "nll_gap_std_error": n["gap_std_error"]})
+    ranked = [m for m in table.ranked_metrics() if m in model_row and "gaussian" in table.rows]
+    out.update({f"beats_gaussian_{m}": table.beats_gaussian(m) for m in ranked})
+    out["beats_gaussian"] = table.beats_gaussian_overall()
     out.update({"n_eval": table.n_eval, "n_train_eval": table.n_train, "n_heldout": table.n_heldout})
     out["flags"] = list(table.flags)
     return {k: _plain(v) for k, v in out.items()}

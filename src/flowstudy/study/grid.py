@@ -34,7 +34,10 @@ class EvalSettings:
 
     ``n_samples`` rows with ``solver`` at ``steps`` steps; metrics with
     :func:`flowstudy.metrics.evaluate_with_baselines` (``eval_seed``, ``n_splits``,
-    ``n_dist_splits``); path straightness on ``straightness_rows`` noise rows (0 = off).
+    ``n_dist_splits``); path straightness on ``straightness_rows`` noise rows (0 = off);
+    held-out NLL (:func:`flowstudy.metrics.likelihood.heldout_nll`) when ``nll`` names an
+    estimator (off | auto | exact | hutchinson), on ``nll_rows`` rows (0 = all) with RK4 at
+    ``nll_steps`` steps and ``nll_probes`` Hutchinson probes.
     """
 
     n_samples: int = 1000
@@ -44,6 +47,10 @@ class EvalSettings:
     n_splits: int = 20
     n_dist_splits: int = 5
     straightness_rows: int = 256
+    nll: str = "off"
+    nll_rows: int = 0
+    nll_steps: int = 20
+    nll_probes: int = 4
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,11 @@
 ``write_report(study_dir)`` writes ``report.md`` (figures beside it in ``figures/``) and a
 self-contained ``report.html`` (figures embedded as base64 PNG data URIs, so it opens
 anywhere). Entries are mean [95 % CI] over seeds; the best configuration of each column is
-marked (directions and tests: :mod:`flowstudy.study.summary`); baseline rows (Gaussian fit,
-noise, training copies, real held-out data) were evaluated by the same code on the same
-held-out splits; configurations whose mean does not beat the Gaussian fit are flagged.
+marked (directions and tests: :mod:`flowstudy.study.summary`) on the metrics that pass the
+baseline sanity check on this data (the others are shown, marked "not ranked"); baseline rows
+(Gaussian fit, noise, training copies, real held-out data) were evaluated by the same code on
+the same held-out splits; configurations whose mean does not beat the Gaussian fit (by NLL when
+the study computes it, else on the ranked metrics) are flagged.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from flowstudy.study.summary import (
     compare_to_reference,
     find_group,
     gaussian_flags,
+    ranked_metrics,
+    sanity_summary,
     summarize_baselines,
     summarize_groups,
 )
@@ -84,15 +88,21 @@ def metrics_table(
     metrics: Sequence[str],
     baselines: dict[str, GroupSummary] | None = None,
     gaussian_check: bool = True,
+    ranked: Sequence[str] | None = None,
 ) -> Table:
-    """Configurations (mean [95 % CI] over seeds, best per column marked), then baseline rows."""
+    """Configurations (mean [95 % CI] over seeds, best per column marked), then baseline rows.
+
+    ranked: the metrics that may be marked best (default: all); the others' headers say "not ranked".
+    """
     metrics = [m for m in metrics if any(m in g.stats for g in groups)]
-    headers = ["configuration", "seeds"] + list(metrics) + (["beats Gaussian (seeds)"] if gaussian_check else [])
+    unranked = [] if ranked is None else [m for m in metrics if m not in ranked]
+    headers = ["configuration", "seeds"] + [f"{m} (not ranked)" if m in unranked else m for m in metrics]
+    headers += ["beats Gaussian (seeds)"] if gaussian_check else []
     rows, best = [], set()
-    bests = {m: best_labels(groups, m) for m in metrics}
+    bests = {m: (set() if m in unranked else best_labels(groups, m)) for m in metrics}
     gaussian = (baselines or {}).get("gaussian")
     for i, g in enumerate(groups):
-        flagged = gaussian_flags(g, gaussian) if gaussian_check else []
+        flagged = gaussian_flags(g, gaussian, ranked) if gaussian_check else []
         label = g.label + (" ⚠" if flagged else "")
         row = [label, str(len(g.seeds))] + [format_ci(g.stats[m]) if m in g.stats else "–" for m in metrics]
         if gaussian_check:
@@ -169,13 +179,14 @@ def write_report(study_dir: str | Path, reference: str | None = None) -> ReportP
     all_metrics = QUALITY_METRICS + COST_METRICS
     groups = summarize_groups(results, all_metrics, group_values)
     baselines_by_data = summarize_baselines(results, QUALITY_METRICS)
-    tables = _tables(groups, baselines_by_data)
-    comparisons = compare_to_reference(groups, reference, QUALITY_METRICS) if reference else []
+    ranked = ranked_metrics(results, QUALITY_METRICS)
+    tables = _tables(groups, baselines_by_data, ranked)
+    comparisons = compare_to_reference(groups, reference, QUALITY_METRICS if ranked is None else ranked) if reference else []
     if comparisons:
         tables.append(significance_table(comparisons, find_group(groups, reference).label))
     figures = _figures(study_dir, meta, results, groups, baselines_by_data)
     md_path, html_path = study_dir / "report.md", study_dir / "report.html"
-    sections = _sections(meta, results, failures, groups, baselines_by_data, reference)
+    sections = _sections(meta, results, failures, groups, baselines_by_data, reference, ranked)
     if reference and not comparisons:
         sections["significance"].append("No test was possible: it needs at least two seeds shared with the reference.")
     from flowstudy.io import atomic_write_text
@@ -185,13 +196,14 @@ def write_report(study_dir: str | Path, reference: str | None = None) -> ReportP
     return ReportPaths(md_path, html_path, [path for _, path in figures])
 
 
-def _tables(groups: list[GroupSummary], baselines_by_data: dict[tuple, dict[str, GroupSummary]]) -> list[Table]:
+def _tables(groups: list[GroupSummary], baselines_by_data: dict[tuple, dict[str, GroupSummary]], ranked: list[str]) -> list[Table]:
     tables = []
     several = len(baselines_by_data) > 1
     for key, baselines in baselines_by_data.items():
         members = [g for g in groups if g.data_key == key]
         suffix = f" — data {key[0]}, {key[1]} samples" if several else ""
-        tables.append(metrics_table(f"Sample quality (mean [95 % CI] over seeds){suffix}", members, QUALITY_METRICS, baselines))
+        title = f"Sample quality (mean [95 % CI] over seeds){suffix}"
+        tables.append(metrics_table(title, members, QUALITY_METRICS, baselines, ranked=ranked))
     tables.append(metrics_table("Training and sampling cost", groups, COST_METRICS, gaussian_check=False))
     return tables
 
@@ -216,7 +228,7 @@ def _file_slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)
 
 
-def _sections(meta, results, failures, groups, baselines_by_data, reference) -> dict[str, list[str]]:
+def _sections(meta, results, failures, groups, baselines_by_data, reference, ranked) -> dict[str, list[str]]:
     """Plain-text paragraphs shared by the markdown and HTML renderings."""
     ev = meta.get("evaluation", {})
     n_cells = len(meta["cells"])
@@ -236,11 +248,13 @@ def _sections(meta, results, failures, groups, baselines_by_data, reference) -> 
         for g in groups:
             if g.data_key != key:
                 continue
-            bad = gaussian_flags(g, baselines.get("gaussian"))
+            bad = gaussian_flags(g, baselines.get("gaussian"), ranked)
             if bad:
                 flags.append(f"{g.label}: mean does NOT beat the Gaussian fit on {', '.join(bad)} (⚠ in the table)")
     if not flags:
-        flags = ["Every configuration's mean beats the Gaussian fit on " + " and ".join(FLAGGED_METRICS) + "."]
+        decided = "held-out NLL" if any("nll" in g.stats for g in groups) else " and ".join(ranked if ranked is not None else FLAGGED_METRICS)
+        flags = [f"Every configuration's mean beats the Gaussian fit on {decided}."]
+    sanity = _sanity_lines(results, ranked)
     significance = []
     if reference:
         significance.append(
@@ -251,7 +265,23 @@ def _sections(meta, results, failures, groups, baselines_by_data, reference) -> 
     else:
         significance.append("No reference configuration named (pass --reference NAME or set [study] reference).")
     failed = [f"{f['id']}: {f['error']} (attempts: {f['attempts']})" for f in failures]
-    return {"overview": overview, "legend": legend, "flags": flags, "significance": significance, "failed": failed}
+    return {"overview": overview, "legend": legend, "flags": flags, "sanity": sanity, "significance": significance, "failed": failed}
+
+
+def _sanity_lines(results, ranked) -> list[str]:
+    """Which metrics order real held-out < Gaussian fit < noise in every cell, with the smallest margin."""
+    summary = sanity_summary(results, QUALITY_METRICS)
+    if not summary:
+        return ["The cells record no sanity check (evaluated before it existed): every metric ranks."]
+    lines = [
+        "A metric ranks configurations only if, in every cell, it puts real held-out rows nearer its ideal than "
+        "the Gaussian fit, and the Gaussian fit nearer than noise, each by at least 2 CI half-widths (paired over "
+        "held-out splits; novelty must also give training copies ≈ 0). Held-out NLL, when computed, always ranks."
+    ]
+    for m, (passed, total, margin) in summary.items():
+        verdict = "ranked" if m in ranked else "NOT ranked (shown only)"
+        lines.append(f"{m}: passes in {passed} of {total} cells, smallest margin {margin:.3g} CI half-widths: {verdict}")
+    return lines
 
 
 def _markdown(meta, sections, tables, figures, study_dir: Path) -> str:
@@ -262,6 +292,7 @@ def _markdown(meta, sections, tables, figures, study_dir: Path) -> str:
     out += sections["overview"] + [""]
     out += ["## Results", ""] + [t.markdown() for t in tables]
     out += ["## Flags", ""] + [f"- {f}" for f in sections["flags"]] + [""]
+    out += ["## Which metrics rank", ""] + [sections["sanity"][0], ""] + [f"- {line}" for line in sections["sanity"][1:]] + [""]
     out += ["## Significance", ""] + sections["significance"] + [""]
     out += ["## Metrics", ""] + [f"- {line}" for line in sections["legend"]] + [""]
     if figures:
@@ -294,6 +325,8 @@ def _html(meta, sections, tables, figures) -> str:
     parts += [f"<p>{esc(p)}</p>" for p in sections["overview"]]
     parts += ["<h2>Results</h2>"] + [t.html() for t in tables]
     parts += ["<h2>Flags</h2><ul>"] + [f"<li>{esc(f)}</li>" for f in sections["flags"]] + ["</ul>"]
+    parts += ["<h2>Which metrics rank</h2>", f"<p>{esc(sections['sanity'][0])}</p><ul>"]
+    parts += [f"<li>{esc(line)}</li>" for line in sections["sanity"][1:]] + ["</ul>"]
     parts += ["<h2>Significance</h2>"] + [f"<p>{esc(p)}</p>" for p in sections["significance"]]
     parts += ["<h2>Metrics</h2><ul>"] + [f"<li>{esc(line)}</li>" for line in sections["legend"]] + ["</ul>"]
     if figures:

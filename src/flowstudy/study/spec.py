@@ -14,7 +14,9 @@ A study file is TOML::
     reference = "mlp/icfm"       # configuration the report tests the others against (optional)
     # optional: description, n_splits (20), n_dist_splits (5), straightness_rows (256; 0 = off),
     # address (Ray), num_cpus_per_cell (1), num_gpus_per_cell (0), group_size (1; > 1 trains runs
-    # that share a network in stacked groups of up to this many, flowstudy.study.groups)
+    # that share a network in stacked groups of up to this many, flowstudy.study.groups),
+    # nll ("off"; "auto" | "exact" | "hutchinson": held-out NLL per cell), nll_rows (0 = all),
+    # nll_steps (20, RK4), nll_probes (4, Hutchinson)
 
     [base]                       # any flowstudy.train.TrainConfig field
     data = "builtin:sonar-gsm8k-1k"
@@ -123,6 +125,10 @@ _STUDY_KEYS: dict[str, tuple[type, ...]] = {
     "n_splits": (int,),
     "n_dist_splits": (int,),
     "straightness_rows": (int,),
+    "nll": (str,),
+    "nll_rows": (int,),
+    "nll_steps": (int,),
+    "nll_probes": (int,),
     "reference": (str,),
 }
 _TOP_KEYS = ("study", "base", "axes", "extra")
@@ -277,7 +283,7 @@ def _seeds(study: dict[str, Any], axes: dict[str, list[Any]], extras: list[dict]
 
 
 def _eval_settings(study: dict[str, Any], source: str) -> EvalSettings:
-    keys = ("n_samples", "solver", "steps", "eval_seed", "n_splits", "n_dist_splits", "straightness_rows")
+    keys = ("n_samples", "solver", "steps", "eval_seed", "n_splits", "n_dist_splits", "straightness_rows", "nll", "nll_rows", "nll_steps", "nll_probes")
     settings = EvalSettings(**{k: study[k] for k in keys if k in study})
     if settings.n_samples < 2:
         raise ConfigError(f"{source}: [study] n_samples must be >= 2; got {settings.n_samples}")
@@ -287,6 +293,10 @@ def _eval_settings(study: dict[str, Any], source: str) -> EvalSettings:
         raise ConfigError(f"{source}: [study] n_dist_splits must be in [1, n_splits={settings.n_splits}]")
     if settings.straightness_rows < 0:
         raise ConfigError(f"{source}: [study] straightness_rows must be >= 0 (0 = off)")
+    if settings.nll not in ("off", "auto", "exact", "hutchinson"):
+        raise ConfigError(f"{source}: [study] nll must be one of off, auto, exact, hutchinson; got {settings.nll!r}")
+    if settings.nll_rows < 0 or settings.nll_steps < 1 or settings.nll_probes < 1:
+        raise ConfigError(f"{source}: [study] nll_rows must be >= 0 (0 = all), nll_steps and nll_probes >= 1")
     return settings
 
 

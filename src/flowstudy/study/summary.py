@@ -9,6 +9,11 @@ Significance against a reference configuration: for each other configuration and
 paired test across seeds (:func:`flowstudy.metrics.paired_test`) on the distance from the
 ideal, Holm-corrected over the configurations compared on that metric
 (:func:`flowstudy.metrics.holm`).
+
+Which metrics rank. A sample metric ranks configurations only if it passes the baseline
+sanity check (:mod:`flowstudy.metrics.sanity`: real < Gaussian fit < noise) in every cell of
+the study (:func:`ranked_metrics`); the others are shown but not ranked. Held-out NLL, when the
+study computes it, always ranks and decides whether a configuration beats the Gaussian fit.
 """
 
 from __future__ import annotations
@@ -29,7 +34,12 @@ BASELINE_NAMES = {
     "copies": "training copies",
     "heldout": "real held-out",
 }
-QUALITY_METRICS = ("fidelity", "novelty", "c2st_auc", "mmd", "density", "coverage", "frechet", "norm_ratio", "original_norm_ratio")
+QUALITY_METRICS = (
+    "nll", "fidelity", "novelty", "c2st_auc", "c2st_knn_auc", "mmd", "density", "coverage", "frechet", "norm_ratio",
+    "original_norm_ratio",
+)
+ALWAYS_RANKED = ("nll",)
+"""Metrics that rank without a sanity check (a proper scoring rule of held-out rows)."""
 COST_METRICS = ("best_val_loss", "straightness", "train_steps", "train_seconds", "nfe", "samples_per_s")
 
 
@@ -38,9 +48,11 @@ def _lower(v: float) -> float:
 
 
 DIRECTIONS: dict[str, tuple[Callable[[float], float], str]] = {
+    "nll": (_lower, "lower is better; held-out negative log-likelihood, nats per dimension of the original space"),
     "fidelity": (BADNESS["fidelity"], "closer to 1 is better (|log x|); 1 = samples lie as near held-out data as real data do"),
     "novelty": (lambda v: max(1.0 - v, 0.0), "higher is better up to 1 (real data); 0 = copies of training rows"),
-    "c2st_auc": (BADNESS["c2st_auc"], "closer to 0.5 is better (|x - 0.5|); 0.5 = a classifier cannot tell samples from data"),
+    "c2st_auc": (BADNESS["c2st_auc"], "closer to 0.5 is better (|x - 0.5|); 0.5 = a linear classifier cannot tell samples from data"),
+    "c2st_knn_auc": (BADNESS["c2st_knn_auc"], "closer to 0.5 is better (|x - 0.5|); the same with a cosine 10-nearest-neighbour classifier"),
     "mmd": (BADNESS["mmd"], "lower is better; 0 = same distribution (small negative values are noise around 0)"),
     "density": (BADNESS["density"], "closer to 1 is better (|log x|)"),
     "coverage": (BADNESS["coverage"], "higher is better; 1 = every held-out row has a sample nearby"),
@@ -158,6 +170,31 @@ def badness(metric: str, value: float) -> float:
     return fn(value)
 
 
+def ranked_metrics(results: list[dict[str, Any]], metrics: Sequence[str]) -> list[str] | None:
+    """The ``metrics`` that may rank configurations: those that pass the sanity check in every
+    result (``sanity_<metric>`` = 1), and :data:`ALWAYS_RANKED`. None for results from before
+    the check (no ``sanity_*`` field at all): every metric ranks, the fixed pair flags."""
+    if not any(k.startswith("sanity_") for r in results for k in r):
+        return None
+    out = []
+    for m in metrics:
+        checks = [r.get(f"sanity_{m}") for r in results]
+        if m in ALWAYS_RANKED or (checks and all(c == 1 for c in checks)):
+            out.append(m)
+    return out
+
+
+def sanity_summary(results: list[dict[str, Any]], metrics: Sequence[str]) -> dict[str, tuple[int, int, float]]:
+    """metric -> (cells passing, cells checked, smallest margin in CI half-widths over cells)."""
+    out = {}
+    for m in metrics:
+        checks = [(r[f"sanity_{m}"], r.get(f"sanity_margin_{m}")) for r in results if r.get(f"sanity_{m}") is not None]
+        if checks:
+            margins = [v for _, v in checks if _finite(v)]
+            out[m] = (sum(int(c) for c, _ in checks), len(checks), min(margins) if margins else math.nan)
+    return out
+
+
 def best_labels(groups: Sequence[GroupSummary], metric: str) -> set[str]:
     """Labels of the configurations whose mean is nearest the ideal of ``metric`` (ties: all)."""
     scored = [(badness(metric, g.stats[metric].mean), g.label) for g in groups if metric in g.stats]
@@ -167,13 +204,16 @@ def best_labels(groups: Sequence[GroupSummary], metric: str) -> set[str]:
     return {label for s, label in scored if s <= best + 1e-12 * max(1.0, abs(best))}
 
 
-def gaussian_flags(group: GroupSummary, gaussian: GroupSummary | None) -> list[str]:
-    """Metrics on which the configuration's mean is not nearer the ideal than the Gaussian fit's."""
+def gaussian_flags(group: GroupSummary, gaussian: GroupSummary | None, ranked: Sequence[str] | None = None) -> list[str]:
+    """Metrics on which the configuration's mean is not nearer the ideal than the Gaussian fit's:
+    NLL alone when both have it, else the ``ranked`` metrics (default :data:`FLAGGED_METRICS`)."""
     if gaussian is None:
         return []
+    if "nll" in group.stats and "nll" in gaussian.stats:
+        return ["nll"] if group.stats["nll"].mean >= gaussian.stats["nll"].mean else []
     return [
         m
-        for m in FLAGGED_METRICS
+        for m in (FLAGGED_METRICS if ranked is None else ranked)
         if m in group.stats and m in gaussian.stats
         and badness(m, group.stats[m].mean) >= badness(m, gaussian.stats[m].mean)
     ]
@@ -248,6 +288,7 @@ def format_value(axis: str, value: Any) -> str:
 
 
 __all__ = [
+    "ALWAYS_RANKED",
     "BASELINE_ROWS",
     "BASELINE_NAMES",
     "COST_METRICS",
@@ -261,6 +302,8 @@ __all__ = [
     "find_group",
     "format_value",
     "gaussian_flags",
+    "ranked_metrics",
+    "sanity_summary",
     "summarize_baselines",
     "summarize_groups",
 ]
