@@ -2,12 +2,13 @@
 
     import flowstudy as fs
     train = fs.load_dataset("builtin:sonar-gsm8k-1k")
-    run = fs.train(train, arch="mlp", out="runs/mlp")     # or fs.load_run("runs/mlp")
+    run = fs.fit(train, arch="mlp", out="runs/mlp")     # or fs.load_run("runs/mlp")
     x = run.sample(1000, seed=0)                          # numpy float32 [1000, D], original space
     print(fs.evaluate(x, reference="builtin:sonar-gsm8k-1k:val", train=train))
 
 The names below are imported on first use (:mod:`flowstudy.api`), so ``import flowstudy`` does
-not import torch.
+not import torch. ``fs.fit`` and ``fs.run_study`` are not called ``train`` and ``study``: those are
+the subpackages :mod:`flowstudy.train` and :mod:`flowstudy.study`.
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ _API_NAMES = (
     "evaluate",
     "load_dataset",
     "load_run",
+    "fit",
     "report",
-    "study",
-    "train",
+    "run_study",
 )
 # fs.optimize (guided sampling) joins these once guidance exists.
 
@@ -47,9 +48,9 @@ if TYPE_CHECKING:
         evaluate,
         load_dataset,
         load_run,
+        fit,
         report,
-        study,
-        train,
+        run_study,
     )
 
 

@@ -2,11 +2,13 @@
 
     import flowstudy as fs
     train = fs.load_dataset("builtin:sonar-gsm8k-1k")
-    run = fs.train(train, arch="mlp", out="runs/mlp")           # or fs.load_run("runs/mlp")
+    run = fs.fit(train, arch="mlp", out="runs/mlp")           # or fs.load_run("runs/mlp")
     x = run.sample(1000, seed=0)                                # numpy float32 [1000, D], original space
     print(fs.evaluate(x, reference="builtin:sonar-gsm8k-1k:val", train=train))
 
-The ``flowstudy`` command's train, sample, reconstruct and evaluate call these same functions.
+``fit`` and ``run_study`` are named apart from the subpackages :mod:`flowstudy.train` and
+:mod:`flowstudy.study`, which an attribute of the same name would shadow. The ``flowstudy``
+command's train, sample, reconstruct and evaluate call these same functions.
 Wherever a dataset spec string is accepted (see :mod:`flowstudy.data.loading`), an in-memory
 numpy array or torch tensor [N, D] and an :class:`~flowstudy.data.EmbeddingSet` are accepted
 too. Everything handed back — samples, reconstructions — is in the ORIGINAL embedding space;
@@ -103,7 +105,7 @@ def _as_spec(data: DataLike, folder: Path, name: str) -> str:
 
 
 # ----------------------------------------------------------------------------- training
-def train(
+def fit(
     data: DataLike | None = None,
     *,
     out: str | os.PathLike,
@@ -417,7 +419,7 @@ class Study:
         return f"Study({self.name!r}: {len(self.results)}/{self.n_cells} cells done in {str(self.path)!r})"
 
 
-def study(
+def run_study(
     spec: str | os.PathLike | dict[str, Any],
     *,
     out: str | os.PathLike | None = None,
@@ -432,7 +434,8 @@ def study(
     processes: a script that calls this must guard its entry point with
     ``if __name__ == "__main__":``.
     """
-    from flowstudy.study import parse_spec, run_study
+    from flowstudy.study import parse_spec
+    from flowstudy.study import run_study as run_cells
     from flowstudy.study.runner import DEFAULT_ROOT
 
     parsed = parse_spec(spec, "spec dict") if isinstance(spec, dict) else None
@@ -441,7 +444,7 @@ def study(
 
         parsed = load_spec(spec)
     study_dir = Path(out) if out is not None else DEFAULT_ROOT / parsed.name
-    results = run_study(parsed, study_dir, executor=executor, workers=workers, progress=progress)
+    results = run_cells(parsed, study_dir, executor=executor, workers=workers, progress=progress)
     return Study(study_dir, parsed.name, results, len(parsed.cells))
 
 

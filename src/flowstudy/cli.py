@@ -136,14 +136,14 @@ def train(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Train a flow-matching prior; writes config, metrics.jsonl and checkpoints/{best,last}.pt."""
-    from flowstudy.api import train as train_run
+    from flowstudy.api import fit
 
     options = dict(
         flow=flow, steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
         device=device, aug=aug or None, subset=subset, patience=patience, base_field=base_field, teacher=teacher, tracker=tracker,
         model=_parse_options(model_opt, "--model-opt") or None, flow_options=_parse_options(flow_opt, "--flow-opt") or None,
     )
-    run = train_run(data, out=out, arch=arch, val=val, config=config, resume=resume, progress=not quiet, **options)
+    run = fit(data, out=out, arch=arch, val=val, config=config, resume=resume, progress=not quiet, **options)
     result, cfg = run.result, run.config
     early = " (stopped early)" if result.stopped_early else ""
     console.print(
