@@ -215,6 +215,13 @@ class ReconstructionReport:
         """The figures as a dict (``flowstudy reconstruct --json``), without the source."""
         return {k: v for k, v in dataclasses.asdict(self).items() if k != "source"}
 
+    def __repr__(self) -> str:
+        return (
+            f"Reconstruction of {self.source} ({self.n} rows, {self.solver} {self.steps} steps each way, {self.nfe_round_trip} NFE): "
+            f"MSE {self.mse_mean:.3g}, cosine {self.cosine_mean:.6f} (min {self.cosine_min:.6f}), "
+            f"relative error {self.relative_error_mean:.3g}, noise norm {self.noise_norm_mean:.2f} (√D = {self.noise_norm_expected:.2f})"
+        )
+
 
 class Run:
     """A run directory and its trained velocity field (loaded on first use).
