@@ -14,7 +14,7 @@ from pathlib import Path
 def parse_args(doc: str, argv: list[str] | None = None) -> argparse.Namespace:
     """--out DIR (created) and --size {small,full}."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("example-out"), help="Folder for runs, samples and figures.")
+    parser.add_argument("--out", type=Path, default=Path("runs/examples"), help="Folder for runs, samples and figures.")
     parser.add_argument("--size", choices=("small", "full"), default=os.environ.get("FLOWSTUDY_EXAMPLE_SIZE", "full"))
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,7 @@
 """Bring your own embeddings: a ``.npy`` [N, D] with a ``.jsonl`` of texts beside it.
 
-    python examples/own_embeddings.py --out example-out/own                # ~30 s on 2 CPU cores
-    python examples/own_embeddings.py --out example-out/own --size small   # seconds
+    python examples/own_embeddings.py --out runs/examples/own
+    python examples/own_embeddings.py --out runs/examples/own --size small   # seconds
 
 Any float array [N, D] works; texts are optional and pair with rows one to one (a ``.jsonl``
 with a ``text`` field per line, or a ``.txt`` with one text per line, same stem as the array).
@@ -22,7 +22,7 @@ import flowstudy as fs
 from _common import parse_args, save_figure
 
 SIZES = {
-    "full": dict(n=500, train=dict(steps=1000)),
+    "full": dict(n=500, train=dict(steps=600)),
     "small": dict(n=32, train=dict(steps=30, batch_size=64, val_every=30, model={"hidden_dim": 64, "num_layers": 2})),
 }
 

@@ -1,7 +1,7 @@
 """A small study: two velocity networks, trained, sampled and evaluated the same way, and its report.
 
-    python examples/small_study.py --out example-out/study                # ~1 min on 2 CPU cores
-    python examples/small_study.py --out example-out/study --size small   # seconds
+    python examples/small_study.py --out runs/examples/study
+    python examples/small_study.py --out runs/examples/study --size small   # seconds
 
 A study is a base training configuration plus axes; every cell (here: one architecture, one seed)
 is trained, sampled and evaluated beside the baselines, results go to a SQLite store, and the
@@ -16,7 +16,7 @@ import flowstudy as fs
 from _common import parse_args
 
 SIZES = {
-    "full": dict(steps=600, n_samples=500, n_splits=20, archs=["mlp", "unet-tiny"]),
+    "full": dict(steps=400, n_samples=500, n_splits=20, archs=["mlp", "unet-tiny"]),
     "small": dict(steps=20, n_samples=48, n_splits=2, archs=["mlp-tiny", "unet-tiny"]),
 }
 

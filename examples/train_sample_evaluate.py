@@ -1,7 +1,7 @@
 """Train a prior on the builtin SONAR set, draw samples and evaluate them beside the baselines.
 
-    python examples/train_sample_evaluate.py --out example-out/tse               # the MLP recipe (~1 min on 2 CPU cores)
-    python examples/train_sample_evaluate.py --out example-out/tse --size small  # seconds
+    python examples/train_sample_evaluate.py --out runs/examples/tse   # the MLP recipe (2000 steps)
+    python examples/train_sample_evaluate.py --out runs/examples/tse --size small   # seconds
 
 The evaluation compares the samples with real held-out rows and, with the same metrics, a Gaussian
 fit to the training set, N(0, I) noise, copies of training rows and real held-out rows themselves
@@ -51,9 +51,9 @@ def plot(run: fs.Run, train: np.ndarray, held_out: np.ndarray, x: np.ndarray, pa
     gaussian = baseline_samples(std(train), len(x), seed=0, names=["gaussian"])["gaussian"].numpy()
     mean, axes = pca_axes(std(train))
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for rows, label in ((std(held_out), "held-out"), (std(x), "samples"), (gaussian, "Gaussian fit")):
+    for rows, label, size in ((gaussian, "Gaussian fit", 4), (std(x), "samples", 4), (std(held_out), "held-out", 14)):
         p = (rows - mean) @ axes  # [n, 2]
-        left.scatter(p[:, 0], p[:, 1], s=5, alpha=0.5, label=label)
+        left.scatter(p[:, 0], p[:, 1], s=size, alpha=0.6, label=label)  # held-out (fewest rows) drawn on top
     left.set(title="top two principal directions (standardised)", xlabel="PC 1", ylabel="PC 2")
     left.legend()
     for rows, label in ((held_out, "held-out"), (x, "samples")):

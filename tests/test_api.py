@@ -83,6 +83,11 @@ def evaluation(run):
     return fs.evaluate(run, n=48, steps=5)
 
 
+def test_cli_evaluate_prints_the_api_result(run, evaluation, capsys):
+    assert main(["evaluate", str(run.path), "--n", "48", "--steps", "5", "--device", "cpu", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(evaluation.to_dict()))
+
+
 def test_evaluation_result_is_typed_and_readable(run, evaluation):
     result = evaluation
     assert result.source == str(run.path) and result.nfe == 5

@@ -45,8 +45,9 @@ def _run(name: str, out: Path, size: str) -> tuple[str, float]:
     script = ROOT / "examples" / f"{name}.py"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
     started = time.perf_counter()
+    # run from the output folder so that the paths it prints are short and relative
     proc = subprocess.run(
-        [sys.executable, str(script), "--out", str(out), "--size", size], cwd=ROOT, env=env, capture_output=True, text=True
+        [sys.executable, str(script), "--out", out.name, "--size", size], cwd=out.parent, env=env, capture_output=True, text=True
     )
     if proc.returncode != 0:
         raise PluginError(f"examples/{name}.py failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
