@@ -36,3 +36,10 @@ def pca_axes(reference):
     mean = reference.mean(axis=0)
     _, _, vt = np.linalg.svd(reference - mean, full_matrices=False)
     return mean, vt[:2].T
+
+
+def held_out_spec(name: str = "sonar-gsm8k-1k") -> str:
+    """The builtin set's evaluation split: ``test`` where the package ships one, else ``val``."""
+    from flowstudy.data import BUILTIN_DATASETS
+
+    return f"builtin:{name}:test" if "test" in BUILTIN_DATASETS[name][1] else f"builtin:{name}:val"

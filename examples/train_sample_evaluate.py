@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 import flowstudy as fs
-from _common import parse_args, pca_axes, save_figure
+from _common import held_out_spec, parse_args, pca_axes, save_figure
 
 SIZES = {
     "full": dict(arch="mlp", n=1000, train={}),  # the mlp recipe: 2000 steps at batch 256
@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> fs.Evaluation:
     args = parse_args(__doc__, argv)
     size = SIZES[args.size]
     train = fs.load_dataset("builtin:sonar-gsm8k-1k")
-    held_out = fs.load_dataset("builtin:sonar-gsm8k-1k:val")
+    held_out = fs.load_dataset(held_out_spec())
     run = fs.fit(train, arch=size["arch"], out=args.out / "run", device="cpu", progress=False, **size["train"])
     print(run)
     x = run.sample(size["n"], seed=0)  # float32 [n, 1024], original space

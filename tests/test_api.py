@@ -12,6 +12,7 @@ import torch
 
 import flowstudy as fs
 from flowstudy.cli import main
+from flowstudy.data import BUILTIN_DATASETS
 from flowstudy.errors import CheckpointError, ConfigError, DataError
 
 FAST = dict(arch="mlp-tiny", steps=30, batch_size=32, val_every=30, device="cpu", progress=False)
@@ -24,14 +25,15 @@ def run(tiny_data, tmp_path_factory):
 
 
 def test_five_line_session_on_the_builtin_set(tmp_path):
-    train, test = fs.load_dataset("builtin:sonar-gsm8k-1k"), fs.load_dataset("builtin:sonar-gsm8k-1k:val")
+    split = "test" if "test" in BUILTIN_DATASETS["sonar-gsm8k-1k"][1] else "val"  # test: 400 rows, where shipped
+    train, test = fs.load_dataset("builtin:sonar-gsm8k-1k"), fs.load_dataset(f"builtin:sonar-gsm8k-1k:{split}")
     run = fs.fit(train, arch="mlp-tiny", out=tmp_path / "mlp", steps=20, batch_size=64, val_every=20, device="cpu", progress=False)
     x = run.sample(64, seed=0, steps=5)
     result = fs.evaluate(x, reference=test, train=train)
     assert x.shape == (64, 1024) and x.dtype == np.float32
     # the loaded set is recorded by its spec (not copied), so its val split is found beside it
     assert run.config["data"] == "builtin:sonar-gsm8k-1k:train" and not (tmp_path / "mlp" / "data").exists()
-    assert result.source == "<array 64x1024>" and result.reference == "builtin:sonar-gsm8k-1k:val"
+    assert result.source == "<array 64x1024>" and result.reference == f"builtin:sonar-gsm8k-1k:{split}"
     assert list(result.table.rows) == ["model", "gaussian", "noise", "copies", "heldout"]
     assert result.table.rows["copies"]["novelty"] == 0.0  # copies of training rows sit on them
     assert result.original_norm_ratio == pytest.approx(
@@ -76,6 +78,20 @@ def test_arrays_and_tensors_train_and_evaluate_like_their_files(tiny_data, tmp_p
     matches = run.nearest_texts(train_x[[5, 9]])
     assert [(m.nearest_train_row, m.text) for m in matches] == [(5, "row 5"), (9, "row 9")]
     assert max(m.distance for m in matches) < 1e-9
+
+
+def test_a_set_is_recorded_by_its_spec_only_when_the_spec_reloads_it(tiny_data, tmp_path):
+    from flowstudy.api import _as_spec
+
+    loaded = fs.load_dataset(f"{tiny_data}:train")
+    assert _as_spec(loaded, tmp_path, "train") == str(tiny_data / "train.npy") and not list(tmp_path.iterdir())
+    # texts the file does not carry, or rows changed in memory, must travel with the run
+    with_texts = fs.load_dataset(loaded, texts=[str(i) for i in range(loaded.n)])
+    changed = fs.EmbeddingSet(loaded.embeddings * 2, None, loaded.source)
+    assert _as_spec(with_texts, tmp_path / "a", "train") == str(tmp_path / "a" / "train.npy")
+    assert (tmp_path / "a" / "train.jsonl").read_text().splitlines()[3] == '{"text": "3"}'
+    assert _as_spec(changed, tmp_path / "b", "train") == str(tmp_path / "b" / "train.npy")
+    assert np.array_equal(np.load(tmp_path / "b" / "train.npy"), loaded.embeddings * 2)
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ __version__ = "0.1.0"
 
 _API_NAMES = (
     "DataLike",
+    "EmbeddingSet",
     "Evaluation",
     "NearestText",
     "ReconstructionReport",
@@ -39,6 +40,7 @@ __all__ = ["__version__", *_API_NAMES]
 if TYPE_CHECKING:
     from flowstudy.api import (
         DataLike,
+        EmbeddingSet,
         Evaluation,
         NearestText,
         ReconstructionReport,

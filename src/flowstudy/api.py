@@ -78,12 +78,13 @@ def _with_texts(array: np.ndarray, texts: str | os.PathLike | list[str], source:
 
 
 def _reloads(data: EmbeddingSet) -> bool:
-    """True when ``data.source`` is a spec that still loads to exactly these rows."""
+    """True when ``data.source`` is a spec that still loads to exactly these rows (and texts)."""
     try:
         again = _load_spec(data.source)
     except (DataError, OSError):
         return False
-    return again.embeddings.shape == data.embeddings.shape and np.array_equal(again.embeddings, data.embeddings)
+    same_rows = again.embeddings.shape == data.embeddings.shape and np.array_equal(again.embeddings, data.embeddings)
+    return same_rows and (data.texts is None or again.texts == data.texts)
 
 
 def _as_spec(data: DataLike, folder: Path, name: str) -> str:
@@ -141,9 +142,9 @@ def fit(
             overrides["data"] = _as_spec(data, out / "data", "train")
         if val is not None:
             overrides["val"] = _as_spec(val, out / "data", "val")
-        file_values = read_config_file(config) if isinstance(config, (str, os.PathLike)) else config
-        source = str(config) if isinstance(config, (str, os.PathLike)) else "options"
-        cfg = resolve_config(file_values, overrides, source if config is not None else "command line")
+        from_file = isinstance(config, (str, os.PathLike))
+        file_values = read_config_file(config) if from_file else config
+        cfg = resolve_config(file_values, overrides, str(config) if from_file else "options")
     result = Trainer(cfg, out, callbacks=list(callbacks), progress=progress).fit(resume=resume)
     return Run(out, device=cfg.device, result=result)
 
