@@ -374,7 +374,7 @@ def evaluate(
     device: str = "auto",
     **options: Any,
 ) -> Evaluation:
-    """Evaluate a run (drawing ``n`` samples) or samples [N, D] in the original space.
+    """Evaluate a run (drawing ``n`` samples from its best checkpoint) or samples [N, D] in the original space.
 
     ``reference``: real held-out rows (default: the run's validation split); ``train``: the
     training rows, which fix the standardised space (default: the run's data; required for
