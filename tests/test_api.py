@@ -112,6 +112,8 @@ def test_evaluation_result_is_typed_and_readable(run, evaluation):
     assert all(row in text for row in ("model", "gaussian", "noise", "copies", "heldout"))
     assert "mean sample norm / mean held-out norm (original space)" in text
     assert all(f"FLAG: {flag}" in text for flag in result.flags)
+    page = result._repr_html_()  # what a notebook shows
+    assert page.count("<tr>") == 6 and f"<td>{result.table.rows['gaussian']['fidelity']:.4g}</td>" in page
     as_dict = json.loads(json.dumps(result.to_dict()))
     assert as_dict["rows"]["model"]["fidelity"] == pytest.approx(result.table.rows["model"]["fidelity"])
 

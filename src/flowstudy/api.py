@@ -353,6 +353,22 @@ class Evaluation:
             raise ImportError("Evaluation.to_frame needs pandas: pip install pandas (or use .to_dict())") from err
         return pd.DataFrame(self.result.table.to_rows()).set_index("row")
 
+    def _repr_html_(self) -> str:
+        # the same table in a notebook: one row per sampler, the flags and the norm ratio below
+        import html
+
+        r, rows = self.result, self.result.table.to_rows()
+        metrics = [m for m in rows[0] if m != "row" and not m.endswith("_std")]
+        head = "".join(f"<th>{m}</th>" for m in ["row", *metrics])
+        body = "".join(
+            "<tr>" + f"<th>{row['row']}</th>" + "".join(f"<td>{row[m]:.4g}</td>" if m in row else "<td>-</td>" for m in metrics) + "</tr>"
+            for row in rows
+        )
+        notes = "".join(f"<li>FLAG: {html.escape(f)}</li>" for f in self.flags)
+        notes += f"<li>mean sample norm / mean held-out norm (original space): {r.original_norm_ratio:.4f}</li>"
+        title = html.escape(f"Evaluation of {r.source} vs {r.reference} (standardised with {r.train})")
+        return f"<p>{title}</p><table><tr>{head}</tr>{body}</table><ul>{notes}</ul>"
+
     def __repr__(self) -> str:
         r = self.result
         return (
