@@ -51,7 +51,7 @@ def data_inspect(
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
 ) -> None:
     """Size, norms, per-dimension spread, near-constant dimensions, duplicates, NaN check."""
-    from flowstudy.data import load_dataset
+    from flowstudy.api import load_dataset
     from flowstudy.data.inspect import inspect_embeddings
 
     report = inspect_embeddings(load_dataset(spec, texts=texts, allow_nonfinite=True))
@@ -137,28 +137,19 @@ def train(
     no_graph: bool = typer.Option(False, "--no-graph", help="Run each step eagerly instead of as a CUDA graph."),
 ) -> None:
     """Train a flow-matching prior; writes config, metrics.jsonl and checkpoints/{best,last}.pt."""
-    from pathlib import Path
+    from flowstudy.api import fit
 
-    from flowstudy.train import Trainer, read_config_file, resolve_config
-    from flowstudy.train.config import TrainConfig
-
-    if resume and (Path(out) / "config.json").exists():
-        saved = json.loads((Path(out) / "config.json").read_text())
-        cfg = TrainConfig.from_dict({k: v for k, v in saved.items() if k not in ("versions", "total_steps")}, f"{out}/config.json")
-    else:
-        overrides = dict(
-            data=data, arch=arch, flow=flow, steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-            device=device, aug=aug or None, val=val, subset=subset, patience=patience, base_field=base_field, teacher=teacher, tracker=tracker,
-            model=_parse_options(model_opt, "--model-opt") or None, flow_options=_parse_options(flow_opt, "--flow-opt") or None,
-            graph=False if no_graph else None,
-        )
-        if steps is not None:
-            overrides["epochs"] = None
-        cfg = resolve_config(read_config_file(config) if config else None, overrides, config or "command line")
-    result = Trainer(cfg, out, progress=not quiet).fit(resume=resume)
+    options = dict(
+        flow=flow, steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+        device=device, aug=aug or None, subset=subset, patience=patience, base_field=base_field, teacher=teacher, tracker=tracker,
+        model=_parse_options(model_opt, "--model-opt") or None, flow_options=_parse_options(flow_opt, "--flow-opt") or None,
+        graph=False if no_graph else None,
+    )
+    run = fit(data, out=out, arch=arch, val=val, config=config, resume=resume, progress=not quiet, **options)
+    result, cfg = run.result, run.config
     early = " (stopped early)" if result.stopped_early else ""
     console.print(
-        f"trained {cfg.arch} / {cfg.flow}: {result.steps}/{result.total_steps} steps{early} in {result.seconds:.0f} s; "
+        f"trained {cfg['arch']} / {cfg['flow']}: {result.steps}/{result.total_steps} steps{early} in {result.seconds:.0f} s; "
         f"best val loss {result.best_val_loss:.4f} -> {out}/checkpoints/best.pt"
     )
 
@@ -178,41 +169,24 @@ def sample(
     """Draw samples from a trained run, in the original embedding space."""
     from pathlib import Path
 
-    import torch
-
+    from flowstudy.api import load_run
     from flowstudy.errors import ConfigError
     from flowstudy.io import atomic_save_npy
-    from flowstudy.sampling import sample_standardized
-    from flowstudy.train import load_run, resolve_device
 
     if n < 1:
         raise ConfigError(f"--n must be >= 1; got {n}")
-    run = load_run(run_dir, checkpoint, device=resolve_device(device))
-    z, nfe = sample_standardized(run, n, solver=solver, steps=steps, seed=seed)
-    x = run.standardizer.inverse(z.double()).float().numpy()
-    atomic_save_npy(Path(out), x)
-    console.print(f"wrote {n} samples [{n}, {x.shape[1]}] to {out} ({solver}, {steps} steps, {nfe} NFE)")
+    run = load_run(run_dir, checkpoint=checkpoint, device=device)
+    drawn = run.draw(n, solver=solver, steps=steps, seed=seed)
+    atomic_save_npy(Path(out), drawn.x)
+    console.print(f"wrote {n} samples [{n}, {drawn.x.shape[1]}] to {out} ({solver}, {steps} steps, {drawn.nfe} NFE)")
     if nearest_text:
-        _write_nearest_texts(run, z, Path(out))
+        _write_nearest_texts(run, drawn, Path(out))
 
 
-def _write_nearest_texts(run, z, out) -> None:
-    import torch
-
-    from flowstudy.data import load_dataset
-    from flowstudy.errors import DataError
+def _write_nearest_texts(run, drawn, out) -> None:
     from flowstudy.io import atomic_write_text
-    from flowstudy.sampling import nearest_rows
 
-    train = load_dataset(run.config["data"])
-    if train.texts is None:
-        raise DataError(f"{train.source} has no texts: --nearest-text needs a training set with texts")
-    reference = run.standardizer.transform(torch.from_numpy(train.embeddings).double())
-    idx, dist = nearest_rows(z, reference)
-    lines = [
-        json.dumps({"sample": i, "nearest_train_row": int(j), "distance": float(d), "text": train.texts[int(j)]})
-        for i, (j, d) in enumerate(zip(idx, dist))
-    ]
+    lines = [json.dumps(match.to_dict()) for match in run.nearest_texts(drawn)]
     path = out.with_suffix(".texts.jsonl")
     atomic_write_text(path, "\n".join(lines) + "\n")
     console.print(f"wrote nearest training texts to {path} (distances in standardised space)")
@@ -229,19 +203,14 @@ def reconstruct(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Invert data to noise and integrate back; MSE and cosine in the original space."""
-    from flowstudy.data import check_same_dim, load_dataset
-    from flowstudy.sampling import reconstruct as reconstruct_fn
-    from flowstudy.train import load_run, resolve_device
+    from flowstudy.api import load_run
 
-    run = load_run(run_dir, checkpoint, device=resolve_device(device))
-    embeddings = load_dataset(data)
-    check_same_dim({f"{run_dir} (model)": run.standardizer.dim, embeddings.source: embeddings.dim})
-    report = reconstruct_fn(run, embeddings.embeddings, solver=solver, steps=steps)
+    report = load_run(run_dir, checkpoint=checkpoint, device=device).reconstruct(data, solver=solver, steps=steps)
     if as_json:
-        print(json.dumps(report, indent=2))
+        print(json.dumps(report.to_dict(), indent=2))
         return
-    table = Table(title=f"Reconstruction of {embeddings.source} ({solver}, {steps} steps each way)", show_header=False)
-    for key, value in report.items():
+    table = Table(title=f"Reconstruction of {report.source} ({solver}, {steps} steps each way)", show_header=False)
+    for key, value in report.to_dict().items():
         table.add_row(key, f"{value:.6g}" if isinstance(value, float) else str(value))
     console.print(table)
 
@@ -265,7 +234,8 @@ def evaluate(
     nll_rows: Optional[int] = typer.Option(None, help="Held-out rows for the NLL (default: all)."),
 ) -> None:
     """The model beside its baselines (Gaussian fit, noise, training copies, held-out data)."""
-    from flowstudy.evaluation import NLLOptions, evaluate_target
+    from flowstudy.api import evaluate as evaluate_target
+    from flowstudy.evaluation import NLLOptions
 
     options = NLLOptions(nll_estimator, nll_probes, nll_solver, nll_steps, nll_rows) if nll else None
     result = evaluate_target(

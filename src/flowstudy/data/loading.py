@@ -38,10 +38,12 @@ class EmbeddingSet:
 
     @property
     def n(self) -> int:
+        """Number of rows N."""
         return int(self.embeddings.shape[0])
 
     @property
     def dim(self) -> int:
+        """Embedding dimension D."""
         return int(self.embeddings.shape[1])
 
     def subset(self, indices: np.ndarray, label: str) -> EmbeddingSet:

@@ -47,6 +47,7 @@ class Standardizer:
 
     @property
     def dim(self) -> int:
+        """Embedding dimension D."""
         return int(self.mean.shape[0])
 
     @property
@@ -71,22 +72,26 @@ class Standardizer:
         return (z.to(torch.float64) * scale + mean).to(z.dtype)
 
     def state_dict(self) -> dict[str, object]:
+        """mean, scale, raw_std (float64 [D]) and floor_ratio: what a checkpoint stores."""
         return {"mean": self.mean, "scale": self.scale, "raw_std": self.raw_std, "floor_ratio": self.floor_ratio}
 
     @classmethod
     def from_state_dict(cls, state: dict[str, object]) -> Standardizer:
+        """Inverse of :meth:`state_dict`; CheckpointError when a key is missing."""
         missing = {"mean", "scale", "raw_std", "floor_ratio"} - set(state)
         if missing:
             raise CheckpointError(f"standardizer statistics lack {', '.join(sorted(missing))}")
         return cls(state["mean"], state["scale"], state["floor_ratio"], state["raw_std"])
 
     def save(self, path: str | Path) -> None:
+        """Write :meth:`state_dict` to ``path`` atomically (torch format)."""
         from flowstudy.io import atomic_torch_save
 
         atomic_torch_save(self.state_dict(), Path(path))
 
     @classmethod
     def load(cls, path: str | Path) -> Standardizer:
+        """Read a standardizer written by :meth:`save`."""
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as err:

@@ -22,6 +22,8 @@ from flowstudy.flows.sinkhorn import round_to_permutation, sinkhorn_log_plan
 
 
 class Coupling(Protocol):
+    """Pairs noise x0 [B, D] with data x1 [B, D] for one training batch."""
+
     requires_x0: bool
     """True when x0 must come with the data (it cannot be drawn as fresh noise)."""
 

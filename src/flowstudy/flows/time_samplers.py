@@ -18,6 +18,8 @@ from flowstudy.errors import ConfigError
 
 
 class TimeSampler(Protocol):
+    """Draws n training times t in [0, 1] (shape [n])."""
+
     def __call__(
         self, n: int, *, device: torch.device, dtype: torch.dtype, generator: torch.Generator | None = None
     ) -> Tensor:

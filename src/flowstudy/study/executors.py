@@ -78,6 +78,7 @@ class LocalExecutor:
         self.threads = max(1, available_cores() // self.workers)
 
     def map_cells(self, fn: CellFn, cells: Sequence[Cell], on_done: OnDone | None = None) -> Iterator[tuple[Cell, Any]]:
+        """Run ``fn`` on every cell; yield (cell, result or CellError) as each completes."""
         import multiprocessing
 
         cells = list(cells)
@@ -129,6 +130,7 @@ class RayExecutor:
         self.num_gpus_per_cell = num_gpus_per_cell
 
     def map_cells(self, fn: CellFn, cells: Sequence[Cell], on_done: OnDone | None = None) -> Iterator[tuple[Cell, Any]]:
+        """Run ``fn`` on every cell; yield (cell, result or CellError) as each completes."""
         ray = _import_ray()
         cells = list(cells)
         if not cells:

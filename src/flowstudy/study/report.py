@@ -146,6 +146,8 @@ def significance_table(comparisons: list[Comparison], reference: str, alpha: flo
 # ----------------------------------------------------------------------------- report
 @dataclass(frozen=True)
 class ReportPaths:
+    """Files written by :func:`write_report`: report.md, report.html and the figures (PNG)."""
+
     markdown: Path
     html: Path
     figures: list[Path]

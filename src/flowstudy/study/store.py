@@ -76,9 +76,11 @@ class ResultStore:
 
     # ------------------------------------------------------------------ reads
     def done_ids(self) -> set[str]:
+        """Ids of the cells recorded as done."""
         return {row[0] for row in self._query("SELECT id FROM cells WHERE status = 'done'")}
 
     def failed_ids(self) -> set[str]:
+        """Ids of the cells recorded as failed."""
         return {row[0] for row in self._query("SELECT id FROM cells WHERE status = 'failed'")}
 
     def rows(self) -> dict[str, dict[str, Any]]:

@@ -72,6 +72,7 @@ class TrainConfig:
         return max(1, int(round(float(self.epochs) * per_epoch)))
 
     def validate(self) -> TrainConfig:
+        """Check every value; raises ConfigError naming the first bad one, else returns self."""
         if self.steps is not None and self.epochs is not None:
             raise ConfigError("give either steps or epochs, not both")
         if self.steps is None and self.epochs is None:
@@ -97,10 +98,12 @@ class TrainConfig:
         return self
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain dict of every field (what config.json holds)."""
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str = "config") -> TrainConfig:
+        """Build from a dict; unknown keys raise ConfigError naming ``source`` and the valid keys."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:

@@ -36,9 +36,11 @@ class EMA:
         return d
 
     def state_dict(self) -> dict[str, object]:
+        """The averaged weights, the update count and the target decay."""
         return {"model": self.model.state_dict(), "num_updates": self.num_updates, "decay": self.decay}
 
     def load_state_dict(self, state: dict[str, object]) -> None:
+        """Inverse of :meth:`state_dict`."""
         self.model.load_state_dict(state["model"])
         self.num_updates = int(state["num_updates"])
         self.decay = float(state["decay"])

@@ -21,30 +21,38 @@ from flowstudy.train.checkpoint import load_checkpoint
 
 @dataclass(frozen=True)
 class RunPaths:
+    """The paths inside a run directory (see the module docstring)."""
+
     root: Path
 
     @property
     def config(self) -> Path:
+        """``config.json``: the resolved TrainConfig, versions and total steps."""
         return self.root / "config.json"
 
     @property
     def metrics(self) -> Path:
+        """``metrics.jsonl``: one JSON object per logged step or validation."""
         return self.root / "metrics.jsonl"
 
     @property
     def standardizer(self) -> Path:
+        """``standardizer.pt``: the training split's statistics."""
         return self.root / "standardizer.pt"
 
     @property
     def checkpoints(self) -> Path:
+        """The ``checkpoints`` folder."""
         return self.root / "checkpoints"
 
     @property
     def last(self) -> Path:
+        """``checkpoints/last.pt``: the latest state, for resuming."""
         return self.checkpoints / "last.pt"
 
     @property
     def best(self) -> Path:
+        """``checkpoints/best.pt``: the state with the lowest validation loss."""
         return self.checkpoints / "best.pt"
 
 
@@ -63,6 +71,7 @@ class LoadedRun:
 
     @property
     def config(self) -> dict:
+        """The resolved training configuration stored in the checkpoint."""
         return self.checkpoint["config"]
 
     def velocity(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

@@ -44,6 +44,9 @@ class TrainingInterrupted(TrainingError):
 
 @dataclass
 class TrainResult:
+    """How a :meth:`Trainer.fit` ended: steps done of the total, validation losses (flow-matching
+    MSE in standardised space, EMA weights), early stop, wall-clock seconds."""
+
     run_dir: Path
     steps: int
     total_steps: int
@@ -54,6 +57,7 @@ class TrainResult:
 
 
 def resolve_device(name: str) -> torch.device:
+    """``auto`` -> cuda when available, else cpu; ConfigError for CUDA requested without a device."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
@@ -212,6 +216,7 @@ class Trainer:
 
     # ----------------------------------------------------------------- loop
     def fit(self, resume: bool = False) -> TrainResult:
+        """Train to the end (or an early stop); ``resume=True`` continues from ``last.pt``."""
         resume_state = self._resume_state() if resume else self._check_fresh()
         self._setup(resume_state)
         self._write_run_files()
