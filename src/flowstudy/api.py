@@ -393,9 +393,8 @@ def evaluate(
     """Evaluate a run (drawing ``n`` samples from its best checkpoint) or samples [N, D] in the original space.
 
     ``reference``: real held-out rows (default: the test split beside the run's data, else its
-    validation split); ``train``: the
-    training rows, which fix the standardised space (default: the run's data; required for
-    samples). Every metric is computed beside the same metrics of the baselines, on the same
+    validation split); ``train``: the training rows, which fix the standardised space (default:
+    the run's data; required for samples). Every metric is computed beside the same metrics of the baselines, on the same
     held-out rows. ``options`` go to :func:`flowstudy.evaluation.evaluate_target`.
     """
     from flowstudy.evaluation import evaluate_target

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import signal
 from dataclasses import replace
 
 import pytest
 import torch
 
 from flowstudy.errors import ConfigError
-from flowstudy.train import Trainer, load_checkpoint, load_run
+from flowstudy.train import Trainer, TrainingInterrupted, load_checkpoint, load_run
 from flowstudy.train.stacked import StackedGroup
 
 
@@ -82,3 +83,26 @@ def test_captured_group_matches_separate_runs_on_gpu(tmp_path, tiny_config, arch
     configs = [replace(c, device="cuda", arch=arch, model=model) for c in _members(tiny_config)]
     group = _check_against_separate_runs(tmp_path, configs, tol=1e-3)  # cuBLAS picks other kernels for bmm
     assert group.graph is not None
+
+
+def test_interrupted_group_resumes_to_the_uninterrupted_weights(tmp_path, tiny_config):
+    configs = [tiny_config(seed=s, steps=24, batch_size=48, val_every=8, aug=["noise:0.3"]) for s in (0, 1)]
+    StackedGroup(configs, [tmp_path / f"full{k}" for k in range(2)]).fit()
+
+    class StopAfterFirstValidation:
+        def on_validation(self, trainer, step, val_loss):
+            if step == 8:
+                trainer._stop_signal = signal.SIGTERM  # what the signal handler sets
+
+    cut = StackedGroup(configs, [tmp_path / f"cut{k}" for k in range(2)])
+    cut.members[0].callbacks.append(StopAfterFirstValidation())
+    with pytest.raises(TrainingInterrupted, match="interrupted"):
+        cut.fit()
+    assert [load_checkpoint(tmp_path / f"cut{k}/checkpoints/last.pt")["step"] for k in range(2)] == [9, 9]
+    StackedGroup(configs, [tmp_path / f"cut{k}" for k in range(2)]).fit(resume=True)
+    for k in range(2):
+        full = load_checkpoint(tmp_path / f"full{k}/checkpoints/last.pt")
+        resumed = load_checkpoint(tmp_path / f"cut{k}/checkpoints/last.pt")
+        _close(full["model"], resumed["model"], tol=1e-6)
+        _close(full["ema"]["model"], resumed["ema"]["model"], tol=1e-6)
+        assert resumed["step"] == 24 and resumed["best_val"] == pytest.approx(full["best_val"], rel=1e-6)
