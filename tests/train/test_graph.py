@@ -53,7 +53,7 @@ def test_device_side_step_matches_eager_step_on_cpu(tmp_path, tiny_config, overr
     torch.testing.assert_close(torch.tensor(fast_losses), torch.tensor(eager_losses), rtol=1e-5, atol=1e-6)
     _assert_same_state(eager, fast)
     # it trained: the comparison is not between two idle runs
-    moved = sum(float((p - q).abs().sum()) for p, q in zip(eager.model.parameters(), initial))
+    moved = sum(float((p.detach() - q).abs().sum()) for p, q in zip(eager.model.parameters(), initial))
     assert moved > 1.0
 
 
