@@ -316,6 +316,7 @@ class HeldoutNLL:
         )
 
     def to_dict(self) -> dict:
+        """Every field (JSON-ready) plus ``beats_gaussian``."""
         d = asdict(self)
         d["beats_gaussian"] = self.beats_gaussian
         return d

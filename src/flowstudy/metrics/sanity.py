@@ -57,12 +57,14 @@ class MetricSanity:
     reason: str = ""
 
     def to_dict(self) -> dict:
+        """JSON-ready fields; non-finite margins become None."""
         d = asdict(self)
         d["values"], d["margins"] = list(self.values), [m if math.isfinite(m) else None for m in self.margins]
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> MetricSanity:
+        """Inverse of :meth:`to_dict` (None margins back to NaN)."""
         margins = tuple(math.nan if m is None else float(m) for m in d["margins"])
         return cls(d["metric"], tuple(d["values"]), margins, bool(d["passes"]), d.get("reason", ""))
 
