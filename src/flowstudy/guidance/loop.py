@@ -52,6 +52,12 @@ class LoopConfig:
     pca_k: int | None = 32
     kernel: str = "rbf"
     options: dict = field(default_factory=dict)
+    label: str | None = None
+
+    @property
+    def name(self) -> str:
+        """The method's name in reports: ``label`` when a study runs variants of one method."""
+        return self.label or self.method
 
     def __post_init__(self) -> None:
         if self.budget < 1 or self.q < 1 or self.n_init < 1:

@@ -39,7 +39,7 @@ class Run:
 
     @property
     def key(self) -> tuple[str, str, str]:
-        return (self.config["prior"], self.config["objective"], self.config["method"])
+        return (self.config["prior"], self.config["objective"], self.config.get("label") or self.config["method"])
 
     def best_so_far(self, budget: int) -> np.ndarray:
         """[budget] running maximum; a run stopped early keeps its last best."""
@@ -71,8 +71,10 @@ def _prior_name(spec: str) -> str:
     return spec if spec.startswith("gaussian:") else Path(spec).name
 
 
-def final_table(runs: list[Run], budget: int) -> tuple[Table, dict]:
-    """Mean final best over seeds per (objective, method) and per prior, plus the mean over objectives."""
+def final_table(runs: list[Run], budget: int) -> tuple[Table, dict, list[str]]:
+    """Mean final best over seeds per (objective, method) and per prior, plus means over objectives.
+
+    Returns the table, {(prior, method): [per-objective means]} and the objectives in that order."""
     cells: dict[tuple, list[float]] = defaultdict(list)
     for r in runs:
         cells[r.key].append(float(r.best_so_far(budget)[-1]))
@@ -80,35 +82,41 @@ def final_table(runs: list[Run], budget: int) -> tuple[Table, dict]:
     objectives = sorted({o for _, o, _ in cells})
     headers = ["objective"] + [f"{m} ({_prior_name(p)})" for p, m in columns]
     rows, best = [], set()
-    means = {c: [] for c in columns}
+    means = {c: np.array([np.mean(cells[(c[0], o, c[1])]) if (c[0], o, c[1]) in cells else np.nan for o in objectives]) for c in columns}
     for i, o in enumerate(objectives):
-        values = [np.mean(cells[(p, o, m)]) if (p, o, m) in cells else np.nan for p, m in columns]
-        for c, v in zip(columns, values):
-            means[c].append(v)
+        values = np.array([means[c][i] for c in columns])
         rows.append([_short(o)] + [f"{v:.3f}" if np.isfinite(v) else "-" for v in values])
         if np.isfinite(values).any():
             best.add((i, 1 + int(np.nanargmax(values))))
-    overall = [float(np.mean(means[c])) for c in columns]
-    rows.append(["mean over objectives"] + [f"{v:.3f}" for v in overall])
-    best.add((len(rows) - 1, 1 + int(np.nanargmax(overall))))
-    return Table(f"Final best score after {budget} evaluations (mean over seeds)", headers, rows, best), {
-        c: np.asarray(v) for c, v in means.items()
-    }
+    groups = [("mean over objectives", np.ones(len(objectives), bool))]
+    cosine = np.array([o.startswith("cosine:") for o in objectives])
+    if cosine.any() and not cosine.all():
+        groups.append(("mean over cosine objectives", cosine))
+    for label, mask in groups:
+        overall = [float(np.mean(means[c][mask])) for c in columns]
+        rows.append([label] + [f"{v:.3f}" for v in overall])
+        best.add((len(rows) - 1, 1 + int(np.nanargmax(overall))))
+    return Table(f"Final best score after {budget} evaluations (mean over seeds)", headers, rows, best), means, objectives
 
 
-def paired_table(means: dict, budget: int) -> Table:
-    """Best configuration (by mean over objectives) against each other one, paired across objectives."""
-    ranked = sorted(means, key=lambda c: -np.nanmean(means[c]))
+def paired_table(means: dict, objectives: list[str], budget: int, prefix: str = "") -> Table:
+    """Best configuration (by mean over the objectives starting with ``prefix``) against each other one,
+    paired across those objectives (Wilcoxon signed-rank from 6 objectives, else paired t)."""
+    mask = np.array([o.startswith(prefix) for o in objectives])
+    sub = {c: v[mask] for c, v in means.items()}
+    ranked = sorted(sub, key=lambda c: -np.nanmean(sub[c]))
     top = ranked[0]
     rows = []
     for c in ranked[1:]:
-        ok = np.isfinite(means[top]) & np.isfinite(means[c])
+        ok = np.isfinite(sub[top]) & np.isfinite(sub[c])
         if ok.sum() < 2:
             continue
-        t = paired_test(means[top][ok], means[c][ok])
-        rows.append([f"{c[1]} ({_prior_name(c[0])})", f"{t.mean_difference:+.3f}", f"{t.pvalue:.2g}", t.test, str(t.n)])
-    title = f"{top[1]} ({_prior_name(top[0])}) against the others: paired over objectives at {budget} evaluations"
-    return Table(title, ["other", "mean difference", "p", "test", "objectives"], rows)
+        t = paired_test(sub[top][ok], sub[c][ok])
+        wins = int((sub[top][ok] > sub[c][ok]).sum())
+        rows.append([f"{c[1]} ({_prior_name(c[0])})", f"{t.mean_difference:+.3f}", f"{wins}/{int(ok.sum())}", f"{t.pvalue:.2g}", t.test])
+    what = f"{prefix.rstrip(':')} objectives" if prefix else "objectives"
+    title = f"{top[1]} ({_prior_name(top[0])}) against the others, paired over {int(mask.sum())} {what} at {budget} evaluations"
+    return Table(title, ["other", "mean difference", "wins", "p", "test"], rows)
 
 
 def curves(runs: list[Run], budget: int) -> dict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -204,13 +212,17 @@ class ReportPaths:
 
 def write_report(paths: list[str | Path], out: str | Path | None = None, realism: bool = True) -> ReportPaths:
     """Write report.md, report.html and best_so_far.png to ``out`` (default: the first path)."""
-    runs = find_runs(paths)
-    out = Path(out or paths[0])
+    return render_report(find_runs(paths), Path(out or paths[0]), realism=realism)
+
+
+def render_report(runs: list[Run], out: Path, realism: bool = True, notes: list[str] = ()) -> ReportPaths:
+    """The report of ``runs`` in folder ``out``; ``notes``: Markdown paragraphs placed after the intro."""
     budget = max(r.config["budget"] for r in runs)
-    table, means = final_table(runs, budget)
+    table, means, objectives = final_table(runs, budget)
     tables = [table]
-    if len(means) > 1 and len(next(iter(means.values()))) > 1:
-        tables.append(paired_table(means, budget))
+    if len(means) > 1 and len(objectives) > 1:
+        prefixes = [""] + (["cosine:"] if any(o.startswith("cosine:") for o in objectives) and not all(o.startswith("cosine:") for o in objectives) else [])
+        tables += [paired_table(means, objectives, budget, prefix) for prefix in prefixes]
     if realism:
         tables.append(realism_table(runs))
     figure = plot_curves(curves(runs, budget), out / "best_so_far.png", budget)
@@ -220,12 +232,16 @@ def write_report(paths: list[str | Path], out: str | Path | None = None, realism
         f"{len({r.key[0] for r in runs})} priors, {n_seeds} seeds; budget {budget} evaluations."
     )
     texts = best_texts(runs)
-    md = ["# Guided optimisation report", "", intro, ""] + [t.markdown() for t in tables]
-    md += ["![best so far](best_so_far.png)", "", "## Best candidates and their nearest training texts", ""] + texts
+    md = ["# Guided optimisation report", "", intro, "", *notes, ""] + [t.markdown() for t in tables]
+    md += ["![best so far](best_so_far.png)", ""]
+    if texts:
+        md += ["## Best candidates and their nearest training texts", ""] + texts
     atomic_write_text(out / "report.md", "\n".join(md) + "\n")
     data = base64.b64encode(figure.read_bytes()).decode("ascii")
-    body = [f"<h1>Guided optimisation report</h1><p>{html.escape(intro)}</p>"] + [t.html() for t in tables]
-    body += [f"<img alt='best so far' src='data:image/png;base64,{data}'>", "<h2>Best candidates</h2><ul>"]
-    body += [f"<li>{html.escape(line[2:])}</li>" for line in texts] + ["</ul>"]
-    atomic_write_text(out / "report.html", "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Guided optimisation</title></head><body>" + "\n".join(body) + "</body></html>\n")
+    body = [f"<h1>Guided optimisation report</h1><p>{html.escape(intro)}</p>"] + [f"<p>{html.escape(n)}</p>" for n in notes]
+    body += [t.html() for t in tables] + [f"<img alt='best so far' src='data:image/png;base64,{data}'>"]
+    if texts:
+        body += ["<h2>Best candidates</h2><ul>"] + [f"<li>{html.escape(line[2:])}</li>" for line in texts] + ["</ul>"]
+    page = "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Guided optimisation</title></head><body>"
+    atomic_write_text(out / "report.html", page + "\n".join(body) + "</body></html>\n")
     return ReportPaths(out / "report.md", out / "report.html", figure)
