@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from flowstudy.data import EmbeddingSet, Standardizer, load_dataset
+from flowstudy.data.resolve import default_val_spec
 
 Velocity = Callable[[Tensor, Tensor], Tensor]
 
@@ -29,6 +30,7 @@ class Prior:
     velocity: Velocity
     standardizer: Standardizer
     train: EmbeddingSet
+    val_spec: str | None = None
 
     @property
     def dim(self) -> int:
@@ -55,15 +57,17 @@ def load_prior(spec: str, device: str = "cpu") -> Prior:
     run = load_run(spec, "best", device=device)
     for p in run.model.parameters():
         p.requires_grad_(False)
-    return Prior(spec, run.model, run.standardizer, load_dataset(run.config["data"]))
+    data = run.config["data"]
+    return Prior(spec, run.model, run.standardizer, load_dataset(data), run.config.get("val") or default_val_spec(data))
 
 
 def _gaussian_prior(spec: str) -> Prior:
     from flowstudy.flows import create_flow
     from flowstudy.flows.gaussian_base import GaussianBaseField
 
-    train = load_dataset(spec[len("gaussian:") :])
+    data = spec[len("gaussian:") :]
+    train = load_dataset(data)
     standardizer = Standardizer.fit(torch.from_numpy(train.embeddings).double())
     z = standardizer.transform(torch.from_numpy(train.embeddings).double())
     base = GaussianBaseField.fit(z, create_flow("icfm").path).eval()
-    return Prior(spec, base, standardizer, train)
+    return Prior(spec, base, standardizer, train, default_val_spec(data))

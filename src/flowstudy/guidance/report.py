@@ -154,7 +154,6 @@ def plot_curves(data: dict, path: Path, budget: int) -> Path:
 def realism_table(runs: list[Run]) -> Table:
     """Fidelity, novelty, norm ratio and nearest-real distance of proposals, per (prior, method)."""
     from flowstudy.data import load_dataset
-    from flowstudy.data.resolve import default_val_spec
     from flowstudy.guidance.prior import load_prior
     from flowstudy.metrics.baselines import gaussian_baseline
     from flowstudy.metrics.neighbours import neighbour_ratios
@@ -167,7 +166,9 @@ def realism_table(runs: list[Run]) -> Table:
     for (prior_spec, method), xs in sorted(by.items()):
         if prior_spec not in priors:
             prior = load_prior(prior_spec)
-            val = load_dataset(default_val_spec(prior.train.source) or prior.train.source)
+            if prior.val_spec is None:
+                raise ConfigError(f"prior {prior_spec}: no held-out split to measure realism against; pass --no-realism")
+            val = load_dataset(prior.val_spec)
             priors[prior_spec] = (prior, prior.train_std(), prior.to_std(val.embeddings), np.linalg.norm(val.embeddings, axis=1).mean())
         prior, train, held, held_norm = priors[prior_spec]
         rows.append([f"{method} ({_prior_name(prior_spec)})", *_realism(prior, np.concatenate(xs), train, held, held_norm, neighbour_ratios)])
