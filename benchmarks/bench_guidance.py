@@ -76,10 +76,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(todo)} cells to run ({len(done)} done) with {args.workers} workers", flush=True)
     with ProcessPoolExecutor(args.workers) as pool:
         futures = [pool.submit(run_cell, str(p), c) for p, c in todo]
+        failed = 0
         for future in as_completed(futures):
-            path, best, seconds = future.result()
+            try:
+                path, best, seconds = future.result()
+            except Exception as err:  # one broken cell must not stop the others; rerunning retries it
+                failed += 1
+                print(f"FAILED: {type(err).__name__}: {err}", flush=True)
+                continue
             print(f"{best:.4f} {seconds:6.1f}s {path}", flush=True)
-    return 0
+    return 1 if failed else 0
 
 
 def _finished(path: Path) -> bool:

@@ -40,6 +40,18 @@ def test_noise_is_reproducible_per_candidate_and_has_the_requested_scale(tiny_da
     assert np.std(a - clean) == pytest.approx(0.05, rel=0.2)
 
 
+def test_topic_objective_is_the_mean_cosine_to_the_matching_rows(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4, 3)).astype(np.float32)
+    np.save(tmp_path / "train.npy", x)
+    (tmp_path / "train.txt").write_text("add the units\ndraw a diagram\nUnits first\nnothing\n")
+    objective = parse_objective(f"topic:{tmp_path}:train:units")
+    unit = x.astype(np.float64) / np.linalg.norm(x, axis=1, keepdims=True)
+    np.testing.assert_allclose(objective(x[3:4]), [(unit[3] @ unit[0] + unit[3] @ unit[2]) / 2], rtol=1e-6)  # rows stored as float32
+    with pytest.raises(DataError, match="no text .* contains 'zebra'"):
+        parse_objective(f"topic:{tmp_path}:train:zebra")
+
+
 def test_python_objective_and_errors(tiny_data):
     objective = parse_objective("python:numpy:sum")
     with pytest.raises(DataError, match="returned 1 scores for 3"):
@@ -139,9 +151,9 @@ def test_guidance_raises_the_score_and_stays_in_the_prior_support(cfg):
     prior, velocity = toy_prior(dim=2)
     z = prior.train_std()[:40]
     gp = Surrogate.fit(z, torch.from_numpy(toy_score(z.numpy())), InputMap.fit(prior.train_std()), seed=0)
-    noise = draw_noise(400, 2, seed=1)
-    plain = guided_sample(prior.velocity, noise, None, steps=40)
-    guided = guided_sample(prior.velocity, noise, gp, GuidanceConfig(**{**cfg.__dict__, "acquisition": "mean", "t1": 0.9}), steps=40)
+    noise = draw_noise(256, 2, seed=1)
+    plain = guided_sample(prior.velocity, noise, None, steps=24)
+    guided = guided_sample(prior.velocity, noise, gp, GuidanceConfig(**{**cfg.__dict__, "acquisition": "mean", "t1": 0.9}), steps=24)
     assert toy_score(guided.numpy()).mean() > toy_score(plain.numpy()).mean() + 1.0
     # in the support: within 4 component std of some mode, as often as unguided samples are
     in_support = lambda x: float((velocity.log_density(x) > -(4.0**2) / 2).double().mean())  # noqa: E731

@@ -77,7 +77,10 @@ def ask_command(
     method: str = _METHOD, budget: int = _BUDGET, n_init: int = _N_INIT, seed: int = _SEED,
     steps: int = _STEPS, pca: int = _PCA, kernel: str = _KERNEL, opt: Optional[list[str]] = _OPT,
 ) -> None:
-    """Write the next candidates to OUT/pending.npy (original space) and their nearest texts to pending.jsonl."""
+    """Write the next candidates to OUT/pending.npy (original space) and their nearest texts to pending.jsonl.
+
+    The first ask hands out the initial design (--n-init prior samples), later ones --q candidates;
+    asking again before `tell` hands out the same candidates."""
     from pathlib import Path
 
     from flowstudy.console import make_console

@@ -146,10 +146,11 @@ class Optimisation:
             "train_row": proposal.train_row,
         }
         merged = {k: np.concatenate([a[k], new[k]]) for k in a}
-        lines = [json.dumps({"round": rnd, "score": float(s), **t}) for s, t in zip(scores, nearest_texts(self.prior, x))]
         _save_npz(self.root / "evaluations.npz", **merged)
-        with open(self.root / "evaluations.jsonl", "a", encoding="utf-8") as handle:  # a log; the npz is the state
-            handle.write("\n".join(lines) + "\n")
+        # the readable log is rebuilt from the state each time: a kill between the writes only delays it
+        texts = nearest_texts(self.prior, merged["x"])
+        lines = [json.dumps({"round": int(r), "score": float(y), **t}) for r, y, t in zip(merged["round"], merged["y"], texts)]
+        atomic_write_text(self.root / "evaluations.jsonl", "\n".join(lines) + "\n")
 
     # ---- proposals ----------------------------------------------------------------------
     def next_proposal(self, q: int | None = None) -> Proposal:

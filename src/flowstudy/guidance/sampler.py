@@ -69,15 +69,17 @@ def guided_velocity(velocity: Velocity, surrogate: Surrogate | None, cfg: Guidan
         if not cfg.t0 <= tt < cfg.t1:
             with torch.no_grad():
                 return velocity(z, t)
-        with torch.enable_grad():
-            zz = z.detach().requires_grad_(cfg.through_network)
-            v = velocity(zz, t)  # [B, D]
-            z1_hat = zz + (1.0 - tt) * v
-            if cfg.through_network:
-                value = surrogate.acquisition(z1_hat, cfg.acquisition, cfg.beta)
-                (grad,) = torch.autograd.grad(value.sum(), zz)
-            else:
-                _, grad = surrogate.acquisition_grad(z1_hat.detach(), cfg.acquisition, cfg.beta)
+        if cfg.through_network:  # d acq(z1_hat(z)) / dz: the network's Jacobian transposed times the gradient
+            with torch.enable_grad():
+                zz = z.detach().requires_grad_(True)
+                v = velocity(zz, t)  # [B, D]
+                z1_hat = zz + (1.0 - tt) * v
+                (grad,) = torch.autograd.grad(surrogate.acquisition(z1_hat, cfg.acquisition, cfg.beta).sum(), zz)
+        else:  # the gradient at z1_hat itself (identity Jacobian): no backward pass through the network
+            with torch.no_grad():
+                v = velocity(z, t)  # [B, D]
+                z1_hat = z + (1.0 - tt) * v
+            _, grad = surrogate.acquisition_grad(z1_hat, cfg.acquisition, cfg.beta)
         push = _push(grad.double(), z1_hat.detach().double(), surrogate, cfg, prior_std)
         return (v.detach().double() + push).to(z.dtype)
 

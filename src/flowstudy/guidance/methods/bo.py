@@ -71,7 +71,7 @@ def turbo_length(history: History, q: int, dim: int, init: float = 0.8, lo: floa
 class TurboMethod(Method):
     name = "turbo"
 
-    def __init__(self, problem: Problem, n_candidates: int = 1024) -> None:
+    def __init__(self, problem: Problem, n_candidates: int = 512) -> None:
         super().__init__(problem)
         self.n_candidates = n_candidates
 

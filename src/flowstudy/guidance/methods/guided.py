@@ -22,7 +22,7 @@ class GuidedMethod(Method):
     def __init__(
         self,
         problem: Problem,
-        n_candidates: int = 1024,
+        n_candidates: int = 512,
         tr_fraction: float = 0.75,
         tr_best: int = 4,
         tr_sigma: tuple[float, float] = (0.3, 0.7),

@@ -17,7 +17,7 @@ from flowstudy.guidance.surrogate import Surrogate, box_map
 class LatentMethod(Method):
     name = "latent"
 
-    def __init__(self, problem: Problem, n_candidates: int = 2048, tr_fraction: float = 0.75, beta: float = 1.0) -> None:
+    def __init__(self, problem: Problem, n_candidates: int = 512, tr_fraction: float = 0.75, beta: float = 1.0) -> None:
         super().__init__(problem)
         self.n_candidates, self.tr_fraction, self.beta = n_candidates, tr_fraction, beta
         self.input_map = box_map(*noise_box(problem.dim))

@@ -42,7 +42,7 @@ class RankMethod(Method):
 
     name = "rank"
 
-    def __init__(self, problem: Problem, n_candidates: int = 1024, acquisition: str = "ucb", beta: float = 1.0) -> None:
+    def __init__(self, problem: Problem, n_candidates: int = 512, acquisition: str = "ucb", beta: float = 1.0) -> None:
         super().__init__(problem)
         self.n_candidates, self.acquisition, self.beta = n_candidates, acquisition, beta
 
