@@ -26,6 +26,12 @@ def _register_study_commands() -> None:
 
     register(app)
 
+
+def _register_optimize_commands() -> None:
+    from flowstudy.guidance.commands import register
+
+    register(app)
+
 console = make_console()
 err_console = make_console(stderr=True)
 
@@ -273,6 +279,7 @@ def render_evaluation(table, title: str) -> None:
 
 
 _register_study_commands()
+_register_optimize_commands()
 
 
 def _cli_exceptions() -> tuple[tuple[type, ...], tuple[type, ...], tuple[type, ...]]:
