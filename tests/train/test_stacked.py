@@ -14,7 +14,7 @@ from flowstudy.train.stacked import StackedGroup
 
 
 def _members(tiny_config, **extra):
-    common = dict(arch="mlp-tiny", steps=16, batch_size=48, val_every=8, aug=["noise:0.3"], **extra)
+    common = dict(arch="mlp-tiny", steps=10, batch_size=48, val_every=5, aug=["noise:0.3"], **extra)
     return [
         tiny_config(seed=0, **common),
         tiny_config(seed=1, lr=5e-3, weight_decay=0.05, **common),  # its own rate and decay
@@ -86,23 +86,23 @@ def test_captured_group_matches_separate_runs_on_gpu(tmp_path, tiny_config, arch
 
 
 def test_interrupted_group_resumes_to_the_uninterrupted_weights(tmp_path, tiny_config):
-    configs = [tiny_config(seed=s, steps=16, batch_size=48, val_every=8, aug=["noise:0.3"]) for s in (0, 1)]
+    configs = [tiny_config(seed=s, steps=10, batch_size=48, val_every=5, aug=["noise:0.3"]) for s in (0, 1)]
     StackedGroup(configs, [tmp_path / f"full{k}" for k in range(2)]).fit()
 
     class StopAfterFirstValidation:
         def on_validation(self, trainer, step, val_loss):
-            if step == 8:
+            if step == 5:
                 trainer._stop_signal = signal.SIGTERM  # what the signal handler sets
 
     cut = StackedGroup(configs, [tmp_path / f"cut{k}" for k in range(2)])
     cut.members[0].callbacks.append(StopAfterFirstValidation())
     with pytest.raises(TrainingInterrupted, match="interrupted"):
         cut.fit()
-    assert [load_checkpoint(tmp_path / f"cut{k}/checkpoints/last.pt")["step"] for k in range(2)] == [9, 9]
+    assert [load_checkpoint(tmp_path / f"cut{k}/checkpoints/last.pt")["step"] for k in range(2)] == [6, 6]
     StackedGroup(configs, [tmp_path / f"cut{k}" for k in range(2)]).fit(resume=True)
     for k in range(2):
         full = load_checkpoint(tmp_path / f"full{k}/checkpoints/last.pt")
         resumed = load_checkpoint(tmp_path / f"cut{k}/checkpoints/last.pt")
         _close(full["model"], resumed["model"], tol=1e-6)
         _close(full["ema"]["model"], resumed["ema"]["model"], tol=1e-6)
-        assert resumed["step"] == 16 and resumed["best_val"] == pytest.approx(full["best_val"], rel=1e-6)
+        assert resumed["step"] == 10 and resumed["best_val"] == pytest.approx(full["best_val"], rel=1e-6)
