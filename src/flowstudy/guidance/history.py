@@ -20,10 +20,12 @@ class Proposal:
 
     @classmethod
     def from_flow(cls, z: Tensor, noise: Tensor) -> Proposal:
+        """Candidates z [q, D] (standardised) decoded from flow noise [q, D]."""
         return cls(z.double(), noise.float(), np.full(z.shape[0], -1, dtype=np.int64))
 
     @classmethod
     def without_noise(cls, z: Tensor, train_row: np.ndarray | None = None) -> Proposal:
+        """Candidates z [q, D] with no flow noise (NaN), optionally the training rows they are."""
         rows = np.full(z.shape[0], -1, dtype=np.int64) if train_row is None else np.asarray(train_row, dtype=np.int64)
         return cls(z.double(), torch.full(z.shape, float("nan")), rows)
 
@@ -42,6 +44,7 @@ class History:
 
     @property
     def n(self) -> int:
+        """Number of evaluations."""
         return int(self.y.shape[0])
 
     def best(self, k: int) -> np.ndarray:

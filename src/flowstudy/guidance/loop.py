@@ -65,6 +65,7 @@ class LoopConfig:
 
     @classmethod
     def from_dict(cls, d: dict, source: str) -> LoopConfig:
+        """From a saved dict; unknown fields are a ConfigError naming ``source``."""
         unknown = set(d) - set(cls.__dataclass_fields__)
         if unknown:
             raise ConfigError(f"{source}: unknown fields {sorted(unknown)}")
@@ -106,6 +107,7 @@ class Optimisation:
 
     @classmethod
     def open(cls, root: str | Path, prior: Prior | None = None) -> Optimisation:
+        """An existing optimisation directory (its config.json), with the prior if given."""
         path = Path(root) / "config.json"
         if not path.exists():
             raise ConfigError(f"{root}: not an optimisation directory (no config.json)")
@@ -127,11 +129,13 @@ class Optimisation:
             return {k: data[k] for k in data.files}
 
     def history(self) -> History:
+        """Every evaluation so far, inputs in the prior's standardised space."""
         a = self._arrays()
         return History(self.prior.to_std(a["x"]), torch.from_numpy(a["y"]), torch.from_numpy(a["noise"]), a["round"], a["train_row"])
 
     @property
     def n_evaluated(self) -> int:
+        """Number of evaluations recorded."""
         return int(self._arrays()["y"].shape[0])
 
     def record(self, proposal: Proposal, x: np.ndarray, scores: np.ndarray) -> None:

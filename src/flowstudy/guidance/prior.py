@@ -34,6 +34,7 @@ class Prior:
 
     @property
     def dim(self) -> int:
+        """Embedding dimension D."""
         return self.standardizer.dim
 
     def to_std(self, x: np.ndarray | Tensor) -> Tensor:
@@ -45,6 +46,7 @@ class Prior:
         return self.standardizer.inverse(z.detach().double()).float().numpy()
 
     def train_std(self) -> Tensor:
+        """The training rows in the standardised space, float64 [N, D]."""
         return self.to_std(self.train.embeddings)
 
 

@@ -35,6 +35,7 @@ class Problem:
 
     @property
     def dim(self) -> int:
+        """Embedding dimension D."""
         return self.prior.dim
 
     @cached_property
@@ -50,6 +51,7 @@ class Problem:
         return guided_sample(self.prior.velocity, noise, steps=self.steps).double()
 
     def fit(self, history: History, seed: int, input_map: InputMap | None = None, rows: np.ndarray | None = None) -> Surrogate:
+        """The GP surrogate on the history (or its ``rows``), through the problem's input map."""
         z = history.z if rows is None else history.z[rows]
         y = history.y if rows is None else history.y[rows]
         return Surrogate.fit(z, y, input_map or self.input_map, self.kernel, seed=seed)
@@ -65,10 +67,12 @@ class Method:
         self.problem = problem
 
     def initial(self, n: int, seed: int) -> Proposal:
+        """The initial design: n prior samples from seeded noise."""
         noise = draw_noise(n, self.problem.dim, seed)
         return Proposal.from_flow(self.problem.decode(noise), noise)
 
     def propose(self, history: History, q: int, seed: int) -> Proposal:
+        """The next q candidates given the history (each method overrides this)."""
         raise NotImplementedError
 
 
