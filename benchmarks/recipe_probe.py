@@ -18,7 +18,8 @@ and B, every source is subsampled to |B| rows and compared with A; the ``heldout
 Runs named ``NAME-sSEED`` are also averaged per NAME (mean and spread over seeds).
 
     flowstudy train --arch mlp --out runs/recipes/mlp-s0
-    python benchmarks/recipe_probe.py runs/recipes/mlp-s0 --reference /work/shared/data/sonar-gsm8k-1k/test.npy
+    python benchmarks/recipe_probe.py runs/recipes/mlp-s0 --solver midpoint --steps 25 --controls
+    python benchmarks/recipe_probe.py runs/recipes/mlp-base-s0 --net-window 0.2 0.5 --no-baselines
 """
 
 from __future__ import annotations
@@ -103,8 +104,45 @@ class Probe:
 def run_samples(run_dir: Path, n: int, args) -> torch.Tensor:
     """n samples of a run in the original space, float64 [n, D]."""
     run = load_run(run_dir, which=args.which, ema=not args.raw)
+    if args.net_window is not None:
+        run.model = NetWindow(run.model, *args.net_window)
     z, _ = sample_standardized(run, n, solver=args.solver, steps=args.steps, seed=args.sample_seed)
     return run.standardizer.inverse(z.double())
+
+
+class NetWindow(torch.nn.Module):
+    """A base-field run's field with its network switched on only for lo <= t < hi (diagnostic):
+    v = base(x, t) + 1[lo <= t < hi] net(x, t). Shows at which times the network moves the samples."""
+
+    def __init__(self, field: torch.nn.Module, lo: float, hi: float):
+        super().__init__()
+        if not hasattr(field, "base"):
+            raise SystemExit("--net-window needs a run trained with --base-field gaussian")
+        self.field, self.lo, self.hi = field, lo, hi
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        t = torch.as_tensor(t, dtype=x.dtype).reshape(-1).expand(x.shape[0])  # [B]
+        on = ((t >= self.lo) & (t < self.hi)).to(x.dtype)[:, None]  # [B, 1]
+        return self.field.base(x, t) + on * self.field.net(x, t)
+
+
+def control_rows(probe: Probe, n: int) -> dict[str, dict[str, float]]:
+    """What the metrics make of known distortions of the Gaussian fit and of the training rows:
+    the aug-0.3 training target (rows + N(0, 0.3^2) in standardised space) and both with the
+    top-20 principal directions' spread scaled by 0.9 (81 % of their variance)."""
+    draws = baseline_samples(probe.z_train, n, probe.seed, names=["gaussian", "copies"])
+    noise = torch.randn(n, probe.z_train.shape[1], dtype=torch.float64, generator=torch.Generator().manual_seed(probe.seed))
+    top = probe.basis[:, :20]  # [D, 20]
+
+    def shrink_top(z: torch.Tensor, f: float) -> torch.Tensor:
+        return z + (f - 1) * ((z - probe.mean) @ top) @ top.T
+
+    zs = {
+        "ctrl: train rows + N(0, 0.3^2)": draws["copies"] + 0.3 * noise,
+        "ctrl: train rows, top-20 std x0.9": shrink_top(draws["copies"], 0.9),
+        "ctrl: gaussian, top-20 std x0.9": shrink_top(draws["gaussian"], 0.9),
+    }
+    return {name: probe.row(probe.space.inverse(z)) for name, z in zs.items()}
 
 
 def fmt_table(rows: dict[str, dict[str, float]], spread: dict[str, dict[str, float]] | None = None) -> str:
@@ -134,6 +172,9 @@ def main() -> None:
     parser.add_argument("--raw", action="store_true", help="sample the raw weights instead of the EMA")
     parser.add_argument("--sample-seed", type=int, default=0)
     parser.add_argument("--no-baselines", action="store_true")
+    parser.add_argument("--controls", action="store_true", help="add rows for known distortions (control_rows)")
+    parser.add_argument("--net-window", nargs=2, type=float, metavar=("LO", "HI"),
+                        help="base-field runs: network on only for LO <= t < HI")
     args = parser.parse_args()
     torch.set_num_threads(1)
     probe = Probe(load_dataset(args.data).embeddings, load_dataset(args.reference).embeddings)
@@ -141,11 +182,14 @@ def main() -> None:
     if not args.no_baselines:
         rows["heldout (real)"] = probe.heldout_row()
         rows.update(probe.baseline_rows(args.n))
+    if args.controls:
+        rows.update(control_rows(probe, args.n))
     for run_dir in args.runs:
         rows[run_dir.name] = probe.row(run_samples(run_dir, args.n, args))
         print(fmt_table({run_dir.name: rows[run_dir.name]}), flush=True, file=sys.stderr)
+    window = f", network only for {args.net_window[0]} <= t < {args.net_window[1]}" if args.net_window else ""
     print(f"solver {args.solver}-{args.steps}, {args.which} checkpoint, {'raw' if args.raw else 'EMA'} weights, "
-          f"{args.n} samples, reference {args.reference}")
+          f"{args.n} samples, reference {args.reference}{window}")
     print(fmt_table(rows))
     groups: dict[str, list[str]] = defaultdict(list)
     for name in rows:
