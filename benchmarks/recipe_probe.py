@@ -128,8 +128,8 @@ class NetWindow(torch.nn.Module):
 
 def control_rows(probe: Probe, n: int) -> dict[str, dict[str, float]]:
     """What the metrics make of known distortions of the Gaussian fit and of the training rows:
-    the aug-0.3 training target (rows + N(0, 0.3^2) in standardised space) and both with the
-    top-20 principal directions' spread scaled by 0.9 (81 % of their variance)."""
+    the aug-0.3 training target (rows + N(0, 0.3^2) in standardised space), and training rows and
+    Gaussian draws with the top-20 principal directions' spread scaled by 0.9 (81 % of their variance)."""
     draws = baseline_samples(probe.z_train, n, probe.seed, names=["gaussian", "copies"])
     noise = torch.randn(n, probe.z_train.shape[1], dtype=torch.float64, generator=torch.Generator().manual_seed(probe.seed))
     top = probe.basis[:, :20]  # [D, 20]
