@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from flowstudy.cli import main
+from flowstudy.train.config import RECIPES
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +27,7 @@ def test_train_writes_a_run_with_the_resolved_config(trained):
     run, _ = trained
     config = json.loads((run / "config.json").read_text())
     assert config["base_field"] == "gaussian" and config["steps"] == 40 and config["arch"] == "mlp-tiny"
-    assert config["aug"] == ["noise:0.3"]  # from the mlp recipe, not given on the command line
+    assert config["aug"] == RECIPES["mlp"]["aug"] and config["flow"] == RECIPES["mlp"]["flow"]  # the mlp recipe's
     assert (run / "checkpoints" / "best.pt").exists() and (run / "checkpoints" / "last.pt").exists()
 
 
