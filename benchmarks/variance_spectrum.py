@@ -1,6 +1,6 @@
 """Where a run's samples put their variance: energy per band of the training data's principal directions.
 
-For each run directory: sample (Euler, 50 steps, seed 0) in the standardised space, project onto the
+For each run directory: sample (the default sampler, midpoint with 25 steps, seed 0) in the standardised space, project onto the
 training rows' principal directions, and report the mean squared projection per band of directions
 (top 20, 20-100, 100-400, 400-N, and the N..D directions the training rows do not span), beside the
 held-out rows' and the training rows' own, plus the original-space norm ratio and the headline metrics.
@@ -56,7 +56,7 @@ def main() -> None:
         if not rows:
             rows.append(("held-out rows", band_energy(z_held, mean, basis, bands), 1.0, None))
             rows.append(("training rows", band_energy(z_train, mean, basis, bands), norm_ratio(train, heldout), None))
-        z, _ = sample_standardized(run, args.n, solver="euler", steps=50, seed=0)
+        z, _ = sample_standardized(run, args.n, seed=0)
         ratio = norm_ratio(st.inverse(z.double()), heldout)
         table = evaluate_with_baselines(z.float(), z_train.float(), z_held.float(), seed=0)
         rows.append((str(run_dir), band_energy(z, mean, basis, bands), ratio, table.rows[table.model_row]))

@@ -106,7 +106,7 @@ def test_cli_evaluate_prints_the_api_result(run, evaluation, capsys):
 
 def test_evaluation_result_is_typed_and_readable(run, evaluation):
     result = evaluation
-    assert result.source == str(run.path) and result.nfe == 5
+    assert result.source == str(run.path) and result.nfe == 2 * 5  # the default midpoint rule: two evaluations a step
     text = repr(result)
     assert text.splitlines()[0].startswith(f"Evaluation of {run.path} vs ")
     assert all(row in text for row in ("model", "gaussian", "noise", "copies", "heldout"))

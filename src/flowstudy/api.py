@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from flowstudy import _API_NAMES
+from flowstudy.defaults import SAMPLE_SOLVER, SAMPLE_STEPS
 from flowstudy.data import EmbeddingSet, check_same_dim
 from flowstudy.data import load_dataset as _load_spec
 from flowstudy.data.validation import check_embeddings, check_texts
@@ -269,7 +270,7 @@ class Run:
         """Embedding dimension D."""
         return self.loaded.standardizer.dim
 
-    def draw(self, n: int, *, seed: int = 0, solver: str = "euler", steps: int = 50, batch_size: int = 4096) -> Samples:
+    def draw(self, n: int, *, seed: int = 0, solver: str = SAMPLE_SOLVER, steps: int = SAMPLE_STEPS, batch_size: int = 4096) -> Samples:
         """n samples: noise N(0, I) at t = 0 integrated to t = 1 with ``solver`` in ``steps`` steps.
 
         Deterministic given ``seed`` (and device). x: float32 [n, D], original space.
@@ -282,7 +283,7 @@ class Run:
         x = self.standardizer.inverse(z.double()).float().numpy()
         return Samples(x, z, nfe, solver, steps, seed)
 
-    def sample(self, n: int, *, seed: int = 0, solver: str = "euler", steps: int = 50) -> np.ndarray:
+    def sample(self, n: int, *, seed: int = 0, solver: str = SAMPLE_SOLVER, steps: int = SAMPLE_STEPS) -> np.ndarray:
         """n samples as a float32 numpy array [n, D] in the ORIGINAL embedding space (see :meth:`draw`)."""
         return self.draw(n, seed=seed, solver=solver, steps=steps).x
 
@@ -384,8 +385,8 @@ def evaluate(
     reference: DataLike | None = None,
     train: DataLike | None = None,
     n: int = 1000,
-    solver: str = "euler",
-    steps: int = 50,
+    solver: str = SAMPLE_SOLVER,
+    steps: int = SAMPLE_STEPS,
     seed: int = 0,
     device: str = "auto",
     **options: Any,

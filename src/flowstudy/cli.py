@@ -11,6 +11,7 @@ import sys
 from typing import Optional
 
 import typer
+from flowstudy.defaults import SAMPLE_SOLVER, SAMPLE_STEPS
 from flowstudy.console import make_console
 from rich.table import Table
 
@@ -165,8 +166,8 @@ def sample(
     run_dir: str = typer.Argument(..., help="A run directory."),
     out: str = typer.Option(..., "--out", help="Output .npy (float32 [N, D], original space)."),
     n: int = typer.Option(1000, "--n", help="Number of samples."),
-    solver: str = typer.Option("euler", help="euler, midpoint, heun, rk4, dopri5."),
-    steps: int = typer.Option(50, help="Solver steps."),
+    solver: str = typer.Option(SAMPLE_SOLVER, help="euler, midpoint, heun, rk4, dopri5."),
+    steps: int = typer.Option(SAMPLE_STEPS, help="Solver steps (midpoint: 2 network evaluations each)."),
     seed: int = typer.Option(0),
     device: str = typer.Option("auto"),
     checkpoint: str = typer.Option("best", help="best or last."),
@@ -227,8 +228,8 @@ def evaluate(
     reference: Optional[str] = typer.Option(None, help="Held-out real data spec (default: the data's test split, else its val split)."),
     train: Optional[str] = typer.Option(None, help="Training data spec (default: the run's data)."),
     n: int = typer.Option(1000, "--n", help="Samples to draw from a run."),
-    solver: str = typer.Option("euler"),
-    steps: int = typer.Option(50),
+    solver: str = typer.Option(SAMPLE_SOLVER, help="Sampling solver: euler, midpoint, heun, rk4, dopri5."),
+    steps: int = typer.Option(SAMPLE_STEPS, help="Sampling solver steps."),
     seed: int = typer.Option(0),
     device: str = typer.Option("auto"),
     as_json: bool = typer.Option(False, "--json"),

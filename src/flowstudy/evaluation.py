@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from flowstudy.defaults import SAMPLE_SOLVER, SAMPLE_STEPS
 from flowstudy.data import Standardizer, check_same_dim, load_dataset
 from flowstudy.data.loading import _split_spec
 from flowstudy.data.resolve import default_val_spec
@@ -115,8 +116,8 @@ def evaluate_target(
     reference: str | None = None,
     train: str | None = None,
     n: int = 1000,
-    solver: str = "euler",
-    steps: int = 50,
+    solver: str = SAMPLE_SOLVER,
+    steps: int = SAMPLE_STEPS,
     seed: int = 0,
     device: str = "auto",
     nll: NLLOptions | None = None,

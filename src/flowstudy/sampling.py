@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from flowstudy.defaults import SAMPLE_SOLVER, SAMPLE_STEPS
 from flowstudy.train.rundir import LoadedRun
 from flowstudy.train.trainer import autocast_for
 
@@ -30,8 +31,8 @@ def sample_standardized(
     run: LoadedRun,
     n: int,
     *,
-    solver: str = "euler",
-    steps: int = 50,
+    solver: str = SAMPLE_SOLVER,
+    steps: int = SAMPLE_STEPS,
     seed: int = 0,
     batch_size: int = 4096,
     graph: bool = True,

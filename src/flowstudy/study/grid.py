@@ -15,6 +15,7 @@ import re
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from flowstudy.defaults import SAMPLE_SOLVER, SAMPLE_STEPS
 from flowstudy.errors import ConfigError
 from flowstudy.train.config import EXECUTION_FIELDS, TrainConfig, resolve_config
 
@@ -41,8 +42,8 @@ class EvalSettings:
     """
 
     n_samples: int = 1000
-    solver: str = "euler"
-    steps: int = 50
+    solver: str = SAMPLE_SOLVER
+    steps: int = SAMPLE_STEPS
     eval_seed: int = 0
     n_splits: int = 20
     n_dist_splits: int = 5

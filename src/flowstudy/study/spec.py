@@ -6,8 +6,8 @@ A study file is TOML::
     name = "architectures"
     seeds = [0, 1, 2]            # every configuration is trained once per seed
     n_samples = 1000             # generated rows per cell
-    solver = "euler"             # sampling ODE solver and its steps
-    steps = 50
+    solver = "midpoint"          # sampling ODE solver and its steps (default: midpoint, 25)
+    steps = 25
     executor = "local"           # local | ray
     workers = 2
     eval_seed = 0                # held-out splits, baselines, classifier folds: same for every cell
