@@ -27,7 +27,7 @@ def test_a_study_writes_every_cell_and_its_exports(reference_study, tiny_data):
     assert [c["id"] for c in json.loads((study_dir / "study.json").read_text())["cells"]] == [c.id for c in spec.cells]
     for cell, r in zip(spec.cells, results):
         assert (r["group"], r["seed"], r["flow"], r["arch"]) == (cell.group, cell.seed, cell.config.flow, "mlp-tiny")
-        assert r["train_steps"] == r["total_steps"] == 30 and r["nfe"] == 8  # euler: one evaluation per step
+        assert r["train_steps"] == r["total_steps"] == 30 and r["nfe"] == 16  # the default midpoint rule: two evaluations per step
         samples = np.load(study_dir / "cells" / cell.id / "samples.npy")
         assert samples.dtype == np.float32 and samples.shape == (64, 16)
         # original space: the data live around 0.05 with a spread of ~0.03, not z-scores
