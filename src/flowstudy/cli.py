@@ -11,6 +11,7 @@ import sys
 from typing import Optional
 
 import typer
+from flowstudy.options import parse_options
 from flowstudy.defaults import SAMPLE_SOLVER, SAMPLE_STEPS
 from flowstudy.console import make_console
 from rich.table import Table
@@ -99,22 +100,6 @@ def _list_or_none(items: list) -> str:
     return "none" if not items else ", ".join(map(str, items[:10])) + (" …" if len(items) > 10 else "")
 
 
-def _parse_options(pairs: list[str] | None, what: str) -> dict[str, object]:
-    """KEY=VALUE pairs -> dict; values parsed as JSON when they can be (numbers, booleans, lists)."""
-    from flowstudy.errors import ConfigError
-
-    options: dict[str, object] = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"{what} must look like KEY=VALUE; got '{pair}'")
-        try:
-            options[key] = json.loads(value)
-        except json.JSONDecodeError:
-            options[key] = value
-    return options
-
-
 @app.command()
 def train(
     out: str = typer.Option(..., "--out", help="Run directory to create (or continue with --resume)."),
@@ -149,7 +134,7 @@ def train(
     options = dict(
         flow=flow, steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
         device=device, aug=aug or None, subset=subset, patience=patience, base_field=base_field, teacher=teacher, tracker=tracker,
-        model=_parse_options(model_opt, "--model-opt") or None, flow_options=_parse_options(flow_opt, "--flow-opt") or None,
+        model=parse_options(model_opt, "--model-opt") or None, flow_options=parse_options(flow_opt, "--flow-opt") or None,
         graph=False if no_graph else None,
     )
     run = fit(data, out=out, arch=arch, val=val, config=config, resume=resume, progress=not quiet, **options)

@@ -15,12 +15,12 @@ def register(app: typer.Typer) -> None:
 
 
 def _config(prior: str, objective: str, method: str, budget: int, q: int, n_init: int, seed: int, steps: int, pca_k: int, kernel: str, opt):
-    from flowstudy.cli import _parse_options
+    from flowstudy.options import parse_options
     from flowstudy.guidance.loop import LoopConfig
 
     return LoopConfig(
         prior=prior, objective=objective, method=method, budget=budget, q=q, n_init=n_init, seed=seed, steps=steps,
-        pca_k=pca_k if pca_k > 0 else None, kernel=kernel, options=_parse_options(opt, "--opt"),
+        pca_k=pca_k if pca_k > 0 else None, kernel=kernel, options=parse_options(opt, "--opt"),
     )
 
 
