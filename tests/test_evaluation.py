@@ -12,6 +12,8 @@ import torch
 from flowstudy.cli import main
 from flowstudy.evaluation import default_reference_spec, default_test_spec
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def test_builtin_reference_is_the_test_split():
     assert default_test_spec("builtin:sonar-gsm8k-1k") == "builtin:sonar-gsm8k-1k:test"
@@ -29,14 +31,6 @@ def test_directory_reference_falls_back_to_val_then_none(tmp_path):
     np.save(tmp_path / "test.npy", rows)
     assert default_reference_spec(f"{tmp_path}:train", "other.npy") == f"{tmp_path}:test"
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """A 16-D toy run: a second intra-op thread only waits on a busy CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

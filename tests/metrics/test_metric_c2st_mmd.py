@@ -82,14 +82,6 @@ def test_mmd_matches_the_u_statistic_formula(monkeypatch):
     assert res.total == pytest.approx(sum(res.mmd2)) and res.mean == pytest.approx(res.total / 2)
 
 
-@pytest.fixture
-def one_thread():
-    """Hundreds of tiny kernels: extra threads only add contention on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def test_mmd_is_unbiased_for_equal_distributions_and_positive_for_shifted(one_thread):
     rng = np.random.default_rng(4)

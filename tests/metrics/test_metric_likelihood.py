@@ -26,16 +26,10 @@ from flowstudy.metrics.likelihood import (
 )
 from flowstudy.models import create_model
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 D = 6
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tensors of a few rows: a second intra-op thread only waits (seconds per test on a busy CPU)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _correlated(n: int, d: int = D, seed: int = 0) -> torch.Tensor:
