@@ -7,7 +7,6 @@ import shutil
 
 import numpy as np
 import pytest
-import torch
 
 from flowstudy.cli import main
 from flowstudy.evaluation import default_reference_spec, default_test_spec
