@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from flowstudy.train import Trainer, load_checkpoint
-from flowstudy.train.graph import CapturedStep, make_train_step, uncapturable_reason
+from flowstudy.train.graph import CapturedStep, host_work, make_train_step, uncapturable_reason
 
 
 def _setup(cfg, path):
@@ -61,6 +61,19 @@ def test_cpu_trains_eagerly_and_host_couplings_are_named(tmp_path, tiny_config):
     trainer = _setup(tiny_config(flow="otcfm"), tmp_path / "run")
     assert make_train_step(trainer) == trainer._train_step
     assert "CUDA" in uncapturable_reason(trainer)
+
+
+@pytest.mark.parametrize(
+    "flow, aug, reason",
+    [("icfm", [], None), ("si-linear", ["noise:0.3"], None), ("otcfm", [], "exact OT"),
+     ("otcfm-sinkhorn", [], "Sinkhorn"), ("icfm", ["mixup:0.2"], "mixup")],
+)
+def test_host_work_comes_from_the_coupling_and_the_augmentations(flow, aug, reason):
+    from flowstudy.data import parse_augmentations
+    from flowstudy.flows import create_flow
+
+    said = host_work(create_flow(flow), parse_augmentations(aug))
+    assert said is None if reason is None else reason in said
 
 
 @pytest.mark.gpu

@@ -27,6 +27,9 @@ class Coupling(Protocol):
     requires_x0: bool
     """True when x0 must come with the data (it cannot be drawn as fresh noise)."""
 
+    host_work: str | None
+    """Why pairing needs the host every batch (the step cannot be a CUDA graph), or None."""
+
     def __call__(self, x0: Tensor, x1: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         """Pair [B, D] noise with [B, D] data; returns (x0', x1')."""
         ...
@@ -49,6 +52,7 @@ class Independent:
     """x0 and x1 independent: the batch is returned as given (I-CFM)."""
 
     requires_x0 = False
+    host_work = None
 
     def __call__(self, x0: Tensor, x1: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         _check_batches(x0, x1)
@@ -60,6 +64,7 @@ class Paired:
     """x0 comes with the data, already paired (reflow: x1 is the ODE image of x0); identity."""
 
     requires_x0 = True
+    host_work = None
 
     def __call__(self, x0: Tensor, x1: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         _check_batches(x0, x1)
@@ -76,6 +81,7 @@ class ExactOT:
     """
 
     requires_x0 = False
+    host_work = "the exact OT coupling solves its assignment on the host (scipy)"
 
     def __call__(self, x0: Tensor, x1: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         _check_batches(x0, x1)
@@ -102,6 +108,7 @@ class SinkhornOT:
     max_iters: int = 100
     tol: float = 1e-4
     requires_x0 = False
+    host_work = "the Sinkhorn coupling checks its plan on the host"
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.reg) and self.reg > 0):

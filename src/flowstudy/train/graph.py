@@ -40,18 +40,10 @@ WARMUP_STEPS = 2
 HOST_AUGMENTATIONS = ("mixup",)
 """Augmentations that draw on the host (numpy Beta draws)."""
 
-HOST_COUPLINGS = {
-    "ExactOT": "the exact OT coupling solves its assignment on the host (scipy)",
-    "SinkhornOT": "the Sinkhorn coupling checks its plan on the host",
-}
-"""Couplings whose work needs the host every step, and why."""
-
-
 def host_work(flow, augmentations) -> str | None:
     """Why a step with this flow and these augmentations needs the host every step (None: it does not)."""
-    coupling = type(flow.coupling).__name__
-    if coupling in HOST_COUPLINGS:
-        return HOST_COUPLINGS[coupling]
+    if flow.coupling.host_work is not None:  # each coupling says whether it needs the host
+        return flow.coupling.host_work
     host_augs = [name for name, _ in augmentations if name in HOST_AUGMENTATIONS]
     return f"augmentation {host_augs[0]} draws on the host" if host_augs else None
 
@@ -236,4 +228,4 @@ class CapturedStep:
         return loss, grad_norm
 
 
-__all__ = ["CapturedStep", "HOST_AUGMENTATIONS", "HOST_COUPLINGS", "host_work", "make_train_step", "uncapturable_reason"]
+__all__ = ["CapturedStep", "HOST_AUGMENTATIONS", "host_work", "make_train_step", "uncapturable_reason"]
