@@ -15,6 +15,7 @@ from typing import Any
 from flowstudy.errors import ConfigError
 
 BASE_FIELDS = ("none", "gaussian")  # see flowstudy.flows.gaussian_base
+BASE_FITS = ("augmented", "train")
 
 EXECUTION_FIELDS = ("graph",)
 """TrainConfig fields that choose how steps execute, not what is trained (study ids leave them out)."""
@@ -46,6 +47,14 @@ class TrainConfig:
     aug: list[str] = field(default_factory=list)  # e.g. ["mixup:0.2", "noise:0.05"]
     # "gaussian": v = exact velocity of the data's Gaussian fit + network (flowstudy.flows.gaussian_base)
     base_field: str = "none"
+    # rows the base field is fitted to: "train" (the training rows: the Gaussian fit that held-out
+    # NLL is compared with) or "augmented" (4 augmented draws of each row)
+    base_fit: str = "augmented"
+    # k: the network only adds velocity in the top-k principal subspace of the base field
+    # (flowstudy.flows.subspace); outside it the flow is the exact Gaussian flow. None: everywhere
+    residual_rank: int | None = None
+    residual_input: str = "subspace"  # what that network reads: "subspace" (k coordinates) or "full" (x)
+    residual_scale: float = 1.0  # alpha in v = base + alpha * residual; 0 is the Gaussian fit
     std_floor: float = 0.1  # standardizer floor, relative to the median per-dimension std
     seed: int = 0
     device: str = "auto"
@@ -77,6 +86,8 @@ class TrainConfig:
             raise ConfigError("give either steps or epochs, not both")
         if self.steps is None and self.epochs is None:
             raise ConfigError("the run length is unset: give steps or epochs")
+        from flowstudy.flows.subspace import RESIDUAL_INPUTS
+
         checks = [
             (self.steps is None or self.steps >= 1, f"steps must be >= 1; got {self.steps}"),
             (self.epochs is None or self.epochs > 0, f"epochs must be > 0; got {self.epochs}"),
@@ -89,6 +100,13 @@ class TrainConfig:
             (self.patience is None or self.patience >= 1, f"patience must be >= 1; got {self.patience}"),
             (self.flow != "reflow" or self.teacher is not None, "flow 'reflow' needs a teacher run (--teacher RUN_DIR)"),
             (self.base_field in BASE_FIELDS, f"base_field must be one of {', '.join(BASE_FIELDS)}; got {self.base_field!r}"),
+            (self.base_fit in BASE_FITS, f"base_fit must be one of {', '.join(BASE_FITS)}; got {self.base_fit!r}"),
+            (self.residual_rank is None or self.base_field == "gaussian",
+             f"residual_rank {self.residual_rank} needs base_field = 'gaussian'; got {self.base_field!r}"),
+            (self.residual_rank is None or (not isinstance(self.residual_rank, bool) and isinstance(self.residual_rank, int) and self.residual_rank >= 1),
+             f"residual_rank must be an integer >= 1; got {self.residual_rank!r}"),
+            (self.residual_input in RESIDUAL_INPUTS, f"residual_input must be one of {', '.join(RESIDUAL_INPUTS)}; got {self.residual_input!r}"),
+            (self.residual_scale >= 0, f"residual_scale must be >= 0; got {self.residual_scale}"),
             (self.precision in ("bf16", "fp32"), f"precision must be bf16 or fp32; got {self.precision}"),
             (self.tracker in (None, "tensorboard", "mlflow"), f"tracker must be tensorboard or mlflow; got {self.tracker}"),
         ]
@@ -96,6 +114,13 @@ class TrainConfig:
             if not ok:
                 raise ConfigError(message)
         return self
+
+    def residual(self) -> dict[str, Any] | None:
+        """The subspace residual's settings as :func:`flowstudy.flows.subspace.compose_field` takes
+        them (None: the network acts in the whole space)."""
+        if self.residual_rank is None:
+            return None
+        return {"rank": self.residual_rank, "reads": self.residual_input, "scale": self.residual_scale}
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of every field (what config.json holds)."""

@@ -62,7 +62,8 @@ class LoadedRun:
 
     ``model(x, t)`` is the run's whole velocity field: for a run with a Gaussian base field it is
     a :class:`~flowstudy.flows.gaussian_base.WithBaseField` (base + network; the network is
-    ``model.net``).
+    ``model.net``); with a ``residual_rank`` a
+    :class:`~flowstudy.flows.subspace.SubspaceResidual`.
     """
 
     model: nn.Module
@@ -104,9 +105,11 @@ def load_run(run_dir: str | Path, which: str = "best", device: str | torch.devic
 
 
 def _with_base_field(net: nn.Module, state: dict) -> nn.Module:
+    """base + network, or base + subspace residual when the checkpoint has a ``residual``."""
     from flowstudy.flows import create_flow
-    from flowstudy.flows.gaussian_base import GaussianBaseField, WithBaseField
+    from flowstudy.flows.gaussian_base import GaussianBaseField
+    from flowstudy.flows.subspace import compose_field
 
     cfg = state["config"]
     path = create_flow(cfg["flow"], **cfg.get("flow_options", {})).path
-    return WithBaseField(net, GaussianBaseField.from_state(state["base_field"], path))
+    return compose_field(net, GaussianBaseField.from_state(state["base_field"], path), state.get("residual"))

@@ -25,7 +25,8 @@ import flowstudy
 from flowstudy.data import Standardizer, apply_augmentations, parse_augmentations
 from flowstudy.data.resolve import load_train_val
 from flowstudy.errors import CheckpointError, ConfigError, TrainingError
-from flowstudy.flows.gaussian_base import GaussianBaseField, WithBaseField
+from flowstudy.flows.gaussian_base import GaussianBaseField
+from flowstudy.flows.subspace import compose_field
 from flowstudy.io import atomic_write_json
 from flowstudy.train.checkpoint import load_checkpoint, save_checkpoint
 from flowstudy.train.config import TrainConfig
@@ -112,7 +113,9 @@ class Trainer:
         self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
         torch.manual_seed(cfg.seed)  # weight init
         self._load_data(resume_state)
-        self.model = create_model(cfg.arch, input_dim=self.dim, **cfg.model).to(self.device)
+        residual = cfg.residual()
+        net_dim = residual["rank"] if residual is not None and residual["reads"] == "subspace" else self.dim
+        self.model = create_model(cfg.arch, input_dim=net_dim, **cfg.model).to(self.device)
         self.flow = create_flow(cfg.flow, **cfg.flow_options)
         self.augmentations = parse_augmentations(cfg.aug)
         self.base = self._base_field(resume_state)
@@ -125,9 +128,10 @@ class Trainer:
             self.optimizer, lambda s: lr_factor(s, self.total_steps, cfg.warmup_frac, cfg.min_lr_frac)
         )
         self.ema = EMA(self.model, cfg.ema_decay)
-        # The velocity field the loss sees: the network, plus the base field when the run has one.
-        self.field = self.model if self.base is None else WithBaseField(self.model, self.base)
-        self.ema_field = self.ema.model if self.base is None else WithBaseField(self.ema.model, self.base)
+        # The velocity field the loss sees: the network, plus the base field when the run has one
+        # (the network confined to the base's top principal subspace with a residual_rank).
+        self.field = compose_field(self.model, self.base, residual)
+        self.ema_field = compose_field(self.ema.model, self.base, residual)
         self.batcher = Batcher(self.train_x1.shape[0], cfg.batch_size, self.generator)
         self.step, self.best_val, self.bad_evals, self.last_val = 0, math.inf, 0, math.nan
         self._pending: list[torch.Tensor] = []
@@ -140,10 +144,12 @@ class Trainer:
             return None
         if resume_state is not None and resume_state.get("base_field") is not None:
             return GaussianBaseField.from_state(resume_state["base_field"], self.flow.path).to(self.device)
-        # Fitted to what the network is trained on: the rows as augmented (4 draws each, from
-        # a generator of its own so the training stream is the same with or without a base).
+        # base_fit "augmented": fitted to what the network is trained on, the rows as augmented (4
+        # draws each, from a generator of its own so the training stream is the same with or
+        # without a base); "train": to the training rows, the Gaussian fit held-out NLL compares with.
         generator = torch.Generator(device=self.device).manual_seed(self.config.seed + 31_337)
-        rows = self.train_x1 if not self.augmentations else torch.cat(
+        raw = not self.augmentations or self.config.base_fit == "train"
+        rows = self.train_x1 if raw else torch.cat(
             [apply_augmentations(self.train_x1, self.augmentations, generator) for _ in range(4)]
         )
         return GaussianBaseField.fit(rows, self.flow.path).to(self.device)
@@ -207,6 +213,7 @@ class Trainer:
             "config": self.config.to_dict(),
             "standardizer": self.standardizer.state_dict(),
             "base_field": self.base.state() if self.base is not None else None,
+            "residual": self.config.residual(),
         }
 
     def _write_run_files(self) -> None:
