@@ -55,6 +55,9 @@ class TrainConfig:
     residual_rank: int | None = None
     residual_input: str = "subspace"  # what that network reads: "subspace" (k coordinates) or "full" (x)
     residual_scale: float = 1.0  # alpha in v = base + alpha * residual; 0 is the Gaussian fit
+    # after training, alpha is chosen from this grid by the validation rows' NLL (flowstudy.train.selection)
+    residual_scales: list[float] = field(default_factory=list)
+    select_by: str = "loss"  # what picks best.pt and drives early stopping: validation "loss" or "nll"
     std_floor: float = 0.1  # standardizer floor, relative to the median per-dimension std
     seed: int = 0
     device: str = "auto"
@@ -87,6 +90,7 @@ class TrainConfig:
         if self.steps is None and self.epochs is None:
             raise ConfigError("the run length is unset: give steps or epochs")
         from flowstudy.flows.subspace import RESIDUAL_INPUTS
+        from flowstudy.train.selection import SELECT_BY
 
         checks = [
             (self.steps is None or self.steps >= 1, f"steps must be >= 1; got {self.steps}"),
@@ -107,6 +111,10 @@ class TrainConfig:
              f"residual_rank must be an integer >= 1; got {self.residual_rank!r}"),
             (self.residual_input in RESIDUAL_INPUTS, f"residual_input must be one of {', '.join(RESIDUAL_INPUTS)}; got {self.residual_input!r}"),
             (self.residual_scale >= 0, f"residual_scale must be >= 0; got {self.residual_scale}"),
+            (not self.residual_scales or self.residual_rank is not None,
+             "residual_scales needs a subspace residual (residual_rank; residual_rank = D acts everywhere)"),
+            (all(a >= 0 for a in self.residual_scales), f"residual_scales must be >= 0; got {self.residual_scales}"),
+            (self.select_by in SELECT_BY, f"select_by must be one of {', '.join(SELECT_BY)}; got {self.select_by!r}"),
             (self.precision in ("bf16", "fp32"), f"precision must be bf16 or fp32; got {self.precision}"),
             (self.tracker in (None, "tensorboard", "mlflow"), f"tracker must be tensorboard or mlflow; got {self.tracker}"),
         ]
@@ -136,6 +144,8 @@ class TrainConfig:
         values = dict(values)
         if "betas" in values:
             values["betas"] = tuple(values["betas"])
+        if isinstance(values.get("residual_scales"), (int, float)):
+            values["residual_scales"] = [values["residual_scales"]]
         if isinstance(values.get("aug"), str):
             values["aug"] = [values["aug"]]
         return cls(**values)

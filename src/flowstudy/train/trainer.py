@@ -34,6 +34,7 @@ from flowstudy.train.ema import EMA
 from flowstudy.train.graph import make_train_step
 from flowstudy.train.rundir import RunPaths
 from flowstudy.train.schedule import lr_factor
+from flowstudy.train.selection import choose_scale, validation_nll
 from flowstudy.train.trackers import make_trackers
 
 LOG_EVERY = 25  # optimiser steps between loss syncs / metric records
@@ -46,7 +47,8 @@ class TrainingInterrupted(TrainingError):
 @dataclass
 class TrainResult:
     """How a :meth:`Trainer.fit` ended: steps done of the total, validation losses (flow-matching
-    MSE in standardised space, EMA weights), early stop, wall-clock seconds."""
+    MSE in standardised space, EMA weights; ``best_val_loss`` is the best selection score, the
+    validation NLL per dimension with ``select_by = "nll"``), early stop, wall-clock seconds."""
 
     run_dir: Path
     steps: int
@@ -236,6 +238,8 @@ class Trainer:
         finally:
             for tracker in trackers:
                 tracker.close()
+        if self.config.residual_scales:
+            self._choose_scale()
         result = TrainResult(
             self.paths.root, self.step, self.total_steps, self.best_val, self.last_val, stopped_early, time.perf_counter() - started
         )
@@ -324,9 +328,13 @@ class Trainer:
     def _validate_and_save(self, trackers) -> bool:
         """Validation, best/last checkpoints, early stopping. Returns True to stop early."""
         self.last_val = self.validation_loss()
-        improved = self.last_val < self.best_val
+        record = {"val_loss": self.last_val}
+        score = self.last_val
+        if self.config.select_by == "nll":
+            score = record["val_nll"] = validation_nll(self.ema_field, self.val_x1, seed=self.config.seed)
+        improved = score < self.best_val
         if improved:
-            self.best_val, self.bad_evals = self.last_val, 0
+            self.best_val, self.bad_evals = score, 0
         else:
             self.bad_evals += 1
         patience = self.config.patience
@@ -337,10 +345,24 @@ class Trainer:
             save_checkpoint(self.paths.best, state)
         save_checkpoint(self.paths.last, state)
         for tracker in trackers:
-            tracker.log(self.step, {"val_loss": self.last_val, "best_val_loss": self.best_val})
+            tracker.log(self.step, {**record, f"best_val_{self.config.select_by}": self.best_val})
         for cb in self.callbacks:
             getattr(cb, "on_validation", lambda *_: None)(self, self.step, self.last_val)
         return stop
+
+    def _choose_scale(self) -> None:
+        """Choose the residual scale α of the best checkpoint's EMA field by validation NLL; write it
+        into best.pt and last.pt (``residual["scale"]``) and the scores into scale_selection.json."""
+        from flowstudy.train.rundir import load_run
+
+        run = load_run(self.paths.root, "best", device=self.device)
+        alpha, scores = choose_scale(run.model, self.val_x1, self.config.residual_scales, seed=self.config.seed)
+        for path in (self.paths.best, self.paths.last):
+            if path.exists():
+                state = load_checkpoint(path)
+                state["residual"] = {**state["residual"], "scale": alpha}
+                save_checkpoint(path, state)
+        atomic_write_json(self.paths.root / "scale_selection.json", {"chosen": alpha, "val_nll_per_dim": {str(a): v for a, v in scores.items()}})
 
     # ----------------------------------------------------------------- run-dir checks
     def _check_fresh(self) -> None:
