@@ -12,7 +12,7 @@ import torch
 from flowstudy.errors import ConfigError
 from flowstudy.flows.gaussian_base import GaussianBaseField
 from flowstudy.flows.paths import Straight
-from flowstudy.flows.subspace import SubspaceResidual, compose_field
+from flowstudy.flows.subspace import SubspaceNet, SubspaceResidual, compose_field
 from flowstudy.metrics.likelihood import divergence_exact, gaussian_fit, gaussian_log_prob, heldout_nll, ode_log_prob
 from flowstudy.models import create_model
 from flowstudy.solvers import solve
@@ -37,7 +37,7 @@ def _field(reads: str = "subspace", trained: bool = True, scale: float = 1.0) ->
     if trained:
         for p in net.parameters():
             p.data.normal_(0.0, 0.15)
-    return SubspaceResidual(net, base, K, reads=reads, scale=scale).eval()
+    return SubspaceResidual.around(net, base, K, reads=reads, scale=scale).eval()
 
 
 def _gaussian_log_prob(field: SubspaceResidual, x: torch.Tensor) -> torch.Tensor:
@@ -119,9 +119,11 @@ def test_heldout_nll_uses_the_exact_structured_divergence():
 def test_bad_settings_are_named():
     base = GaussianBaseField.fit(_rows(50), Straight())
     net = create_model("mlp-tiny", input_dim=K)
-    with pytest.raises(ConfigError, match="residual_rank must be an integer in \\[1, 12\\]"):
-        SubspaceResidual(net, base, D + 1)
+    with pytest.raises(ConfigError, match="residual_rank must be an integer >= 1; got 0"):
+        SubspaceResidual.around(net, base, 0)
+    whole = SubspaceNet.around(create_model("mlp-tiny", input_dim=D), base, 4 * D)  # rank >= D: the whole space
+    assert whole.rank == D and torch.allclose(whole.basis.T @ whole.basis, torch.eye(D), atol=1e-5)
     with pytest.raises(ConfigError, match="residual_input must be one of subspace, full"):
-        SubspaceResidual(net, base, K, reads="sub")
+        SubspaceResidual.around(net, base, K, reads="sub")
     with pytest.raises(ConfigError, match="needs the Gaussian base field"):
-        compose_field(net, None, {"rank": K, "reads": "subspace", "scale": 1.0})
+        compose_field(SubspaceNet.around(net, base, K), None)

@@ -35,7 +35,7 @@ def _field(weights: float) -> SubspaceResidual:
     if weights:
         for p in net.parameters():
             p.data.normal_(0.0, weights)
-    return SubspaceResidual(net, GaussianBaseField.fit(_rows(400, 0), Straight()), K).eval()
+    return SubspaceResidual.around(net, GaussianBaseField.fit(_rows(400, 0), Straight()), K).eval()
 
 
 def test_validation_nll_of_the_gaussian_field_is_its_closed_form():
@@ -76,6 +76,6 @@ def test_run_selects_by_nll_and_stores_the_chosen_scale(tmp_path, tiny_config):
 
 def test_selection_settings_are_checked():
     with pytest.raises(ConfigError, match="residual_scales needs a subspace residual"):
-        resolve_config(None, {"residual_scales": [0.0, 1.0]})
+        resolve_config(None, {"arch": "dit", "residual_scales": [0.0, 1.0]})
     with pytest.raises(ConfigError, match="select_by must be one of loss, nll; got 'mmd'"):
         resolve_config(None, {"select_by": "mmd"})

@@ -25,8 +25,8 @@ def test_subspace_run_reloads_the_field_it_trained(tmp_path, tiny_config):
     trainer.fit()
     run = load_run(tmp_path / "run", which="last")
     model = run.model
-    assert isinstance(model, SubspaceResidual) and model.rank == 4 and model.reads == "subspace"
-    assert model.net.input_dim == 4 and float(model.scale) == 0.5
+    assert isinstance(model, SubspaceResidual) and model.net.rank == 4 and model.net.reads == "subspace"
+    assert model.net.net.input_dim == 4 and float(model.scale) == 0.5
     assert run.checkpoint["residual"] == {"rank": 4, "reads": "subspace", "scale": 0.5}
     x, t = torch.randn(32, 16), torch.rand(32)
     with torch.no_grad():
@@ -49,9 +49,16 @@ def test_augmented_base_fit_is_wider_and_the_default(tmp_path, tiny_config):
     assert float(run.model.base.eigvals.sum() - cov.trace()) / 16 == pytest.approx(0.09, rel=0.35)
 
 
+def test_mlp_and_unet_recipes_learn_a_subspace_residual_over_the_gaussian_fit():
+    for arch in ("mlp", "unet", "unet-small"):
+        cfg = resolve_config(None, {"arch": arch})
+        assert cfg.base_field == "gaussian" and cfg.base_fit == "train" and cfg.residual() is not None
+    assert resolve_config(None, {"arch": "dit"}).residual() is None
+
+
 def test_residual_settings_are_checked():
     with pytest.raises(ConfigError, match="residual_rank 8 needs base_field = 'gaussian'; got 'none'"):
-        resolve_config(None, {"residual_rank": 8})
+        resolve_config(None, {"residual_rank": 8, "base_field": "none"})
     with pytest.raises(ConfigError, match="residual_rank must be an integer >= 1; got 0"):
         resolve_config(None, {"residual_rank": 0, "base_field": "gaussian"})
     with pytest.raises(ConfigError, match="residual_input must be one of subspace, full; got 'x'"):

@@ -124,7 +124,7 @@ class TrainConfig:
         return self
 
     def residual(self) -> dict[str, Any] | None:
-        """The subspace residual's settings as :func:`flowstudy.flows.subspace.compose_field` takes
+        """The subspace residual's settings as :meth:`flowstudy.flows.subspace.SubspaceNet.around` takes
         them (None: the network acts in the whole space)."""
         if self.residual_rank is None:
             return None
@@ -185,10 +185,21 @@ class TrainConfig:
 # not of OT pairs); trained only 500 steps it stays near the Gaussian fit (norm 0.985, MMD 0.0022,
 # fidelity 1.14 vs 1.15, 2 seeds). Measurements and commands: docs/results/architectures-cpu/NOTES.md,
 # docs/results/recipes/NOTES.md.
+# Held-out NLL (docs/results/recipes/NOTES.md, "Beating the Gaussian fit by held-out NLL"): no
+# recipe above beat the Ledoit-Wolf Gaussian fit (MLP +0.078, U-Net +0.128 nats/dim). Two causes:
+# the base field was fitted to augmented rows (noise 0.3 makes that Gaussian alone 0.051 nats/dim
+# worse than the fit to the rows), and a network acting in all 1024 directions spends likelihood
+# where 800 rows teach nothing. The MLP and U-Net now learn only a residual in the top principal
+# subspace of a base field fitted to the training rows (flowstudy.flows.subspace): outside it the
+# flow is the exact Gaussian fit. Rank 128 beats the Gaussian by more than rank 64 or 32 (MLP
+# -0.034 / -0.025 / -0.015 at noise 0.4) but contracts the samples more (norm 0.963); stronger
+# noise restores the norm at little cost in NLL (MLP rank 128, noise 0.8: -0.030, norm 0.995).
+# OT-CFM brought no NLL and cost norm with the subspace residual (0.969 vs 0.984), so the MLP uses I-CFM.
+_SUBSPACE = {"base_field": "gaussian", "base_fit": "train"}
 _NOISE_AUG = ["noise:0.3"]
 RECIPES: dict[str, dict[str, Any]] = {
-    "mlp": {"steps": 2000, "lr": 1e-3, "batch_size": 256, "aug": ["noise:0.4"], "flow": "otcfm"},
-    "unet": {"steps": 2000, "lr": 1e-3, "batch_size": 256, "aug": ["noise:0.4"]},
+    "mlp": {"steps": 2000, "lr": 1e-3, "batch_size": 256, "aug": ["noise:0.8"], "residual_rank": 128, **_SUBSPACE},
+    "unet": {"steps": 2000, "lr": 1e-3, "batch_size": 256, "aug": ["noise:0.4"], "residual_rank": 64, **_SUBSPACE},
     "dit": {"steps": 3000, "lr": 5e-4, "batch_size": 256, "aug": _NOISE_AUG},
     "mamba": {"steps": 1000, "lr": 5e-4, "batch_size": 128, "aug": _NOISE_AUG, "base_field": "gaussian"},
 }

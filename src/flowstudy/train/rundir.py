@@ -94,6 +94,8 @@ def load_run(run_dir: str | Path, which: str = "best", device: str | torch.devic
         raise CheckpointError(f"{paths.root}: holds no checkpoint (looked for checkpoints/best.pt and last.pt)")
     state = load_checkpoint(path)
     model = create_model(state["arch"], **state["model_config"])
+    if state.get("residual") is not None:
+        model = _subspace_net(model, state)
     try:
         model.load_state_dict(state["ema"]["model"] if ema else state["model"])
     except RuntimeError as err:
@@ -104,12 +106,23 @@ def load_run(run_dir: str | Path, which: str = "best", device: str | torch.devic
     return LoadedRun(model, Standardizer.from_state_dict(state["standardizer"]), state)
 
 
-def _with_base_field(net: nn.Module, state: dict) -> nn.Module:
-    """base + network, or base + subspace residual when the checkpoint has a ``residual``."""
+def _base(state: dict):
     from flowstudy.flows import create_flow
     from flowstudy.flows.gaussian_base import GaussianBaseField
-    from flowstudy.flows.subspace import compose_field
 
     cfg = state["config"]
-    path = create_flow(cfg["flow"], **cfg.get("flow_options", {})).path
-    return compose_field(net, GaussianBaseField.from_state(state["base_field"], path), state.get("residual"))
+    return GaussianBaseField.from_state(state["base_field"], create_flow(cfg["flow"], **cfg.get("flow_options", {})).path)
+
+
+def _subspace_net(net: nn.Module, state: dict) -> nn.Module:
+    """The network confined to the base field's top principal subspace (checkpoint ``residual``)."""
+    from flowstudy.flows.subspace import SubspaceNet
+
+    return SubspaceNet.around(net, _base(state), **state["residual"])
+
+
+def _with_base_field(net: nn.Module, state: dict) -> nn.Module:
+    """base + network, or base + subspace residual when the network is a SubspaceNet."""
+    from flowstudy.flows.subspace import compose_field
+
+    return compose_field(net, _base(state))

@@ -26,7 +26,7 @@ from flowstudy.data import Standardizer, apply_augmentations, parse_augmentation
 from flowstudy.data.resolve import load_train_val
 from flowstudy.errors import CheckpointError, ConfigError, TrainingError
 from flowstudy.flows.gaussian_base import GaussianBaseField
-from flowstudy.flows.subspace import compose_field
+from flowstudy.flows.subspace import SubspaceNet, compose_field, effective_rank
 from flowstudy.io import atomic_write_json
 from flowstudy.train.checkpoint import load_checkpoint, save_checkpoint
 from flowstudy.train.config import TrainConfig
@@ -115,12 +115,15 @@ class Trainer:
         self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
         torch.manual_seed(cfg.seed)  # weight init
         self._load_data(resume_state)
-        residual = cfg.residual()
-        net_dim = residual["rank"] if residual is not None and residual["reads"] == "subspace" else self.dim
-        self.model = create_model(cfg.arch, input_dim=net_dim, **cfg.model).to(self.device)
         self.flow = create_flow(cfg.flow, **cfg.flow_options)
         self.augmentations = parse_augmentations(cfg.aug)
         self.base = self._base_field(resume_state)
+        residual = cfg.residual()
+        net_dim = effective_rank(residual["rank"], self.dim) if residual is not None and residual["reads"] == "subspace" else self.dim
+        self.model = create_model(cfg.arch, input_dim=net_dim, **cfg.model)
+        if residual is not None:  # the network, confined to the base's top principal subspace
+            self.model = SubspaceNet.around(self.model, self.base, **residual)
+        self.model = self.model.to(self.device)
         self.total_steps = cfg.total_steps(self.train_x1.shape[0])
         # fused AdamW: one kernel per step on CUDA, where these small networks are launch-bound;
         # capturable (step counters on the device) when the step is replayed as a CUDA graph
@@ -130,10 +133,9 @@ class Trainer:
             self.optimizer, lambda s: lr_factor(s, self.total_steps, cfg.warmup_frac, cfg.min_lr_frac)
         )
         self.ema = EMA(self.model, cfg.ema_decay)
-        # The velocity field the loss sees: the network, plus the base field when the run has one
-        # (the network confined to the base's top principal subspace with a residual_rank).
-        self.field = compose_field(self.model, self.base, residual)
-        self.ema_field = compose_field(self.ema.model, self.base, residual)
+        # The velocity field the loss sees: the network, plus the base field when the run has one.
+        self.field = compose_field(self.model, self.base)
+        self.ema_field = compose_field(self.ema.model, self.base)
         self.batcher = Batcher(self.train_x1.shape[0], cfg.batch_size, self.generator)
         self.step, self.best_val, self.bad_evals, self.last_val = 0, math.inf, 0, math.nan
         self._pending: list[torch.Tensor] = []
