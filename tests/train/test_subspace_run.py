@@ -65,3 +65,18 @@ def test_residual_settings_are_checked():
         resolve_config(None, {"residual_input": "x"})
     with pytest.raises(ConfigError, match="base_fit must be one of augmented, train; got 'raw'"):
         resolve_config(None, {"base_fit": "raw"})
+
+
+def test_study_files_take_the_residual_options_as_axes():
+    from flowstudy.study.spec import parse_spec
+
+    spec = parse_spec(
+        {
+            "study": {"name": "t", "seeds": [0]},
+            "base": {"data": "some/dir:train", "arch": "mlp", "select_by": "nll", "residual_scales": [0.0, 1.0]},
+            "axes": {"residual_rank": [32, 128], "base_fit": ["train", "augmented"]},
+        },
+        source="t.toml",
+    )
+    got = [(c.config.residual_rank, c.config.base_fit, c.config.select_by, c.config.residual_scales) for c in spec.cells]
+    assert got == [(r, f, "nll", [0.0, 1.0]) for r in (32, 128) for f in ("train", "augmented")]

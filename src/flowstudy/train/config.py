@@ -107,9 +107,9 @@ class TrainConfig:
             (self.base_fit in BASE_FITS, f"base_fit must be one of {', '.join(BASE_FITS)}; got {self.base_fit!r}"),
             (self.residual_rank is None or self.base_field == "gaussian",
              f"residual_rank {self.residual_rank} needs base_field = 'gaussian'; got {self.base_field!r}"),
-            (self.residual_rank is None or (not isinstance(self.residual_rank, bool) and isinstance(self.residual_rank, int) and self.residual_rank >= 1),
-             f"residual_rank must be an integer >= 1; got {self.residual_rank!r}"),
-            (self.residual_input in RESIDUAL_INPUTS, f"residual_input must be one of {', '.join(RESIDUAL_INPUTS)}; got {self.residual_input!r}"),
+            (self.residual_rank is None or _positive_int(self.residual_rank), f"residual_rank must be an integer >= 1; got {self.residual_rank!r}"),
+            (self.residual_input in RESIDUAL_INPUTS,
+             f"residual_input must be one of {', '.join(RESIDUAL_INPUTS)}; got {self.residual_input!r}"),
             (self.residual_scale >= 0, f"residual_scale must be >= 0; got {self.residual_scale}"),
             (not self.residual_scales or self.residual_rank is not None,
              "residual_scales needs a subspace residual (residual_rank; residual_rank = D acts everywhere)"),
@@ -151,6 +151,10 @@ class TrainConfig:
         return cls(**values)
 
 
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
 # Per-architecture recipes, tuned on builtin:sonar-gsm8k-1k (docs/results/tuning: one seed on an
 # H100). MLP and U-Net reach their best validation loss within 1000-2000 steps, DiT keeps improving
 # to 3000, Mamba is flat after 1000. Each finishes on 2 CPU cores in minutes (mamba-small ~8 min;
@@ -169,9 +173,9 @@ class TrainConfig:
 #   and removes ~25 % of the variance along the top 20 principal directions, which is what MMD sees.
 #   Wider networks, more steps or the Gaussian base field lower the validation loss and contract more;
 #   EMA, weight decay, logit-normal time and the std floor change nothing.
-# The MLP trains with exact minibatch OT-CFM and noise 0.4. Over 2 seeds at midpoint-25 OT-CFM keeps
-# more top-20 variance (354 vs 335 of the test rows' 411) and is better on every metric (norm 0.978
-# vs 0.973, MMD 0.0031 vs 0.0036, coverage 0.83 vs 0.81); noise 0.4 on top brings the norm to 1.004
+# Before the subspace residual (below) the MLP trained with exact minibatch OT-CFM and noise 0.4.
+# Over 2 seeds at midpoint-25 OT-CFM keeps more top-20 variance (354 vs 335 of the test rows' 411)
+# and is better on every metric (norm 0.978 vs 0.973, MMD 0.0031 vs 0.0036, coverage 0.83 vs 0.81); noise 0.4 on top brings the norm to 1.004
 # and MMD to 0.0024, trading nearest-neighbour quality for it (fidelity 1.103, coverage 0.66; the
 # Gaussian fit: 1.154, 0.40). The U-Net (I-CFM; OT-CFM measured no gain) with noise 0.4: norm 0.981
 # vs 0.966, MMD 0.0028 vs 0.0049, fidelity 1.025 vs 1.029 (2 seeds). DiT at 0.4 is not measured yet.
@@ -180,8 +184,8 @@ class TrainConfig:
 # samples held a quarter of the real variance along the top 20 principal directions and spread the
 # rest evenly, so they add the Gaussian base field (flowstudy.flows.gaussian_base) and learn only
 # the residual (mamba-tiny, 800 steps on CPU: top-20 variance 100 -> 397 of the held-out 419, density
-# 0.46 -> 0.80, coverage 0.54 -> 0.82). The MLP's and U-Net's samples contract with it (MLP norm 0.975
-# -> 0.944 at midpoint-25; with OT-CFM 0.923: the base field is the optimum of independent pairs,
+# 0.46 -> 0.80, coverage 0.54 -> 0.82). In the whole space the MLP's and U-Net's samples contract
+# with it (MLP norm 0.975 -> 0.944 at midpoint-25; with OT-CFM 0.923: the base field is the optimum of independent pairs,
 # not of OT pairs); trained only 500 steps it stays near the Gaussian fit (norm 0.985, MMD 0.0022,
 # fidelity 1.14 vs 1.15, 2 seeds). Measurements and commands: docs/results/architectures-cpu/NOTES.md,
 # docs/results/recipes/NOTES.md.
