@@ -13,6 +13,8 @@ from flowstudy.flows.subspace import SubspaceResidual
 from flowstudy.train import Trainer, load_run
 from flowstudy.train.config import resolve_config
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def _train_rows(run, cfg) -> torch.Tensor:
     rows = torch.from_numpy(np.load(cfg.data.rsplit(":", 1)[0] + "/train.npy"))
@@ -80,3 +82,22 @@ def test_study_files_take_the_residual_options_as_axes():
     )
     got = [(c.config.residual_rank, c.config.base_fit, c.config.select_by, c.config.residual_scales) for c in spec.cells]
     assert got == [(r, f, "nll", [0.0, 1.0]) for r in (32, 128) for f in ("train", "augmented")]
+
+
+def test_train_command_takes_the_residual_options(tiny_data, tmp_path):
+    import json
+
+    from flowstudy.cli import main
+
+    run = tmp_path / "run"
+    code = main(
+        ["train", "--data", f"{tiny_data}:train", "--arch", "mlp-tiny", "--steps", "20", "--batch-size", "32", "--device", "cpu",
+         "--base-field", "gaussian", "--base-fit", "train", "--residual-rank", "3", "--residual-input", "full",
+         "--select-by", "nll", "--residual-scales", "0", "--residual-scales", "1", "--out", str(run), "--quiet"]
+    )
+    assert code == 0
+    config = json.loads((run / "config.json").read_text())
+    assert (config["base_fit"], config["residual_rank"], config["residual_input"]) == ("train", 3, "full")
+    assert (config["select_by"], config["residual_scales"]) == ("nll", [0.0, 1.0])
+    model = load_run(run).model
+    assert isinstance(model, SubspaceResidual) and model.net.rank == 3 and model.net.net.input_dim == 16
