@@ -9,7 +9,8 @@ One process, one GPU, one table: for each network at batch 256 on builtin:sonar-
                     --stacked-step picks the group's draws: vectorised (the default for seeds of one
                     configuration), per-member (each member's own generator), or both side by side
 and samples/s at 50 NFE (Euler, 50 steps): the eager solver against the graph-replayed one
-(flowstudy.graph_solver), in fp32 and with bf16 autocast inside the network.
+(flowstudy.graph_solver), in fp32 and with bf16 autocast inside the network, and with
+--compile-velocity MODE also the bf16 velocity compiled by torch.compile inside the graph.
 
     python benchmarks/bench_gpu_train.py --out results/          # all networks
     python benchmarks/bench_gpu_train.py --quick                 # a short check of every path
@@ -28,7 +29,7 @@ import bench_train  # benchmarks/: the plain loop
 import torch
 
 from flowstudy.data import Standardizer, load_dataset
-from flowstudy.graph_solver import GraphSolver
+from flowstudy.graph_solver import COMPILE_MODES, GraphSolver
 from flowstudy.models import create_model
 from flowstudy.sampling import _velocity
 from flowstudy.solvers import solve
@@ -100,7 +101,7 @@ STACKED_STEPS = {"auto": [None], "vectorised": [True], "per-member": [False], "b
 
 
 @torch.no_grad()
-def sampling_rates(run_dir: Path, n: int, repeats: int) -> dict[str, float]:
+def sampling_rates(run_dir: Path, n: int, repeats: int, compile_mode: str | None = None) -> dict[str, float]:
     device = torch.device(DEVICE)
     run = load_run(run_dir, "last", device=device)
     out = {}
@@ -112,15 +113,16 @@ def sampling_rates(run_dir: Path, n: int, repeats: int) -> dict[str, float]:
     solve(velocity, x, 0.0, 1.0, method="euler", steps=50)
     _sync()
     out["eager_fp32"] = n / (time.perf_counter() - tic)
-    for precision in ("fp32", "bf16"):
-        solver = GraphSolver(_velocity(run, device, precision), n, x.shape[1], device=device, method="euler", steps=50)
-        solver(x)
+    variants = [("fp32", None), ("bf16", None)] + ([("bf16", compile_mode)] if compile_mode else [])
+    for precision, mode in variants:
+        solver = GraphSolver(_velocity(run, device, precision), n, x.shape[1], device=device, method="euler", steps=50, compile=mode)
+        solver(x)  # compiled (when asked) and captured before the clock starts
         _sync()
         tic = time.perf_counter()
         for _ in range(repeats):
             solver(x)
         _sync()
-        out[f"graph_{precision}"] = n * repeats / (time.perf_counter() - tic)
+        out[f"graph_{precision}" + ("_compiled" if mode else "")] = n * repeats / (time.perf_counter() - tic)
         del solver
     return out
 
@@ -135,6 +137,9 @@ def main() -> None:
     parser.add_argument("--columns", nargs="*", choices=COLUMNS, default=list(COLUMNS), help="what to measure (sampling needs captured)")
     parser.add_argument(
         "--stacked-step", choices=list(STACKED_STEPS), default="auto", help="the stacked group's draws: vectorised, per-member, both, or the group's default"
+    )
+    parser.add_argument(
+        "--compile-velocity", choices=COMPILE_MODES, default=None, help="also sample with the velocity torch.compile'd in this mode (bf16)"
     )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
@@ -166,7 +171,7 @@ def main() -> None:
                         row[f"stacked_model_steps_{kind}"] = rate
                 if "sampling" in args.columns:
                     n = (2048 if slow else 65536 if arch in ("mlp", "unet") else 8192) if not args.quick else (4096 if DEVICE == "cuda" else 64)
-                    row.update({f"samples_{k}": v for k, v in sampling_rates(run_dir, n, 2 if args.quick or slow else 5).items()})
+                    row.update({f"samples_{k}": v for k, v in sampling_rates(run_dir, n, 2 if args.quick or slow else 5, args.compile_velocity).items()})
                     row["sample_n"] = n
             except Exception as err:  # one network's failure must not lose the others' numbers
                 row["error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:300] if str(err) else ''}"
@@ -192,8 +197,8 @@ def table(rows: list[dict], args) -> list[str]:
     lines = [
         f"device: {device}; torch {torch.__version__}; triton {triton.__version__}; batch {args.batch}; fp32 training",
         "",
-        "| network | plain loop steps/s | eager trainer | captured trainer | captured / plain | stacked model-steps/s (K, draws) | samples/s eager fp32 | graph fp32 | graph bf16 |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| network | plain loop steps/s | eager trainer | captured trainer | captured / plain | stacked model-steps/s (K, draws) | samples/s eager fp32 | graph fp32 | graph bf16 | graph bf16 compiled |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
         ratio = f"{r['captured'] / r['plain']:.1f}×" if "captured" in r and "plain" in r else "—"
@@ -201,7 +206,7 @@ def table(rows: list[dict], args) -> list[str]:
         stacked = "; ".join(f"{f(r, f'stacked_model_steps_{k}')} ({r['stacked_members']}, {k})" for k in kinds) or "—"
         lines.append(
             f"| {r['network']} | {f(r, 'plain', '.1f')} | {f(r, 'eager', '.1f')} | {f(r, 'captured', '.1f')} | {ratio} | {stacked} "
-            f"| {f(r, 'samples_eager_fp32')} | {f(r, 'samples_graph_fp32')} | {f(r, 'samples_graph_bf16')} |"
+            f"| {f(r, 'samples_eager_fp32')} | {f(r, 'samples_graph_fp32')} | {f(r, 'samples_graph_bf16')} | {f(r, 'samples_graph_bf16_compiled')} |"
             + (f" error: {r['error']}" if "error" in r else "")
         )
     return lines

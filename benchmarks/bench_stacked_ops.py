@@ -7,7 +7,9 @@ of ops dispatched per group step bounds it. This counts the aten ops of one eage
 (``flowstudy.train.stacked``): "ops" counts every op, "kernels" leaves out views (no kernel), and
 "draw + loss" counts the ops of the losses alone (data side and forward, no backward). It also
 times, in process CPU seconds on one thread, the group step and the host work before it (new
-epochs: a loop over members' batchers, or one vectorised check).
+epochs: a loop over members' batchers, or one vectorised check; on the CPU this includes drawing
+the permutations, which on a GPU are kernels), and counts the ops of that host part. Run with PYTHONPATH at an older
+tree's ``src`` it measures that tree's per-member step (ops and step time).
 
     python benchmarks/bench_stacked_ops.py                     # K = 1, 8, 64; mlp-tiny on 64-D rows
     python benchmarks/bench_stacked_ops.py --members 1 8 --dim 1024 --arch mlp
@@ -16,6 +18,7 @@ epochs: a loop over members' batchers, or one vectorised check).
 from __future__ import annotations
 
 import argparse
+import math
 import tempfile
 import time
 from collections import Counter
@@ -62,7 +65,12 @@ def build(data: str, arch: str, members: int, vectorise: bool, batch: int, folde
         ).validate()
         for s in range(members)
     ]
-    group = StackedGroup(configs, [folder / f"{'v' if vectorise else 'm'}{members}-{s}" for s in range(members)], vectorise=vectorise, capture=False)
+    dirs = [folder / f"{'v' if vectorise else 'm'}{members}-{s}" for s in range(members)]
+    try:
+        group = StackedGroup(configs, dirs, vectorise=vectorise, capture=False)
+    except TypeError:  # a tree from before the vectorised step: its per-member step only
+        group = StackedGroup(configs, dirs, capture=False)
+        group.step_kind = "per-member (before)"
     group._prepare([False] * members)
     return group
 
@@ -73,19 +81,27 @@ def measure(group: StackedGroup, steps: int) -> dict:
     counter = OpCounter()
     with counter:
         group._step(None)
+    if not hasattr(group, "_advance_epochs"):  # before: the host loop and the body in one _step
+        tic = time.process_time()
+        for _ in range(steps):
+            group._step(None)
+        step = (time.process_time() - tic) / steps
+        return {"ops": counter.ops, "kernels": counter.kernels, "loss_kernels": math.nan, "host_ops": math.nan, "host_ms": math.nan, "step_ms": 1e3 * step}
     loss_counter = OpCounter()
     group._advance_epochs()
     with torch.no_grad(), loss_counter:
         group._member_losses() if group.batches is None else group._group_losses()
     host = step = 0.0
+    host_counter = OpCounter()
     for _ in range(steps):  # StackedGroup._step without a graph, its two parts timed apart
         tic = time.process_time()
-        group._advance_epochs()
+        with host_counter:
+            group._advance_epochs()
         toc = time.process_time()
         group._zero_grad()
         group._body()
         host, step = host + (toc - tic) / steps, step + (time.process_time() - tic) / steps
-    return {"ops": counter.ops, "kernels": counter.kernels, "loss_kernels": loss_counter.kernels, "host_ms": 1e3 * host, "step_ms": 1e3 * step, "top": counter.names.most_common(6)}
+    return {"ops": counter.ops, "kernels": counter.kernels, "loss_kernels": loss_counter.kernels, "host_ops": host_counter.ops / steps, "host_ms": 1e3 * host, "step_ms": 1e3 * step}
 
 
 def main() -> None:
@@ -95,20 +111,20 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=64)
     parser.add_argument("--rows", type=int, default=800)
     parser.add_argument("--batch", type=int, default=256)
-    parser.add_argument("--steps", type=int, default=5, help="timed group steps per row")
+    parser.add_argument("--steps", type=int, default=6, help="timed group steps per row (a multiple of 3: whole epochs of 800 rows)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     print(f"{args.arch}, D = {args.dim}, {args.rows} rows, batch {args.batch}, noise augmentation; torch {torch.__version__}, 1 thread")
-    print("| K | step | ops / group step | kernels (non-view ops) | kernels in draws + loss | host ms / step | CPU ms / group step |")
-    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: |")
+    print("| K | step | ops / group step | kernels (non-view ops) | kernels in draws + loss | host: ops / step | host: CPU ms / step | CPU ms / group step |")
+    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     with tempfile.TemporaryDirectory() as tmp:
         data = make_data(Path(tmp), args.rows, args.dim)
         for k in args.members:
-            for vectorise in (False, True):
+            for vectorise in (False, True) if hasattr(StackedGroup, "_advance_epochs") else (False,):
                 group = build(data, args.arch, k, vectorise, args.batch, Path(tmp))
                 r = measure(group, args.steps)
                 print(
-                    f"| {k} | {group.step_kind} | {r['ops']:,} | {r['kernels']:,} | {r['loss_kernels']:,} | {r['host_ms']:.3f} | {r['step_ms']:.1f} |",
+                    f"| {k} | {group.step_kind} | {r['ops']:,} | {r['kernels']:,} | {r['loss_kernels']:,} | {r['host_ops']:.1f} | {r['host_ms']:.3f} | {r['step_ms']:.1f} |".replace("nan", "—"),
                     flush=True,
                 )
                 del group
