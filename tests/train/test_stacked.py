@@ -130,6 +130,26 @@ def test_interrupted_group_resumes_to_the_uninterrupted_weights(tmp_path, tiny_c
 
 
 # ----------------------------------------------------------------- vectorised groups
+def test_a_resume_that_cannot_continue_the_stream_starts_a_new_one(tmp_path, tiny_config, capsys):
+    configs = [tiny_config(seed=s, steps=10, batch_size=48, val_every=5) for s in (0, 1)]
+    dirs = [tmp_path / f"r{k}" for k in range(2)]
+
+    class StopAfterFirstValidation:
+        def on_validation(self, trainer, step, val_loss):
+            trainer._stop_signal = signal.SIGTERM  # the group stops at the end of step 6
+
+    cut = StackedGroup(configs, dirs)
+    cut.members[0].callbacks.append(StopAfterFirstValidation())
+    with pytest.raises(TrainingInterrupted):
+        cut.fit()
+    record = load_checkpoint(dirs[0] / "checkpoints/last.pt")["group"]
+    assert record["seeds"] == [0, 1] and record["index"] == 0 and record["steps"] == 6
+    swapped = StackedGroup(configs[::-1], dirs[::-1])  # other member order: not the saved stream
+    results = swapped.fit(resume=True)
+    assert not swapped.batches.exact_resume and "a new stream of draws starts" in capsys.readouterr().err
+    assert [r.steps for r in results] == [10, 10]
+
+
 def _homogeneous(tiny_config, **extra):
     """Three members that can share a vectorised step: own seeds, rates, data, strengths, base fields."""
     common = dict(steps=10, batch_size=48, val_every=5, flow="si-linear", **extra)
