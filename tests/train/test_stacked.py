@@ -207,6 +207,19 @@ def test_vectorised_members_get_their_own_draws(tmp_path, tiny_config):
     assert (x0[0] - x0[1]).abs().min() > 1e-6  # no noise value shared between the members
 
 
+def test_stacked_base_fields_equal_each_members_own(tmp_path, tiny_config):
+    configs = [replace(c, base_field="gaussian") for c in _homogeneous(tiny_config)]
+    group = StackedGroup(configs, [tmp_path / f"b{k}" for k in range(3)], vectorise=True)
+    group._prepare([False] * 3)
+    x, t = torch.randn(3, 5, 16), torch.rand(3, 5)
+    stacked = group.batches.with_base(torch.zeros(3, 5, 16), x, t)  # vmapped over [K, D, D] buffers
+    own = torch.stack([m.base(x[k], t[k]) for k, m in enumerate(group.members)])
+    torch.testing.assert_close(stacked, own, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(own[0], own[2], atol=1e-3)  # each member's own fit (member 2: its subset)
+    group.batches.base_template = "per-member"  # the path for base fields that do not stack
+    torch.testing.assert_close(group.batches.with_base(torch.zeros(3, 5, 16), x, t), own)
+
+
 def test_vectorised_epochs_are_each_members_own_permutations(tmp_path, tiny_config):
     configs = [tiny_config(seed=0, batch_size=48), tiny_config(seed=1, batch_size=48, subset=100)]
     group = StackedGroup(configs, [tmp_path / f"e{k}" for k in range(2)], vectorise=True)

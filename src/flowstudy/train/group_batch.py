@@ -130,17 +130,31 @@ class GroupBatches:
 
     # ----------------------------------------------------------------- setup
     def _bases(self, members: Sequence[Trainer]) -> None:
-        """Stacked base-field buffers [K, ...] (members without a base borrow one and are masked out)."""
-        bases = [m.base for m in members]
-        present = [b for b in bases if b is not None]
+        """Stacked base-field buffers [K, ...] (members without a base borrow one and are masked out);
+        base fields whose buffers do not stack or that do not run under vmap are applied one by one."""
+        self.bases = [m.base for m in members]
+        present = [b for b in self.bases if b is not None]
         self.base_template = None
         if not present:
             return
-        self.base_template = copy.deepcopy(present[0]).to("meta")
-        names = [n for n, _ in present[0].named_buffers()]
-        self.base_buffers = {n: torch.stack([dict((b or present[0]).named_buffers())[n] for b in bases]) for n in names}
-        mask = torch.tensor([b is not None for b in bases], device=self.device, dtype=torch.float32)
+        mask = torch.tensor([b is not None for b in self.bases], device=self.device, dtype=torch.float32)
         self.base_mask = None if bool(mask.all()) else mask[:, None, None]  # [K, 1, 1]
+        try:
+            self.base_template = copy.deepcopy(present[0]).to("meta")
+            names = [n for n, _ in present[0].named_buffers()]
+            self.base_buffers = {n: torch.stack([dict((b or present[0]).named_buffers())[n] for b in self.bases]) for n in names}
+            x = torch.zeros(self.K, 2, self.x1.shape[2], device=self.device)
+            self._stacked_base(x, torch.full((self.K, 2), 0.5, device=self.device))
+        except Exception:  # e.g. buffers whose shapes differ between members
+            self.base_template = "per-member"
+
+    def _stacked_base(self, x_t: Tensor, t: Tensor) -> Tensor:
+        """Every member's base field at (x_t: [K, B, D], t: [K, B]) -> [K, B, D]."""
+        if self.base_template == "per-member":
+            return torch.stack([(b or next(c for c in self.bases if c is not None))(x_t[k], t[k]) for k, b in enumerate(self.bases)])
+        from torch.func import functional_call, vmap
+
+        return vmap(lambda b, x, tt: functional_call(self.base_template, b, (x, tt)))(self.base_buffers, x_t, t)
 
     def _continue(self, members: Sequence[Trainer], records: Sequence[dict | None]) -> bool:
         """Restore the stream when every member's record is one and the same point of it."""
@@ -217,9 +231,7 @@ class GroupBatches:
         """v + each member's base field at (x_t, t): [K, B, D] (v unchanged without base fields)."""
         if self.base_template is None:
             return v
-        from torch.func import functional_call, vmap
-
-        base = vmap(lambda b, x, tt: functional_call(self.base_template, b, (x, tt)))(self.base_buffers, x_t, t)  # [K, B, D]
+        base = self._stacked_base(x_t, t)  # [K, B, D]
         return v + (base if self.base_mask is None else base * self.base_mask)
 
     def losses(self, v: Tensor, u_t: Tensor) -> Tensor:
