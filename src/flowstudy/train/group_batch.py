@@ -190,7 +190,7 @@ class GroupBatches:
             self.perm.copy_(fresh)
             self.pos.zero_()
         else:
-            mask = torch.from_numpy(starting).to(self.device)  # [K]
+            mask = self.pos + self.batch > self.n  # [K] = starting, computed where it is used: no copy, no sync
             self.perm.copy_(torch.where(mask[:, None], fresh, self.perm))
             self.pos.masked_fill_(mask, 0)
         self.pos_host = np.where(starting, 0, self.pos_host)
