@@ -11,7 +11,8 @@ the same order — draws for all K members at once instead of member by member:
     augmentation    per kind one [K, B, D] draw; strengths are [K] (noise std, dropout p)
     path            one [K·B, D] noise draw, one [K·B] time draw (and z when the path has noise),
                     through the flow's own ``sample_path``
-    base field      each member's Gaussian base field, vmapped over stacked buffers ([K, D, D] bmm)
+    base field      each member's Gaussian base field, vmapped over stacked buffers ([K, D, D] bmm;
+                    member by member if the buffers do not stack); none for members without one
     loss            w · mean over (B, D) of |v − u_t|², one value per member: [K]
 
 What may differ between members: data (subset, file), seed, learning rate and schedule, weight
@@ -23,7 +24,8 @@ Randomness. All draws come from one **group generator** seeded from the members'
 draws are row k of each stacked draw, so members get independent draws even with equal seeds,
 and a group is deterministic given its members' seeds and order. A member of a vectorised group
 does not retrace the separate run with its seed draw for draw (the per-member step does); it is
-a run of the same distribution. Order per group step: the epoch keys (only at a step where some
+a run of the same distribution. The epochs' host work is a numpy check over [K] per step (no
+loop over members, no sync: the host mirrors the device positions). Order per group step: the epoch keys (only at a step where some
 member starts an epoch, drawn eagerly before the step, for all K rows; rows of members not
 starting an epoch are discarded), then in the step the augmentations in order ([K, B, D] each),
 x0 ([K·B, D]), t ([K·B]), z ([K·B, D]) if the path has noise.
