@@ -101,7 +101,10 @@ def measure(group: StackedGroup, steps: int) -> dict:
         group._zero_grad()
         group._body()
         host, step = host + (toc - tic) / steps, step + (time.process_time() - tic) / steps
-    return {"ops": counter.ops, "kernels": counter.kernels, "loss_kernels": loss_counter.kernels, "host_ops": host_counter.ops / steps, "host_ms": 1e3 * host, "step_ms": 1e3 * step}
+    return {
+        "ops": counter.ops, "kernels": counter.kernels, "loss_kernels": loss_counter.kernels,
+        "host_ops": host_counter.ops / steps, "host_ms": 1e3 * host, "step_ms": 1e3 * step,
+    }
 
 
 def main() -> None:
@@ -123,10 +126,8 @@ def main() -> None:
             for vectorise in (False, True) if hasattr(StackedGroup, "_advance_epochs") else (False,):
                 group = build(data, args.arch, k, vectorise, args.batch, Path(tmp))
                 r = measure(group, args.steps)
-                print(
-                    f"| {k} | {group.step_kind} | {r['ops']:,} | {r['kernels']:,} | {r['loss_kernels']:,} | {r['host_ops']:.1f} | {r['host_ms']:.3f} | {r['step_ms']:.1f} |".replace("nan", "—"),
-                    flush=True,
-                )
+                cells = [f"{r['ops']:,}", f"{r['kernels']:,}", f"{r['loss_kernels']:,}", f"{r['host_ops']:.1f}", f"{r['host_ms']:.3f}", f"{r['step_ms']:.1f}"]
+                print(f"| {k} | {group.step_kind} | " + " | ".join(cells).replace("nan", "—") + " |", flush=True)
                 del group
 
 
