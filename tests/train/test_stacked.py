@@ -220,6 +220,19 @@ def test_stacked_base_fields_equal_each_members_own(tmp_path, tiny_config):
     torch.testing.assert_close(group.batches.with_base(torch.zeros(3, 5, 16), x, t), own)
 
 
+def test_vectorised_draws_do_not_depend_on_how_the_networks_run(tmp_path, tiny_config):
+    """vmap (batched matrix products) or one network after another (Mamba's scan): the same group."""
+    configs = _homogeneous(tiny_config)
+    for vmap in (True, False):
+        group = StackedGroup(configs, [tmp_path / f"{vmap}{k}" for k in range(3)], vmap=vmap)
+        group.fit()
+        assert group.step_kind == "vectorised" and group.vmapped == vmap
+    for k in range(3):
+        a, b = (load_checkpoint(tmp_path / f"{vmap}{k}/checkpoints/last.pt") for vmap in (True, False))
+        _close(a["model"], b["model"])
+        assert torch.equal(a["group"]["generator"], b["group"]["generator"])
+
+
 def test_vectorised_epochs_are_each_members_own_permutations(tmp_path, tiny_config):
     configs = [tiny_config(seed=0, batch_size=48), tiny_config(seed=1, batch_size=48, subset=100)]
     group = StackedGroup(configs, [tmp_path / f"e{k}" for k in range(2)], vectorise=True)
