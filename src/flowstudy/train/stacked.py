@@ -157,26 +157,19 @@ class StackedGroup:
         return out["exp_avg"], out["exp_avg_sq"]
 
     def _counters(self) -> None:
-        """Per-member scalars as [K] device tensors: steps, schedules, clipping, EMA decay."""
+        """Per-member scalars as [K] device tensors: steps, schedules, clipping, decay."""
         ms, dev, f64 = self.members, self.device, torch.float64
         self.opt_steps = torch.tensor([float(m.step) for m in ms], device=dev, dtype=f64)
         self.ema_updates = torch.tensor([float(m.ema.num_updates) for m in ms], device=dev, dtype=f64)
         self.ema_decay = torch.tensor([m.ema.decay for m in ms], device=dev, dtype=f64)
         self.grad_clip = torch.tensor([m.config.grad_clip for m in ms], device=dev, dtype=f64)
+        self.weight_decay = torch.tensor([m.config.weight_decay for m in ms], device=dev, dtype=f64)
         longest = max(m.total_steps for m in ms)
         table = torch.tensor(
             [[m.config.lr * lr_factor(min(s, m.total_steps - 1), m.total_steps, m.config.warmup_frac, m.config.min_lr_frac) for s in range(longest)] for m in ms],
             dtype=f64,
         )  # [K, longest]: a member past its end keeps its last rate (its slice is no longer written back)
         self.lr_host, self.lr_table = table, table.to(dev)
-        self.lr_now = torch.zeros(len(ms), device=dev)  # [K] float32: this step's rates, read by the fused AdamW
-        self.steps_now = torch.zeros(len(ms), device=dev)  # [K] float32: optimiser steps, for its bias corrections
-        self.decay_groups = ([i for i, d in enumerate(self.decay) if d], [i for i, d in enumerate(self.decay) if not d])
-        # per member and decay group: its slices of the stacked weights and moments (views, made once)
-        self.slices = [
-            [tuple([t[i][k] for i in group] for t in (self.params, self.exp_avg, self.exp_avg_sq)) for group in self.decay_groups]
-            for k in range(len(ms))
-        ]
         batch = ms[0].batcher.batch_size
         self.offsets = torch.arange(batch, device=dev)  # [B]
         self.perms = [m.batcher.perm.clone() for m in ms]  # [N_k] each
@@ -210,8 +203,8 @@ class StackedGroup:
         losses = self._member_losses() if self.batches is None else self._group_losses()  # [K]
         losses.sum().backward()  # members' parameters are disjoint: each gets its own loss's gradient
         with torch.no_grad():
-            norms, divisor = self._clip()
-            self._adamw(divisor)
+            norms = self._clip()
+            self._adamw()
             self._ema()
         return losses.detach(), norms
 
@@ -245,31 +238,34 @@ class StackedGroup:
         """[K] -> [K, 1, ...] in like's dtype, to broadcast over a stacked tensor."""
         return values.to(like.dtype).reshape((self.K,) + (1,) * (like.ndim - 1))
 
-    def _clip(self) -> tuple[Tensor, Tensor]:
-        """Per member ||g|| and the divisor max(1, (||g|| + 1e-6) / clip) that applies torch's
-        clip_grad_norm_ (g *= min(1, clip / (||g|| + 1e-6))) inside the fused AdamW. Each [K]."""
-        per_tensor = torch.stack([torch.linalg.vector_norm(p.grad.flatten(1), dim=1) for p in self.params])  # [P, K]
+    def _clip(self) -> Tensor:
+        """Per member: g *= min(1, clip / (||g|| + 1e-6)) (torch's clip_grad_norm_). Returns ||g||: [K]."""
+        grads = [p.grad for p in self.params]
+        per_tensor = torch.stack([torch.linalg.vector_norm(g.flatten(1), dim=1) for g in grads])  # [P, K]
         total = torch.linalg.vector_norm(per_tensor, dim=0)  # [K]
-        return total, torch.clamp((total + 1e-6) / self.grad_clip.to(total.dtype), min=1.0)
+        coef = torch.clamp(self.grad_clip.to(total.dtype) / (total + 1e-6), max=1.0)  # [K]
+        for g in grads:
+            g.mul_(self._view(coef, g))
+        return total
 
-    def _adamw(self, grad_divisor: Tensor) -> None:
-        """torch.optim.AdamW's fused update (torch._fused_adamw_, as the trainer's) per member and
-        decay group: the member's rate from its schedule, weight decay, step count and clipping."""
+    def _adamw(self) -> None:
+        """torch.optim.AdamW's update (amsgrad off) for all members at once, with [K] rates, step
+        counts and weight decays: a few kernels per parameter tensor, none per member."""
         beta1, beta2 = self.members[0].config.betas
         eps = self.members[0].optimizer.defaults["eps"]
-        self.lr_now.copy_(self.lr_table.gather(1, self.opt_steps.long().clamp(max=self.lr_table.shape[1] - 1)[:, None])[:, 0])
+        lr = self.lr_table.gather(1, self.opt_steps.long().clamp(max=self.lr_table.shape[1] - 1)[:, None])[:, 0]  # [K]
         self.opt_steps.add_(1)
-        self.steps_now.copy_(self.opt_steps)
-        divisor = grad_divisor.to(self.lr_now.dtype)
-        for k, m in enumerate(self.members):
-            for (params, exp_avg, exp_avg_sq), indices, decay in zip(self.slices[k], self.decay_groups, (m.config.weight_decay, 0.0)):
-                if not indices:
-                    continue
-                grads = [self.params[i].grad[k] for i in indices]
-                torch._fused_adamw_(
-                    params, grads, exp_avg, exp_avg_sq, [], [self.steps_now[k]] * len(indices), lr=self.lr_now[k], beta1=beta1,
-                    beta2=beta2, weight_decay=decay, eps=eps, amsgrad=False, maximize=False, grad_scale=divisor[k], found_inf=None,
-                )
+        step_size = lr / (1 - beta1**self.opt_steps)  # [K]
+        bias2_sqrt = torch.sqrt(1 - beta2**self.opt_steps)  # [K]
+        shrink = 1 - lr * self.weight_decay  # [K]
+        for p, m, v, decay in zip(self.params, self.exp_avg, self.exp_avg_sq, self.decay):
+            g = p.grad
+            if decay:
+                p.mul_(self._view(shrink, p))
+            m.lerp_(g, 1 - beta1)
+            v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+            denom = (v.sqrt() / self._view(bias2_sqrt, v)).add_(eps)
+            p.add_((m / denom) * self._view(-step_size, p))
 
     def _ema(self) -> None:
         """ema += (1 - d)(p - ema), d = min(decay, (1 + n) / (10 + n)) per member."""
