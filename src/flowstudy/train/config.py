@@ -155,7 +155,13 @@ RECIPES: dict[str, dict[str, Any]] = {
     "mlp": {"steps": 2000, "lr": 1e-3, "batch_size": 256, "aug": ["noise:0.4"], "flow": "otcfm"},
     "unet": {"steps": 2000, "lr": 1e-3, "batch_size": 256, "aug": ["noise:0.4"]},
     "dit": {"steps": 3000, "lr": 5e-4, "batch_size": 256, "aug": _NOISE_AUG},
-    "mamba": {"steps": 1000, "lr": 5e-4, "batch_size": 128, "aug": _NOISE_AUG, "base_field": "gaussian"},
+    # Mamba: the network alone, longer and with stronger augmentation. With the Gaussian base field
+    # its residual overfits from the first validation, so the best checkpoint was the base field
+    # itself (a Gaussian fitted to the augmented rows, worse than the Gaussian fit on every ranked
+    # sample metric). This recipe beats the Gaussian fit on fidelity, novelty, cosine-kNN C2ST,
+    # density and coverage, not by NLL (+0.129 nats/dim) or norm (0.966); 3 seeds on an H100,
+    # docs/results/mamba/NOTES.md.
+    "mamba": {"steps": 4000, "lr": 5e-4, "batch_size": 256, "aug": ["noise:0.5"]},
 }
 
 
