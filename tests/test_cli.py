@@ -27,7 +27,7 @@ def test_train_writes_a_run_with_the_resolved_config(trained):
     run, _ = trained
     config = json.loads((run / "config.json").read_text())
     assert config["base_field"] == "gaussian" and config["steps"] == 40 and config["arch"] == "mlp-tiny"
-    assert config["aug"] == RECIPES["mlp"]["aug"] and config["flow"] == RECIPES["mlp"]["flow"]  # the mlp recipe's
+    assert config["aug"] == RECIPES["mlp"]["aug"] and config["flow"] == RECIPES["mlp"].get("flow", "icfm")  # the mlp recipe's
     assert (run / "checkpoints" / "best.pt").exists() and (run / "checkpoints" / "last.pt").exists()
 
 

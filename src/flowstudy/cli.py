@@ -119,6 +119,16 @@ def train(
     base_field: Optional[str] = typer.Option(
         None, "--base-field", help="none, or gaussian: the network learns the residual of the data's Gaussian-fit velocity."
     ),
+    base_fit: Optional[str] = typer.Option(None, "--base-fit", help="Rows the base field is fitted to: augmented or train."),
+    residual_rank: Optional[int] = typer.Option(
+        None, "--residual-rank", help="With --base-field gaussian: the network acts only in the top-k principal subspace."
+    ),
+    residual_input: Optional[str] = typer.Option(None, "--residual-input", help="What that network reads: subspace or full."),
+    residual_scale: Optional[float] = typer.Option(None, "--residual-scale", help="alpha in v = base + alpha * residual."),
+    residual_scales: Optional[list[float]] = typer.Option(
+        None, "--residual-scales", help="After training, choose alpha from these by validation NLL; repeatable."
+    ),
+    select_by: Optional[str] = typer.Option(None, "--select-by", help="What picks best.pt: loss or nll (validation)."),
     teacher: Optional[str] = typer.Option(None, help="Reflow: run directory whose ODE provides the pairs."),
     model_opt: Optional[list[str]] = typer.Option(None, "--model-opt", help="Model override KEY=VALUE; repeatable."),
     flow_opt: Optional[list[str]] = typer.Option(None, "--flow-opt", help="Flow override KEY=VALUE; repeatable."),
@@ -134,6 +144,8 @@ def train(
     options = dict(
         flow=flow, steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
         device=device, aug=aug or None, subset=subset, patience=patience, base_field=base_field, teacher=teacher, tracker=tracker,
+        base_fit=base_fit, residual_rank=residual_rank, residual_input=residual_input, residual_scale=residual_scale,
+        residual_scales=residual_scales or None, select_by=select_by,
         model=parse_options(model_opt, "--model-opt") or None, flow_options=parse_options(flow_opt, "--flow-opt") or None,
         graph=False if no_graph else None,
     )

@@ -160,6 +160,7 @@ def ode_log_prob(
     atol: float = 1e-5,
     chunk: int = DEFAULT_CHUNK,
     seed: int = 0,
+    exact_divergence: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]] | None = None,
 ) -> tuple[Tensor, int]:
     """log p_1(x) of the flow ``velocity_fn`` (module docstring), in the flow's own space.
 
@@ -169,6 +170,8 @@ def ode_log_prob(
     x: [B, D] data rows (float32 or float64; the ODE state keeps that precision).
     estimator: "exact" or "hutchinson" (``probes`` Rademacher probes per row, seeded by ``seed``).
     solver, steps, rtol, atol: :func:`flowstudy.solvers.solve` from t = 1 to t = 0.
+    exact_divergence: ``(x, t) -> (v [B, D], div [B])`` from a field that knows its own exact
+    divergence (:meth:`flowstudy.flows.subspace.SubspaceResidual.divergence`); used by "exact".
 
     Returns log p [K, B] (K = probes for Hutchinson, 1 for exact) and the network evaluations.
     """
@@ -187,6 +190,9 @@ def ode_log_prob(
     functional = [True]  # torch.func until the network refuses it, then plain autograd
 
     def divergence(y: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+        if eps is None and exact_divergence is not None:
+            v, div = exact_divergence(y, t)
+            return v, div[None]  # [1, B]
         if eps is None:
             v, div = divergence_exact(velocity_fn, y, t, chunk, functional=functional[0])
             return v, div[None]  # [1, B]
@@ -361,7 +367,12 @@ def heldout_nll(
     started = time.perf_counter()
     param = next(run.model.parameters())
     device, dtype = param.device, param.dtype  # fp32 for trained runs: no autocast here
-    estimator = resolve_estimator(estimator, device)
+    # a field that knows its exact divergence cheaply (a subspace residual: k VJPs) uses it
+    structured = getattr(run.model, "divergence", None)
+    if structured is not None and estimator in ("auto", "exact"):
+        estimator = "exact"
+    else:
+        structured, estimator = None, resolve_estimator(estimator, device)
     std = run.standardizer
     x = _subset(torch.as_tensor(np.asarray(heldout)), rows, seed)
     z = std.transform(x.double())  # [B, D]
@@ -376,7 +387,7 @@ def heldout_nll(
     for i, start in enumerate(range(0, z.shape[0], batch_size)):
         lp, nfe = ode_log_prob(
             velocity, z[start : start + batch_size].to(device=device, dtype=dtype), estimator=estimator, probes=probes,
-            solver=solver, steps=steps, rtol=rtol, atol=atol, chunk=chunk, seed=seed + i,
+            solver=solver, steps=steps, rtol=rtol, atol=atol, chunk=chunk, seed=seed + i, exact_divergence=structured,
         )
         parts.append(lp.cpu())
     model_lp = torch.cat(parts, dim=1)  # [K, B]

@@ -62,7 +62,8 @@ class LoadedRun:
 
     ``model(x, t)`` is the run's whole velocity field: for a run with a Gaussian base field it is
     a :class:`~flowstudy.flows.gaussian_base.WithBaseField` (base + network; the network is
-    ``model.net``).
+    ``model.net``); with a ``residual_rank`` a
+    :class:`~flowstudy.flows.subspace.SubspaceResidual`.
     """
 
     model: nn.Module
@@ -93,6 +94,8 @@ def load_run(run_dir: str | Path, which: str = "best", device: str | torch.devic
         raise CheckpointError(f"{paths.root}: holds no checkpoint (looked for checkpoints/best.pt and last.pt)")
     state = load_checkpoint(path)
     model = create_model(state["arch"], **state["model_config"])
+    if state.get("residual") is not None:
+        model = _subspace_net(model, state)
     try:
         model.load_state_dict(state["ema"]["model"] if ema else state["model"])
     except RuntimeError as err:
@@ -103,10 +106,23 @@ def load_run(run_dir: str | Path, which: str = "best", device: str | torch.devic
     return LoadedRun(model, Standardizer.from_state_dict(state["standardizer"]), state)
 
 
-def _with_base_field(net: nn.Module, state: dict) -> nn.Module:
+def _base(state: dict):
     from flowstudy.flows import create_flow
-    from flowstudy.flows.gaussian_base import GaussianBaseField, WithBaseField
+    from flowstudy.flows.gaussian_base import GaussianBaseField
 
     cfg = state["config"]
-    path = create_flow(cfg["flow"], **cfg.get("flow_options", {})).path
-    return WithBaseField(net, GaussianBaseField.from_state(state["base_field"], path))
+    return GaussianBaseField.from_state(state["base_field"], create_flow(cfg["flow"], **cfg.get("flow_options", {})).path)
+
+
+def _subspace_net(net: nn.Module, state: dict) -> nn.Module:
+    """The network confined to the base field's top principal subspace (checkpoint ``residual``)."""
+    from flowstudy.flows.subspace import SubspaceNet
+
+    return SubspaceNet.around(net, _base(state), **state["residual"])
+
+
+def _with_base_field(net: nn.Module, state: dict) -> nn.Module:
+    """base + network, or base + subspace residual when the network is a SubspaceNet."""
+    from flowstudy.flows.subspace import compose_field
+
+    return compose_field(net, _base(state))

@@ -25,7 +25,8 @@ import flowstudy
 from flowstudy.data import Standardizer, apply_augmentations, parse_augmentations
 from flowstudy.data.resolve import load_train_val
 from flowstudy.errors import CheckpointError, ConfigError, TrainingError
-from flowstudy.flows.gaussian_base import GaussianBaseField, WithBaseField
+from flowstudy.flows.gaussian_base import GaussianBaseField
+from flowstudy.flows.subspace import SubspaceNet, compose_field, effective_rank
 from flowstudy.io import atomic_write_json
 from flowstudy.train.checkpoint import load_checkpoint, save_checkpoint
 from flowstudy.train.config import TrainConfig
@@ -33,6 +34,7 @@ from flowstudy.train.ema import EMA
 from flowstudy.train.graph import make_train_step
 from flowstudy.train.rundir import RunPaths
 from flowstudy.train.schedule import lr_factor
+from flowstudy.train.selection import choose_scale, validation_nll
 from flowstudy.train.trackers import make_trackers
 
 LOG_EVERY = 25  # optimiser steps between loss syncs / metric records
@@ -45,7 +47,8 @@ class TrainingInterrupted(TrainingError):
 @dataclass
 class TrainResult:
     """How a :meth:`Trainer.fit` ended: steps done of the total, validation losses (flow-matching
-    MSE in standardised space, EMA weights), early stop, wall-clock seconds."""
+    MSE in standardised space, EMA weights; ``best_val_loss`` is the best selection score, the
+    validation NLL per dimension with ``select_by = "nll"``), early stop, wall-clock seconds."""
 
     run_dir: Path
     steps: int
@@ -112,10 +115,15 @@ class Trainer:
         self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
         torch.manual_seed(cfg.seed)  # weight init
         self._load_data(resume_state)
-        self.model = create_model(cfg.arch, input_dim=self.dim, **cfg.model).to(self.device)
         self.flow = create_flow(cfg.flow, **cfg.flow_options)
         self.augmentations = parse_augmentations(cfg.aug)
         self.base = self._base_field(resume_state)
+        residual = cfg.residual()
+        net_dim = effective_rank(residual["rank"], self.dim) if residual is not None and residual["reads"] == "subspace" else self.dim
+        self.model = create_model(cfg.arch, input_dim=net_dim, **cfg.model)
+        if residual is not None:  # the network, confined to the base's top principal subspace
+            self.model = SubspaceNet.around(self.model, self.base, **residual)
+        self.model = self.model.to(self.device)
         self.total_steps = cfg.total_steps(self.train_x1.shape[0])
         # fused AdamW: one kernel per step on CUDA, where these small networks are launch-bound;
         # capturable (step counters on the device) when the step is replayed as a CUDA graph
@@ -126,8 +134,8 @@ class Trainer:
         )
         self.ema = EMA(self.model, cfg.ema_decay)
         # The velocity field the loss sees: the network, plus the base field when the run has one.
-        self.field = self.model if self.base is None else WithBaseField(self.model, self.base)
-        self.ema_field = self.ema.model if self.base is None else WithBaseField(self.ema.model, self.base)
+        self.field = compose_field(self.model, self.base)
+        self.ema_field = compose_field(self.ema.model, self.base)
         self.batcher = Batcher(self.train_x1.shape[0], cfg.batch_size, self.generator)
         self.step, self.best_val, self.bad_evals, self.last_val = 0, math.inf, 0, math.nan
         self._pending: list[torch.Tensor] = []
@@ -140,10 +148,12 @@ class Trainer:
             return None
         if resume_state is not None and resume_state.get("base_field") is not None:
             return GaussianBaseField.from_state(resume_state["base_field"], self.flow.path).to(self.device)
-        # Fitted to what the network is trained on: the rows as augmented (4 draws each, from
-        # a generator of its own so the training stream is the same with or without a base).
+        # base_fit "augmented": fitted to what the network is trained on, the rows as augmented (4
+        # draws each, from a generator of its own so the training stream is the same with or
+        # without a base); "train": to the training rows, the Gaussian fit held-out NLL compares with.
         generator = torch.Generator(device=self.device).manual_seed(self.config.seed + 31_337)
-        rows = self.train_x1 if not self.augmentations else torch.cat(
+        raw = not self.augmentations or self.config.base_fit == "train"
+        rows = self.train_x1 if raw else torch.cat(
             [apply_augmentations(self.train_x1, self.augmentations, generator) for _ in range(4)]
         )
         return GaussianBaseField.fit(rows, self.flow.path).to(self.device)
@@ -207,6 +217,7 @@ class Trainer:
             "config": self.config.to_dict(),
             "standardizer": self.standardizer.state_dict(),
             "base_field": self.base.state() if self.base is not None else None,
+            "residual": self.config.residual(),
         }
 
     def _write_run_files(self) -> None:
@@ -229,6 +240,8 @@ class Trainer:
         finally:
             for tracker in trackers:
                 tracker.close()
+        if self.config.residual_scales:
+            self._choose_scale()
         result = TrainResult(
             self.paths.root, self.step, self.total_steps, self.best_val, self.last_val, stopped_early, time.perf_counter() - started
         )
@@ -317,9 +330,13 @@ class Trainer:
     def _validate_and_save(self, trackers) -> bool:
         """Validation, best/last checkpoints, early stopping. Returns True to stop early."""
         self.last_val = self.validation_loss()
-        improved = self.last_val < self.best_val
+        record = {"val_loss": self.last_val}
+        score = self.last_val
+        if self.config.select_by == "nll":
+            score = record["val_nll"] = validation_nll(self.ema_field, self.val_x1, seed=self.config.seed)
+        improved = score < self.best_val
         if improved:
-            self.best_val, self.bad_evals = self.last_val, 0
+            self.best_val, self.bad_evals = score, 0
         else:
             self.bad_evals += 1
         patience = self.config.patience
@@ -330,10 +347,24 @@ class Trainer:
             save_checkpoint(self.paths.best, state)
         save_checkpoint(self.paths.last, state)
         for tracker in trackers:
-            tracker.log(self.step, {"val_loss": self.last_val, "best_val_loss": self.best_val})
+            tracker.log(self.step, {**record, f"best_val_{self.config.select_by}": self.best_val})
         for cb in self.callbacks:
             getattr(cb, "on_validation", lambda *_: None)(self, self.step, self.last_val)
         return stop
+
+    def _choose_scale(self) -> None:
+        """Choose the residual scale α of the best checkpoint's EMA field by validation NLL; write it
+        into best.pt and last.pt (``residual["scale"]``) and the scores into scale_selection.json."""
+        from flowstudy.train.rundir import load_run
+
+        run = load_run(self.paths.root, "best", device=self.device)
+        alpha, scores = choose_scale(run.model, self.val_x1, self.config.residual_scales, seed=self.config.seed)
+        for path in (self.paths.best, self.paths.last):
+            if path.exists():
+                state = load_checkpoint(path)
+                state["residual"] = {**state["residual"], "scale": alpha}
+                save_checkpoint(path, state)
+        atomic_write_json(self.paths.root / "scale_selection.json", {"chosen": alpha, "val_nll_per_dim": {str(a): v for a, v in scores.items()}})
 
     # ----------------------------------------------------------------- run-dir checks
     def _check_fresh(self) -> None:

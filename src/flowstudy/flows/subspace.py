@@ -1,0 +1,149 @@
+"""A network's residual restricted to the top-k principal subspace of the Gaussian base field.
+
+With the Gaussian base field (:mod:`flowstudy.flows.gaussian_base`) the velocity is
+v = base + net. Here the network is confined to the span of the k eigenvectors U_k [D, k] of the
+base covariance with the largest eigenvalues λ_k (the training rows' top principal directions;
+Ledoit–Wolf shrinkage keeps the sample covariance's eigenvectors):
+
+    v(x, t) = base(x, t) + α · U_k h(x, t),
+    h(x, t) = net(y, t),  y = U_kᵀ x / s(t)         (reads = "subspace": net maps k -> k)
+    h(x, t) = U_kᵀ net(x, t)                         (reads = "full": net maps D -> D)
+
+with s_j(t) = sqrt(t² λ_j + (1 - t)²), the spread of the straight-path Gaussian flow along u_j, a
+fixed input normalisation so the network sees unit-variance coordinates at every t (data are
+standardised, so the base's mean is ~0). In the base's eigenbasis the base is diagonal, so the
+coordinates outside the subspace, U_⊥ᵀ x, obey d(U_⊥ᵀ x)/dt = U_⊥ᵀ base only: they follow the
+exact Gaussian flow whatever the network does. With reads = "subspace" the flow factorises,
+
+    log p(x) = log N(U_⊥ᵀ x; U_⊥ᵀ mean, diag λ_⊥) + log p_k(U_kᵀ x),
+
+so the model's likelihood differs from the Gaussian fit's only through the k-dimensional marginal
+p_k: 800 training rows can teach a density in 32-128 directions, not in 1024. α = 0 is the
+Gaussian fit itself.
+
+:class:`SubspaceNet` is the network part, x -> α U_k h(x, t), a D -> D module whose U_k, λ_k and α
+are buffers: it is what the trainer optimises (so stacked training groups, which stack each
+member's parameters and buffers, train it as they train any network), and
+:class:`SubspaceResidual` = base + SubspaceNet is the run's velocity field. Its divergence is
+exact and cheap: tr ∂v/∂x = Σ_j gain_j(t) + α Σ_{j ≤ k} e_jᵀ (∂h/∂x) u_j, the base's trace in
+closed form and k vector-Jacobian products (:meth:`SubspaceResidual.divergence`, used by
+:func:`flowstudy.metrics.likelihood.heldout_nll`).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from flowstudy.errors import ConfigError
+from flowstudy.flows.gaussian_base import GaussianBaseField, WithBaseField
+
+RESIDUAL_INPUTS = ("subspace", "full")
+"""What the network reads: the k whitened subspace coordinates, or the whole state x."""
+
+
+def effective_rank(rank: int, dim: int) -> int:
+    """k = min(rank, D): a rank of D or more is the whole space (so one recipe fits any D)."""
+    if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
+        raise ConfigError(f"residual_rank must be an integer >= 1; got {rank!r}")
+    return min(rank, dim)
+
+
+def top_directions(base: GaussianBaseField, rank: int) -> tuple[Tensor, Tensor]:
+    """U_k [D, k] and λ_k [k]: the base covariance's k = min(rank, D) largest eigenvalues and
+    their eigenvectors, largest first."""
+    rank = effective_rank(rank, base.eigvals.shape[0])
+    order = torch.argsort(base.eigvals, descending=True)[:rank]
+    return base.eigvecs[:, order], base.eigvals[order]
+
+
+class SubspaceNet(nn.Module):
+    """x -> α · U_k h(x, t) (module docstring): [B, D] -> [B, D].
+
+    net: ``forward(y, t)`` with y: [B, k] (reads = "subspace") or [B, D] (reads = "full");
+    basis: U_k [D, k]; lam: λ_k [k]; scale: α. The three are non-persistent buffers: the
+    checkpoint's ``residual`` and base field rebuild them (:meth:`around`), the weights are the net's.
+    """
+
+    def __init__(self, net: nn.Module, basis: Tensor, lam: Tensor, reads: str = "subspace", scale: float = 1.0):
+        super().__init__()
+        if reads not in RESIDUAL_INPUTS:
+            raise ConfigError(f"residual_input must be one of {', '.join(RESIDUAL_INPUTS)}; got {reads!r}")
+        self.net, self.reads, self.rank = net, reads, basis.shape[1]
+        self.register_buffer("basis", basis.float().clone(), persistent=False)
+        self.register_buffer("lam", lam.float().clone(), persistent=False)
+        self.register_buffer("scale", torch.tensor(float(scale)), persistent=False)
+
+    @classmethod
+    def around(cls, net: nn.Module, base: GaussianBaseField, rank: int, reads: str = "subspace", scale: float = 1.0) -> SubspaceNet:
+        """The residual of ``net`` in the top ``rank`` directions of ``base``."""
+        basis, lam = top_directions(base, rank)
+        return cls(net, basis, lam, reads, scale)
+
+    @property
+    def arch(self) -> str:
+        return self.net.arch
+
+    @property
+    def config(self) -> dict:
+        return self.net.config
+
+    def coordinates(self, x: Tensor, t: Tensor) -> Tensor:
+        """h(x, t) [B, k]: the network's velocity in subspace coordinates (before α and U_k)."""
+        if self.reads == "full":
+            return self.net(x, t).float() @ self.basis
+        t = t.float()[:, None]  # [B, 1]
+        spread = (t**2 * self.lam[None, :] + (1 - t) ** 2).sqrt()  # [B, k]
+        return self.net((x.float() @ self.basis) / spread, t[:, 0]).float()
+
+    def forward(self, x: Tensor, t: float | Tensor) -> Tensor:
+        """x: [B, D], t: float or [B] -> [B, D] in x's dtype."""
+        t = torch.as_tensor(t, device=x.device, dtype=torch.float32).reshape(-1).expand(x.shape[0])
+        return (self.scale * (self.coordinates(x, t) @ self.basis.T)).to(x.dtype)
+
+
+class SubspaceResidual(WithBaseField):
+    """v(x, t) = base(x, t) + net(x, t) with ``net`` a :class:`SubspaceNet`, and its exact divergence."""
+
+    def __init__(self, net: SubspaceNet, base: GaussianBaseField):
+        super().__init__(net, base)
+
+    @classmethod
+    def around(cls, net: nn.Module, base: GaussianBaseField, rank: int, reads: str = "subspace", scale: float = 1.0) -> SubspaceResidual:
+        """base + α U_k h for a plain network ``net`` (:meth:`SubspaceNet.around`)."""
+        return cls(SubspaceNet.around(net, base, rank, reads, scale), base)
+
+    @property
+    def scale(self) -> Tensor:
+        """α (the network's buffer; fill it to change the scale)."""
+        return self.net.scale
+
+    def divergence(self, x: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+        """v(x, t) [B, D] and its exact divergence [B]: the base's trace Σ_j gain_j(t) in closed
+        form plus α Σ_j e_jᵀ (∂h/∂x) u_j from k vector-Jacobian products (vmapped)."""
+        from torch.func import vjp, vmap
+
+        t = torch.as_tensor(t, device=x.device, dtype=torch.float32).reshape(-1).expand(x.shape[0])
+        b, k, basis = x.shape[0], self.net.rank, self.net.basis
+        with torch.enable_grad():
+            h, pullback = vjp(lambda y: self.net.coordinates(y, t), x.float())  # h: [B, k]
+            cotangents = torch.eye(k, device=x.device, dtype=h.dtype)[:, None, :].expand(k, b, k)  # [k, B, k]
+            rows = vmap(pullback)(cotangents)[0]  # [k, B, D]: e_jᵀ ∂h/∂x
+        net_trace = torch.einsum("jbd,dj->b", rows, basis)  # Σ_j (e_jᵀ ∂h/∂x) u_j
+        base_trace = self.base.gains(t)[0].sum(-1)  # [B]
+        v = self.base(x, t).float() + self.net.scale * (h @ basis.T)
+        return v.detach().to(x.dtype), (base_trace + self.net.scale * net_trace).detach().to(x.dtype)
+
+
+def compose_field(net: nn.Module, base: GaussianBaseField | None) -> nn.Module:
+    """The velocity field of a run: the network alone (no base), base + network
+    (:class:`~flowstudy.flows.gaussian_base.WithBaseField`), or base + subspace residual when the
+    network is a :class:`SubspaceNet`."""
+    if base is None:
+        if isinstance(net, SubspaceNet):
+            raise ConfigError("a subspace residual (residual_rank) needs the Gaussian base field (base_field = 'gaussian')")
+        return net
+    return SubspaceResidual(net, base) if isinstance(net, SubspaceNet) else WithBaseField(net, base)
+
+
+__all__ = ["RESIDUAL_INPUTS", "SubspaceNet", "SubspaceResidual", "compose_field", "effective_rank", "top_directions"]

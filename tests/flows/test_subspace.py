@@ -1,0 +1,129 @@
+"""The subspace residual: outside the top-k principal subspace the flow is the exact Gaussian flow,
+its likelihood factorises, its structured divergence is the Jacobian trace, and runs keep it."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from flowstudy.errors import ConfigError
+from flowstudy.flows.gaussian_base import GaussianBaseField
+from flowstudy.flows.paths import Straight
+from flowstudy.flows.subspace import SubspaceNet, SubspaceResidual, compose_field
+from flowstudy.metrics.likelihood import divergence_exact, gaussian_fit, gaussian_log_prob, heldout_nll, ode_log_prob
+from flowstudy.models import create_model
+from flowstudy.solvers import solve
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+D, K = 12, 3
+
+
+def _rows(n: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    mix = torch.randn(D, D, generator=g, dtype=torch.float64) * torch.linspace(2.0, 0.2, D, dtype=torch.float64)
+    return torch.randn(n, D, generator=g, dtype=torch.float64) @ mix.T + 0.3
+
+
+def _field(reads: str = "subspace", trained: bool = True, scale: float = 1.0) -> SubspaceResidual:
+    """Base field of 300 rows plus an MLP residual in the top K directions; ``trained``: random
+    weights (the output layer is zero-initialised, so an untrained network adds nothing)."""
+    torch.manual_seed(0)
+    base = GaussianBaseField.fit(_rows(300), Straight())
+    net = create_model("mlp-tiny", input_dim=K if reads == "subspace" else D)
+    if trained:
+        for p in net.parameters():
+            p.data.normal_(0.0, 0.15)
+    return SubspaceResidual.around(net, base, K, reads=reads, scale=scale).eval()
+
+
+def _gaussian_log_prob(field: SubspaceResidual, x: torch.Tensor) -> torch.Tensor:
+    base = field.base
+    return gaussian_log_prob(x, base.mean, base.eigvecs, base.eigvals)
+
+
+def _complement(field: SubspaceResidual, x: torch.Tensor) -> torch.Tensor:
+    """Coordinates of x [B, D] along the D - K directions outside the subspace: [B, D - K]."""
+    order = torch.argsort(field.base.eigvals, descending=True)[K:]
+    return x.float() @ field.base.eigvecs[:, order]
+
+
+def test_zero_network_has_the_gaussian_closed_form():
+    field = _field(trained=False)
+    x = _rows(16, seed=1).float()
+    log_p, _ = ode_log_prob(field, x.double(), estimator="exact", steps=40, exact_divergence=field.divergence)
+    np.testing.assert_allclose(log_p[0].numpy(), _gaussian_log_prob(field, x).numpy(), rtol=1e-5, atol=1e-4)
+    # alpha = 0 is the Gaussian fit whatever the network's weights
+    zero = _field(trained=True, scale=0.0)
+    log_p0, _ = ode_log_prob(zero, x.double(), estimator="exact", steps=40, exact_divergence=zero.divergence)
+    np.testing.assert_allclose(log_p0[0].numpy(), _gaussian_log_prob(zero, x).numpy(), rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("reads", ["subspace", "full"])
+def test_complement_follows_the_gaussian_flow_exactly(reads):
+    field = _field(reads)
+    noise = torch.randn(64, D, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        end = solve(field, noise, 0.0, 1.0, method="rk4", steps=30).x
+        gauss = solve(field.base, noise, 0.0, 1.0, method="rk4", steps=30).x
+    assert (end - gauss).abs().max() > 0.1  # the network moves the samples ...
+    torch.testing.assert_close(_complement(field, end), _complement(field, gauss), atol=1e-5, rtol=1e-5)  # ... only inside
+
+
+def test_likelihood_factorises_into_the_complements_gaussian_and_the_subspace_flow():
+    """reads = "subspace": log p(x) - log N_perp(x) depends on the subspace coordinates only."""
+    field = _field("subspace")
+    x = _rows(8, seed=2)
+    order = torch.argsort(field.base.eigvals, descending=True)
+    perp = field.base.eigvecs[:, order[K:]].double()  # [D, D - K]
+    moved = x + torch.randn(8, D - K, generator=torch.Generator().manual_seed(4), dtype=torch.float64) @ perp.T
+
+    def excess(rows: torch.Tensor) -> torch.Tensor:
+        log_p, _ = ode_log_prob(field, rows, estimator="exact", steps=40, exact_divergence=field.divergence)
+        lam = field.base.eigvals[order[K:]].double()
+        y = (rows - field.base.mean.double()) @ perp  # complement coordinates
+        log_perp = -0.5 * ((y.square() / lam).sum(1) + lam.log().sum() + (D - K) * math.log(2 * math.pi))
+        return log_p[0] - log_perp
+
+    assert (excess(x) - _gaussian_log_prob(field, x)).abs().max() > 0.01  # not the Gaussian any more
+    torch.testing.assert_close(excess(moved), excess(x), atol=2e-4, rtol=1e-5)
+
+
+@pytest.mark.parametrize("reads", ["subspace", "full"])
+def test_structured_divergence_is_the_jacobian_trace(reads):
+    field = _field(reads, scale=0.7)
+    x, t = _rows(10, seed=5).float(), torch.rand(10, generator=torch.Generator().manual_seed(6))
+    v, div = field.divergence(x, t)
+    v_ref, div_ref = divergence_exact(field, x, t)
+    torch.testing.assert_close(v, v_ref)
+    torch.testing.assert_close(div, div_ref, atol=1e-4, rtol=1e-4)
+
+
+def test_heldout_nll_uses_the_exact_structured_divergence():
+    from types import SimpleNamespace
+
+    from flowstudy.data import Standardizer
+
+    field = _field(trained=False)
+    train = _rows(300)
+    std = Standardizer(torch.zeros(D, dtype=torch.float64), torch.ones(D, dtype=torch.float64), 0.1, torch.ones(D, dtype=torch.float64))
+    res = heldout_nll(SimpleNamespace(model=field, standardizer=std), _rows(40, seed=7).numpy(), train.numpy(), steps=40)
+    assert res.estimator == "exact" and res.model.std_error == 0.0
+    assert abs(res.gap_to_gaussian) < 1e-5  # the base is the full fit of the same training rows
+    assert gaussian_fit(train)[3] == pytest.approx(field.base.shrinkage)
+
+
+def test_bad_settings_are_named():
+    base = GaussianBaseField.fit(_rows(50), Straight())
+    net = create_model("mlp-tiny", input_dim=K)
+    with pytest.raises(ConfigError, match="residual_rank must be an integer >= 1; got 0"):
+        SubspaceResidual.around(net, base, 0)
+    whole = SubspaceNet.around(create_model("mlp-tiny", input_dim=D), base, 4 * D)  # rank >= D: the whole space
+    assert whole.rank == D and torch.allclose(whole.basis.T @ whole.basis, torch.eye(D), atol=1e-5)
+    with pytest.raises(ConfigError, match="residual_input must be one of subspace, full"):
+        SubspaceResidual.around(net, base, K, reads="sub")
+    with pytest.raises(ConfigError, match="needs the Gaussian base field"):
+        compose_field(SubspaceNet.around(net, base, K), None)

@@ -1,0 +1,82 @@
+"""Runs with a subspace residual and a base field fitted to the training rows: what the trainer
+builds, what the checkpoint keeps and what load_run rebuilds; config errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from flowstudy.errors import ConfigError
+from flowstudy.flows.gaussian_base import WithBaseField, ledoit_wolf
+from flowstudy.flows.subspace import SubspaceResidual
+from flowstudy.train import Trainer, load_run
+from flowstudy.train.config import resolve_config
+
+
+def _train_rows(run, cfg) -> torch.Tensor:
+    rows = torch.from_numpy(np.load(cfg.data.rsplit(":", 1)[0] + "/train.npy"))
+    return run.standardizer.transform(rows.double())
+
+
+def test_subspace_run_reloads_the_field_it_trained(tmp_path, tiny_config):
+    cfg = tiny_config(steps=20, base_field="gaussian", base_fit="train", residual_rank=4, residual_scale=0.5, aug=["noise:0.3"])
+    trainer = Trainer(cfg, tmp_path / "run", progress=False)
+    trainer.fit()
+    run = load_run(tmp_path / "run", which="last")
+    model = run.model
+    assert isinstance(model, SubspaceResidual) and model.net.rank == 4 and model.net.reads == "subspace"
+    assert model.net.net.input_dim == 4 and float(model.scale) == 0.5
+    assert run.checkpoint["residual"] == {"rank": 4, "reads": "subspace", "scale": 0.5}
+    x, t = torch.randn(32, 16), torch.rand(32)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x, t), trainer.ema_field.eval()(x, t))
+        assert (model(x, t) - model.base(x, t)).abs().max() > 0  # the network trained and acts
+    # base_fit = "train": the base is the Ledoit-Wolf fit of the training rows, not of augmented ones
+    cov, _ = ledoit_wolf(_train_rows(run, cfg))
+    base_cov = model.base.eigvecs.double() @ torch.diag(model.base.eigvals.double()) @ model.base.eigvecs.double().T
+    torch.testing.assert_close(base_cov, cov, atol=1e-4, rtol=1e-4)
+
+
+def test_augmented_base_fit_is_wider_and_the_default(tmp_path, tiny_config):
+    cfg = tiny_config(steps=1, lr=1e-12, base_field="gaussian", aug=["noise:0.3"])
+    assert cfg.base_fit == "augmented" and cfg.residual() is None
+    Trainer(cfg, tmp_path / "run", progress=False).fit()
+    run = load_run(tmp_path / "run")
+    assert isinstance(run.model, WithBaseField)
+    cov, _ = ledoit_wolf(_train_rows(run, cfg))
+    # noise 0.3 adds ~0.09 per standardised direction (the std floor makes some a little wider)
+    assert float(run.model.base.eigvals.sum() - cov.trace()) / 16 == pytest.approx(0.09, rel=0.35)
+
+
+def test_mlp_and_unet_recipes_learn_a_subspace_residual_over_the_gaussian_fit():
+    for arch in ("mlp", "unet", "unet-small"):
+        cfg = resolve_config(None, {"arch": arch})
+        assert cfg.base_field == "gaussian" and cfg.base_fit == "train" and cfg.residual() is not None
+    assert resolve_config(None, {"arch": "dit"}).residual() is None
+
+
+def test_residual_settings_are_checked():
+    with pytest.raises(ConfigError, match="residual_rank 8 needs base_field = 'gaussian'; got 'none'"):
+        resolve_config(None, {"residual_rank": 8, "base_field": "none"})
+    with pytest.raises(ConfigError, match="residual_rank must be an integer >= 1; got 0"):
+        resolve_config(None, {"residual_rank": 0, "base_field": "gaussian"})
+    with pytest.raises(ConfigError, match="residual_input must be one of subspace, full; got 'x'"):
+        resolve_config(None, {"residual_input": "x"})
+    with pytest.raises(ConfigError, match="base_fit must be one of augmented, train; got 'raw'"):
+        resolve_config(None, {"base_fit": "raw"})
+
+
+def test_study_files_take_the_residual_options_as_axes():
+    from flowstudy.study.spec import parse_spec
+
+    spec = parse_spec(
+        {
+            "study": {"name": "t", "seeds": [0]},
+            "base": {"data": "some/dir:train", "arch": "mlp", "select_by": "nll", "residual_scales": [0.0, 1.0]},
+            "axes": {"residual_rank": [32, 128], "base_fit": ["train", "augmented"]},
+        },
+        source="t.toml",
+    )
+    got = [(c.config.residual_rank, c.config.base_fit, c.config.select_by, c.config.residual_scales) for c in spec.cells]
+    assert got == [(r, f, "nll", [0.0, 1.0]) for r in (32, 128) for f in ("train", "augmented")]
