@@ -5,12 +5,16 @@ One process, one GPU, one table: for each network at batch 256 on builtin:sonar-
                     AdamW, fp32, no EMA or clipping (steps 5.. timed)
     eager trainer   flowstudy's Trainer with graph=False (data on the device, fused AdamW, EMA, clipping)
     captured        flowstudy's Trainer with graph=True: one CUDA graph per step (flowstudy.train.graph)
-    stacked         K runs (seeds) as one StackedGroup, captured: model-steps/s = K x group steps/s
+    stacked         K runs (seeds) as one StackedGroup, captured: model-steps/s = K x group steps/s;
+                    --stacked-step picks the group's draws: vectorised (the default for seeds of one
+                    configuration), per-member (each member's own generator), or both side by side
 and samples/s at 50 NFE (Euler, 50 steps): the eager solver against the graph-replayed one
-(flowstudy.graph_solver), in fp32 and with bf16 autocast inside the network.
+(flowstudy.graph_solver), in fp32 and with bf16 autocast inside the network, and with
+--compile-velocity MODE also the bf16 velocity compiled by torch.compile inside the graph.
 
     python benchmarks/bench_gpu_train.py --out results/          # all networks
     python benchmarks/bench_gpu_train.py --quick                 # a short check of every path
+    python benchmarks/bench_gpu_train.py --only mlp --columns stacked --stacked-step both   # the stacked row alone
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import bench_train  # benchmarks/: the plain loop
 import torch
 
 from flowstudy.data import Standardizer, load_dataset
-from flowstudy.graph_solver import GraphSolver
+from flowstudy.graph_solver import COMPILE_MODES, GraphSolver
 from flowstudy.models import create_model
 from flowstudy.sampling import _velocity
 from flowstudy.solvers import solve
@@ -80,18 +84,27 @@ def plain_loop_rate(arch, model_kw, steps, batch, x: torch.Tensor) -> float:
     return bench_train.plain_loop_rate(model, steps, batch, torch.device(DEVICE), x)
 
 
-def stacked_rate(arch, model, steps, batch, members: int, workdir: Path) -> float:
+def stacked_rate(arch, model, steps, batch, members: int, workdir: Path, vectorise: bool | None = None) -> tuple[float, str]:
     """Model-steps/s of ``members`` seeds trained as one captured group, between its first and last
-    loss records (setup, capture and the final validation excluded)."""
+    loss records (setup, capture and the final validation, skipped here, excluded), and the group's
+    step kind."""
     configs = [_config(arch, model, steps, batch, seed=s) for s in range(members)]
-    group = StackedGroup(configs, [workdir / f"group-{arch}-{model.get('backend', '')}-{s}" for s in range(members)])
+    name = f"group-{arch}-{model.get('backend', '')}-{vectorise}"
+    group = StackedGroup(configs, [workdir / f"{name}-{s}" for s in range(members)], vectorise=vectorise)
+    for member in group.members:  # the final validation and checkpoints (2 x 64 files) are outside the timed window
+        member._validate_and_save = lambda trackers: False
     group.fit()
     (s0, t0), (s1, t1) = group.marks[0], group.marks[-1]
-    return members * (s1 - s0) / (t1 - t0)
+    return members * (s1 - s0) / (t1 - t0), group.step_kind
+
+
+COLUMNS = ("plain", "eager", "captured", "stacked", "sampling")
+STACKED_STEPS = {"auto": [None], "vectorised": [True], "per-member": [False], "both": [True, False]}
+"""--stacked-step -> StackedGroup's ``vectorise`` per measured group."""
 
 
 @torch.no_grad()
-def sampling_rates(run_dir: Path, n: int, repeats: int) -> dict[str, float]:
+def sampling_rates(run_dir: Path, n: int, repeats: int, compile_mode: str | None = None) -> dict[str, float]:
     device = torch.device(DEVICE)
     run = load_run(run_dir, "last", device=device)
     out = {}
@@ -103,15 +116,16 @@ def sampling_rates(run_dir: Path, n: int, repeats: int) -> dict[str, float]:
     solve(velocity, x, 0.0, 1.0, method="euler", steps=50)
     _sync()
     out["eager_fp32"] = n / (time.perf_counter() - tic)
-    for precision in ("fp32", "bf16"):
-        solver = GraphSolver(_velocity(run, device, precision), n, x.shape[1], device=device, method="euler", steps=50)
-        solver(x)
+    variants = [("fp32", None), ("bf16", None)] + ([("bf16", compile_mode)] if compile_mode else [])
+    for precision, mode in variants:
+        solver = GraphSolver(_velocity(run, device, precision), n, x.shape[1], device=device, method="euler", steps=50, compile=mode)
+        solver(x)  # compiled (when asked) and captured before the clock starts
         _sync()
         tic = time.perf_counter()
         for _ in range(repeats):
             solver(x)
         _sync()
-        out[f"graph_{precision}"] = n * repeats / (time.perf_counter() - tic)
+        out[f"graph_{precision}" + ("_compiled" if mode else "")] = n * repeats / (time.perf_counter() - tic)
         del solver
     return out
 
@@ -123,6 +137,13 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=64, help="stacked group size for the MLP (others: a quarter)")
     parser.add_argument("--only", nargs="*", default=None, help="row labels to run (default: all)")
     parser.add_argument("--device", default="cuda", help="cuda; cpu only to smoke-test this script")
+    parser.add_argument("--columns", nargs="*", choices=COLUMNS, default=list(COLUMNS), help="what to measure (sampling needs captured)")
+    parser.add_argument(
+        "--stacked-step", choices=list(STACKED_STEPS), default="auto", help="the stacked group's draws: vectorised, per-member, both, or the group's default"
+    )
+    parser.add_argument(
+        "--compile-velocity", choices=COMPILE_MODES, default=None, help="also sample with the velocity torch.compile'd in this mode (bf16)"
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     global DEVICE
@@ -139,15 +160,22 @@ def main() -> None:
             steps = (50 if DEVICE == "cuda" else 30) if args.quick else (150 if slow else 400)
             row = {"network": label}
             try:
-                row["plain"] = plain_loop_rate(arch, model, max(30, steps // 2), args.batch, x)
-                row["eager"], _ = trainer_rate(arch, model, steps, args.batch, False, Path(tmp))
-                row["captured"], run_dir = trainer_rate(arch, model, steps, args.batch, True, Path(tmp))
-                members = args.members if arch == "mlp" else max(2, args.members // 4)
-                row["stacked_members"] = members
-                row["stacked_model_steps"] = stacked_rate(arch, model, steps if not slow else 50, args.batch, members, Path(tmp))
-                n = (2048 if slow else 65536 if arch in ("mlp", "unet") else 8192) if not args.quick else (4096 if DEVICE == "cuda" else 64)
-                row.update({f"samples_{k}": v for k, v in sampling_rates(run_dir, n, 2 if args.quick or slow else 5).items()})
-                row["sample_n"] = n
+                if "plain" in args.columns:
+                    row["plain"] = plain_loop_rate(arch, model, max(30, steps // 2), args.batch, x)
+                if "eager" in args.columns:
+                    row["eager"], _ = trainer_rate(arch, model, steps, args.batch, False, Path(tmp))
+                if "captured" in args.columns or "sampling" in args.columns:
+                    row["captured"], run_dir = trainer_rate(arch, model, steps, args.batch, True, Path(tmp))
+                if "stacked" in args.columns:
+                    members = args.members if arch == "mlp" else max(2, args.members // 4)
+                    row["stacked_members"] = members
+                    for vectorise in STACKED_STEPS[args.stacked_step]:
+                        rate, kind = stacked_rate(arch, model, steps if not slow else 50, args.batch, members, Path(tmp), vectorise)
+                        row[f"stacked_model_steps_{kind}"] = rate
+                if "sampling" in args.columns:
+                    n = (2048 if slow else 65536 if arch in ("mlp", "unet") else 8192) if not args.quick else (4096 if DEVICE == "cuda" else 64)
+                    row.update({f"samples_{k}": v for k, v in sampling_rates(run_dir, n, 2 if args.quick or slow else 5, args.compile_velocity).items()})
+                    row["sample_n"] = n
             except Exception as err:  # one network's failure must not lose the others' numbers
                 row["error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:300] if str(err) else ''}"
             rows.append(row)
@@ -172,15 +200,16 @@ def table(rows: list[dict], args) -> list[str]:
     lines = [
         f"device: {device}; torch {torch.__version__}; triton {triton.__version__}; batch {args.batch}; fp32 training",
         "",
-        "| network | plain loop steps/s | eager trainer | captured trainer | captured / plain | stacked model-steps/s (K) | samples/s eager fp32 | graph fp32 | graph bf16 |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| network | plain loop steps/s | eager trainer | captured trainer | captured / plain | stacked model-steps/s (K, draws) | samples/s eager fp32 | graph fp32 | graph bf16 | graph bf16 compiled |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
         ratio = f"{r['captured'] / r['plain']:.1f}×" if "captured" in r and "plain" in r else "—"
-        stacked = f"{f(r, 'stacked_model_steps')} ({r.get('stacked_members', '—')})"
+        kinds = [k for k in ("vectorised", "per-member") if f"stacked_model_steps_{k}" in r]
+        stacked = "; ".join(f"{f(r, f'stacked_model_steps_{k}')} ({r['stacked_members']}, {k})" for k in kinds) or "—"
         lines.append(
             f"| {r['network']} | {f(r, 'plain', '.1f')} | {f(r, 'eager', '.1f')} | {f(r, 'captured', '.1f')} | {ratio} | {stacked} "
-            f"| {f(r, 'samples_eager_fp32')} | {f(r, 'samples_graph_fp32')} | {f(r, 'samples_graph_bf16')} |"
+            f"| {f(r, 'samples_eager_fp32')} | {f(r, 'samples_graph_fp32')} | {f(r, 'samples_graph_bf16')} | {f(r, 'samples_graph_bf16_compiled')} |"
             + (f" error: {r['error']}" if "error" in r else "")
         )
     return lines

@@ -3,12 +3,20 @@
 #   bash benchmarks/gpu_session.sh check|bench|study SPEC [WORKERS] [PREVIOUS_TAR]
 #   bash benchmarks/gpu_session.sh validate      # graph/stacked/sampling GPU tests, then bench_gpu_train.py (BENCH_ARGS)
 #   bash benchmarks/gpu_session.sh final         # the architectures study with runs in stacked groups of up to 64
+#   bash benchmarks/gpu_session.sh scan          # Mamba GPU tests (Triton scan against float64, torch and fused), then bench_scan.py
+#   bash benchmarks/gpu_session.sh bg SPEC [WORKERS] [PREVIOUS_TAR]   # start a study in the background (setsid)
+#   bash benchmarks/gpu_session.sh snap NAME [UNTIL_S]   # wait until the background study ends or UNTIL_S, then copy its state
+# (bg + snap: a study longer than one call runs on while the machine is held; each call's snap copies
+#  the state out, and a fresh machine resumes from the last copy given as PREVIOUS_TAR.
+#  MAMBA_BACKEND=triton|fused|auto sets the Mamba layers' backend for a bg study: the spec is copied
+#  with `model = {backend = ...}` in its [base].)
 # (study: GROUP_SIZE=N trains runs that share a network in stacked groups of up to N.)
 # Outputs go to $OUT (logs, Markdown tables, a tarball of the study directory without checkpoints).
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT" /tmp/site
-python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .gpu/*.whl .whl/*.whl >/dev/null 2>&1
+wheels=$(ls .gpu/*.whl .whl/*.whl 2>/dev/null)
+[ -n "$wheels" ] && python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site $wheels >/dev/null 2>&1
 export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1
 python3 -c "import torch, mamba_ssm; print('torch', torch.__version__, torch.cuda.get_device_name(), 'mamba_ssm', mamba_ssm.__version__)"
 part=$1
@@ -51,6 +59,47 @@ for f in sorted(glob.glob('$name/cells/*/samples.npy')):
       -p no:cacheprovider -o addopts="" 2>&1 | tee "$OUT/gpu_tests.log" | tail -30
     mkdir -p "$OUT/train" && python3 -m pip list 2>/dev/null | grep -i -E "^(torch|triton|mamba)" > "$OUT/train/versions.txt"
     timeout ${BENCH_TIMEOUT:-240} python3 benchmarks/bench_gpu_train.py ${BENCH_ARGS:-} --out "$OUT/train" 2>&1 | tail -14
+    ;;
+  scan)
+    nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total --format=csv
+    timeout ${TEST_TIMEOUT:-180} python3 -m pytest -q -m gpu tests/models/test_triton_scan.py tests/models/test_mamba_gpu.py \
+      -p no:cacheprovider -o addopts="" 2>&1 | tee "$OUT/gpu_tests_mamba.log" | tail -15
+    timeout ${BENCH_TIMEOUT:-120} python3 benchmarks/bench_scan.py --out "$OUT/scan" 2>&1 | tail -30
+    ;;
+  bg)
+    spec=$2; workers=${3:-4}; prev=${4:-}
+    name=$(basename "$spec" .toml)
+    mkdir -p /tmp/studies /tmp/specs
+    if [ -n "$prev" ] && [ -f "$prev" ]; then tar -xzf "$prev" -C /tmp/studies; fi
+    if [ -n "${MAMBA_BACKEND:-}" ]; then
+      python3 -c "
+import sys, re
+text = open(sys.argv[1]).read()
+text = re.sub(r'^\[base\]\n', '[base]\nmodel = {backend = \"' + sys.argv[3] + '\"}\n', text, count=1, flags=re.M)
+open(sys.argv[2], 'w').write(text)
+" "$spec" "/tmp/specs/$name.toml" "$MAMBA_BACKEND"
+      spec=/tmp/specs/$name.toml
+      grep -n -A2 '^\[base\]' "$spec"
+    fi
+    setsid nohup python3 -c "
+import sys, time
+from flowstudy.study import run_study
+if __name__ == '__main__':
+    tic = time.perf_counter()
+    rows = run_study(sys.argv[1], sys.argv[2], workers=int(sys.argv[3]), progress=False, group_size=int(sys.argv[4]))
+    print(len(rows), 'cells done in', round(time.perf_counter() - tic, 1), 's; group_size', sys.argv[4])
+" "$spec" "/tmp/studies/$name" "$workers" "${GROUP_SIZE:-1}" > "/tmp/$name.log" 2>&1 < /dev/null &
+    echo "started $name in the background (pid $!)"
+    ;;
+  snap)
+    name=$2; until=${3:-560}
+    while [ "$SECONDS" -lt "$until" ] && pgrep -f "run_study" > /dev/null; do sleep 5; done
+    pgrep -f "run_study" > /dev/null && echo "$name: still running at ${SECONDS} s" || echo "$name: finished"
+    tail -5 "/tmp/$name.log"
+    echo "cells with results: $(ls /tmp/studies/$name/cells/*/evaluation.json 2>/dev/null | wc -l)"
+    tar --exclude='*.pt' --exclude='*.npy' -czf "$OUT/$name-meta.tgz" -C /tmp/studies "$name"
+    cp "/tmp/$name.log" "$OUT/$name.log"
+    nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv
     ;;
   all)  # validate, then the study in the time left of one 600 s call
     BENCH_TIMEOUT=${BENCH_TIMEOUT:-170} bash benchmarks/gpu_session.sh validate

@@ -28,6 +28,17 @@ def test_equals_reference_solver_on_cpu(method):
         assert solver.nfe == reference.nfe
 
 
+@pytest.mark.slow  # inductor compiles the network's C++ kernels: ~40 s on 2 CPU cores
+def test_compiled_velocity_equals_the_eager_solve_on_cpu():
+    net = _network()
+    solver = GraphSolver(net, 8, 16, device="cpu", method="midpoint", steps=5, compile="default")
+    x0 = torch.randn(8, 16, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        reference = solve(net, x0, 0.0, 1.0, method="midpoint", steps=5)
+    torch.testing.assert_close(solver(x0), reference.x, rtol=1e-5, atol=1e-6)  # fusion may reorder float sums
+    assert solver.nfe == reference.nfe == 10
+
+
 def test_closed_form_field_and_inverse_direction():
     # dx/dt = -x from t = 1 to t = 0 with rk4: x(0) = x(1)·e, to rk4's accuracy at 20 steps.
     solver = GraphSolver(lambda x, t: -x, 4, 3, device="cpu", method="rk4", steps=20, t_start=1.0, t_end=0.0)
@@ -40,8 +51,22 @@ def test_bad_input_is_named():
         GraphSolver(lambda x, t: x, 4, 3, device="cpu", method="dopri5")
     with pytest.raises(ConfigError, match="CUDA"):
         GraphSolver(lambda x, t: x, 4, 3, device="cpu", capture=True)
+    with pytest.raises(ConfigError, match="compile must be one of default, max-autotune-no-cudagraphs"):
+        GraphSolver(lambda x, t: x, 4, 3, device="cpu", compile="reduce-overhead")
     with pytest.raises(ValueError, match=r"\[4, 3\]"):
         GraphSolver(lambda x, t: x, 4, 3, device="cpu")(torch.zeros(5, 3))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_compiled_graph_replays_equal_eager_solves_on_gpu():
+    net = _network("cuda")
+    solver = GraphSolver(net, 32, 16, device="cuda", method="euler", steps=10, compile="default")
+    assert solver.graph is not None
+    x0 = torch.randn(32, 16, device="cuda", generator=torch.Generator("cuda").manual_seed(1))
+    with torch.no_grad():
+        reference = solve(net, x0, 0.0, 1.0, method="euler", steps=10).x
+    torch.testing.assert_close(solver(x0), reference, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.gpu

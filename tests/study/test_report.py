@@ -126,6 +126,16 @@ def test_nll_decides_the_gaussian_flag_when_the_study_has_it():
     assert table.rows[1][0] == "dit ⚠" and table.rows[3][2] == "-4.4"  # flagged by NLL; the Gaussian's NLL row
 
 
+def test_a_seed_at_zero_is_left_out_of_the_paired_tests_not_an_error():
+    results = _results()
+    for r in results:
+        if r.get("arch") == "dit" and r["seed"] == 1:
+            r["fidelity"] = 0.0  # |log 0| = inf: the worst value, which no paired test can take
+    groups = summarize_groups(results, METRICS)
+    comparisons = {(c.group, c.metric) for c in compare_to_reference(groups, "mlp", ("fidelity", "c2st_auc"))}
+    assert comparisons == {("unet", "fidelity"), ("dit", "c2st_auc"), ("unet", "c2st_auc")}
+
+
 def test_paired_tests_against_the_reference_with_holm():
     groups = summarize_groups(_results(), METRICS)
     comparisons = {(c.group, c.metric): c for c in compare_to_reference(groups, "mlp", ("fidelity", "c2st_auc"))}

@@ -1,15 +1,24 @@
-"""A stacked group of K members trains what K separate runs with the same configs train."""
+"""A stacked group of K members trains what K separate runs with the same configs train.
+
+Per-member groups equal the separate runs draw for draw; vectorised groups draw from one group
+generator (flowstudy.train.group_batch) and are checked against a hand computation from those draws,
+for independence, exact resume and training like separate runs.
+"""
 
 from __future__ import annotations
 
+import json
 import signal
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 
 from flowstudy.errors import ConfigError
+from flowstudy.flows.method import velocity_loss
 from flowstudy.train import Trainer, TrainingInterrupted, load_checkpoint, load_run
+from flowstudy.train.group_batch import group_seed, heterogeneity
 from flowstudy.train.stacked import StackedGroup
 
 
@@ -50,6 +59,8 @@ def _check_against_separate_runs(tmp_path, configs, tol=1e-4, **group_options):
 def test_group_matches_separate_runs(tmp_path, tiny_config, vmap):
     group = _check_against_separate_runs(tmp_path, _members(tiny_config), vmap=vmap)
     assert group.vmapped == vmap
+    # member 2's path differs: the group falls back to per-member draws, and says why
+    assert group.step_kind == "per-member" and "different flow paths" in group.fallback_reason
     # members are ordinary runs: load for sampling, and their optimiser state resumes a longer run
     run = load_run(tmp_path / "group1")
     assert run.model(torch.zeros(2, 16), torch.zeros(2)).shape == (2, 16)
@@ -85,24 +96,209 @@ def test_captured_group_matches_separate_runs_on_gpu(tmp_path, tiny_config, arch
     assert group.graph is not None
 
 
-def test_interrupted_group_resumes_to_the_uninterrupted_weights(tmp_path, tiny_config):
+@pytest.mark.parametrize("vectorise", [True, False])
+def test_interrupted_group_resumes_to_the_uninterrupted_weights(tmp_path, tiny_config, vectorise):
     configs = [tiny_config(seed=s, steps=10, batch_size=48, val_every=5, aug=["noise:0.3"]) for s in (0, 1)]
-    StackedGroup(configs, [tmp_path / f"full{k}" for k in range(2)]).fit()
+    StackedGroup(configs, [tmp_path / f"full{k}" for k in range(2)], vectorise=vectorise).fit()
 
     class StopAfterFirstValidation:
         def on_validation(self, trainer, step, val_loss):
             if step == 5:
                 trainer._stop_signal = signal.SIGTERM  # what the signal handler sets
 
-    cut = StackedGroup(configs, [tmp_path / f"cut{k}" for k in range(2)])
+    cut = StackedGroup(configs, [tmp_path / f"cut{k}" for k in range(2)], vectorise=vectorise)
     cut.members[0].callbacks.append(StopAfterFirstValidation())
     with pytest.raises(TrainingInterrupted, match="interrupted"):
         cut.fit()
     assert [load_checkpoint(tmp_path / f"cut{k}/checkpoints/last.pt")["step"] for k in range(2)] == [6, 6]
-    StackedGroup(configs, [tmp_path / f"cut{k}" for k in range(2)]).fit(resume=True)
+    resumed_group = StackedGroup(configs, [tmp_path / f"cut{k}" for k in range(2)], vectorise=vectorise)
+    resumed_group.fit(resume=True)
+    assert resumed_group.step_kind == ("vectorised" if vectorise else "per-member")
     for k in range(2):
         full = load_checkpoint(tmp_path / f"full{k}/checkpoints/last.pt")
         resumed = load_checkpoint(tmp_path / f"cut{k}/checkpoints/last.pt")
-        _close(full["model"], resumed["model"], tol=1e-6)
-        _close(full["ema"]["model"], resumed["ema"]["model"], tol=1e-6)
+        if vectorise:  # the group's stream continues exactly: bit-identical weights
+            assert resumed_group.batches.exact_resume
+            for part in ("model", "ema"):
+                a, b = (full[part], resumed[part]) if part == "model" else (full[part]["model"], resumed[part]["model"])
+                assert all(torch.equal(a[n], b[n]) for n in a), part
+            assert torch.equal(full["group"]["generator"], resumed["group"]["generator"])
+        else:
+            _close(full["model"], resumed["model"], tol=1e-6)
+            _close(full["ema"]["model"], resumed["ema"]["model"], tol=1e-6)
         assert resumed["step"] == 10 and resumed["best_val"] == pytest.approx(full["best_val"], rel=1e-6)
+
+
+# ----------------------------------------------------------------- vectorised groups
+def test_a_resume_that_cannot_continue_the_stream_starts_a_new_one(tmp_path, tiny_config, capsys):
+    configs = [tiny_config(seed=s, steps=10, batch_size=48, val_every=5) for s in (0, 1)]
+    dirs = [tmp_path / f"r{k}" for k in range(2)]
+
+    class StopAfterFirstValidation:
+        def on_validation(self, trainer, step, val_loss):
+            trainer._stop_signal = signal.SIGTERM  # the group stops at the end of step 6
+
+    cut = StackedGroup(configs, dirs)
+    cut.members[0].callbacks.append(StopAfterFirstValidation())
+    with pytest.raises(TrainingInterrupted):
+        cut.fit()
+    record = load_checkpoint(dirs[0] / "checkpoints/last.pt")["group"]
+    assert record["seeds"] == [0, 1] and record["index"] == 0 and record["steps"] == 6
+    swapped = StackedGroup(configs[::-1], dirs[::-1])  # other member order: not the saved stream
+    results = swapped.fit(resume=True)
+    assert not swapped.batches.exact_resume and "a new stream of draws starts" in capsys.readouterr().err
+    assert [r.steps for r in results] == [10, 10]
+
+
+def _homogeneous(tiny_config, **extra):
+    """Three members that can share a vectorised step: own seeds, rates, data, strengths, base fields."""
+    common = dict(steps=10, batch_size=48, val_every=5, flow="si-linear", **extra)
+    return [
+        tiny_config(seed=0, aug=["noise:0.3", "dropout:0.1"], **common),
+        tiny_config(seed=1, lr=5e-3, aug=["noise:0.1", "dropout:0.3"], base_field="gaussian", **common),
+        tiny_config(seed=2, subset=100, aug=["noise:0.5", "dropout:0.0"], weight_decay=0.05, **common),
+    ]
+
+
+def test_vectorised_loss_equals_the_hand_computed_loss_from_the_group_draws(tmp_path, tiny_config):
+    """Step 1 of each member, recomputed from the draws the module docstring documents."""
+    configs = [replace(c, steps=1) for c in _homogeneous(tiny_config)]
+    StackedGroup(configs, [tmp_path / f"g{k}" for k in range(3)], vectorise=True).fit()
+    logged = [json.loads((tmp_path / f"g{k}/metrics.jsonl").read_text().splitlines()[0])["loss"] for k in range(3)]
+
+    members = [Trainer(c, tmp_path / f"ref{k}", progress=False) for k, c in enumerate(configs)]
+    for m in members:
+        m._setup(None)  # the initial weights, data and base field the group's members start from
+    K, B, D = 3, 48, members[0].dim
+    sizes = [m.train_x1.shape[0] for m in members]
+    assert sizes == [256, 256, 100]  # the third member trains on its own subset
+    gen = torch.Generator().manual_seed(group_seed([0, 1, 2], [0, 0, 0]))
+    keys = torch.rand(K, max(sizes), generator=gen)  # the first epochs
+    keys[2, 100:] = 2.0
+    perms = torch.sort(keys, dim=1, stable=True).indices
+    noise = torch.randn(K, B, D, generator=gen)  # augmentations, in order
+    drop = torch.rand(K, B, D, generator=gen)
+    x0 = torch.randn(K * B, D, generator=gen).view(K, B, D)
+    t = torch.rand(K * B, generator=gen).view(K, B)
+    z = torch.randn(K * B, D, generator=gen).view(K, B, D)
+    for k, m in enumerate(members):
+        (_, s_noise), (_, p_drop) = m.augmentations
+        x1 = (m.train_x1[perms[k, :B]] + s_noise * noise[k]) * (drop[k] >= p_drop).float()
+        x_t, u_t = m.flow.path.interpolate(x0[k], x1, t[k], z[k])
+        with torch.no_grad():
+            expected = float(velocity_loss(m.field(x_t, t[k]), u_t, m.flow.loss_weight))
+        assert logged[k] == pytest.approx(expected, rel=1e-5), k
+
+
+def test_vectorised_members_get_their_own_draws(tmp_path, tiny_config):
+    """Equal seeds, different data: different noise and times; the same group twice: the same draws."""
+    configs = [tiny_config(seed=0, batch_size=48), tiny_config(seed=0, batch_size=48, subset=100)]
+
+    def first_draws(name):
+        group = StackedGroup(configs, [tmp_path / f"{name}{k}" for k in range(2)], vectorise=True)
+        group._prepare([False, False])
+        group.batches.advance()
+        return group.batches.sample()
+
+    a, b = first_draws("a"), first_draws("b")
+    assert torch.equal(a.t, b.t) and torch.equal(a.x_t, b.x_t)  # deterministic given the seeds
+    assert not torch.allclose(a.t[0], a.t[1])
+    x0 = a.x_t - a.t[..., None] * a.u_t  # straight path: x_t - t·(x1 - x0) = x0, the noise draw
+    assert (x0[0] - x0[1]).abs().min() > 1e-6  # no noise value shared between the members
+
+
+def test_stacked_base_fields_equal_each_members_own(tmp_path, tiny_config):
+    configs = [replace(c, base_field="gaussian") for c in _homogeneous(tiny_config)]
+    group = StackedGroup(configs, [tmp_path / f"b{k}" for k in range(3)], vectorise=True)
+    group._prepare([False] * 3)
+    x, t = torch.randn(3, 5, 16), torch.rand(3, 5)
+    stacked = group.batches.with_base(torch.zeros(3, 5, 16), x, t)  # vmapped over [K, D, D] buffers
+    own = torch.stack([m.base(x[k], t[k]) for k, m in enumerate(group.members)])
+    torch.testing.assert_close(stacked, own, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(own[0], own[2], atol=1e-3)  # each member's own fit (member 2: its subset)
+    group.batches.base_template = "per-member"  # the path for base fields that do not stack
+    torch.testing.assert_close(group.batches.with_base(torch.zeros(3, 5, 16), x, t), own)
+
+
+def test_vectorised_draws_do_not_depend_on_how_the_networks_run(tmp_path, tiny_config):
+    """vmap (batched matrix products) or one network after another (Mamba's scan): the same group."""
+    configs = _homogeneous(tiny_config)
+    for vmap in (True, False):
+        group = StackedGroup(configs, [tmp_path / f"{vmap}{k}" for k in range(3)], vmap=vmap)
+        group.fit()
+        assert group.step_kind == "vectorised" and group.vmapped == vmap
+    for k in range(3):
+        a, b = (load_checkpoint(tmp_path / f"{vmap}{k}/checkpoints/last.pt") for vmap in (True, False))
+        _close(a["model"], b["model"])
+        assert torch.equal(a["group"]["generator"], b["group"]["generator"])
+
+
+def test_vectorised_epochs_are_each_members_own_permutations(tmp_path, tiny_config):
+    configs = [tiny_config(seed=0, batch_size=48), tiny_config(seed=1, batch_size=48, subset=100)]
+    group = StackedGroup(configs, [tmp_path / f"e{k}" for k in range(2)], vectorise=True)
+    group._prepare([False, False])
+    batches = group.batches
+    for k, n in enumerate((256, 100)):
+        assert torch.equal(batches.perm[k, :n].sort().values, torch.arange(n))  # an epoch of its own rows
+    starts = []
+    for _ in range(8):
+        before = batches.perm.clone()
+        batches.advance()
+        batches.sample()
+        starts.append([not torch.equal(before[k], batches.perm[k]) for k in range(2)])
+        assert np.array_equal(batches.pos.numpy(), batches.pos_host)  # host mirror, no sync needed
+    # 256 rows: 5 batches of 48 per epoch (the 16-row tail skipped); 100 rows: 2
+    assert [s[0] for s in starts] == [False, False, False, False, False, True, False, False]
+    assert [s[1] for s in starts] == [False, False, True, False, True, False, True, False]
+
+
+def test_vectorised_group_trains_like_separate_runs(tmp_path, tiny_config):
+    """Validation curves (6 points, 60 steps) of 3 seeds: grouped and alone agree within seed noise."""
+    seeds = (0, 1, 2)
+    configs = [tiny_config(seed=s, steps=60, batch_size=32, val_every=10, aug=["noise:0.1"]) for s in seeds]
+    for s, c in zip(seeds, configs):
+        Trainer(c, tmp_path / f"alone{s}", progress=False).fit()
+    group = StackedGroup(configs, [tmp_path / f"group{s}" for s in seeds])
+    group.fit()
+    assert group.step_kind == "vectorised"
+
+    def curves(name):  # [seeds, validations]
+        rows = [[json.loads(r) for r in (tmp_path / f"{name}{s}/metrics.jsonl").read_text().splitlines()] for s in seeds]
+        return np.array([[r["val_loss"] for r in run if "val_loss" in r] for run in rows])
+
+    alone, stacked = curves("alone"), curves("group")
+    assert stacked.shape == alone.shape == (3, 6)
+    assert (stacked[:, -1] < 0.85 * stacked[:, 0]).all()  # it trains (alone: 1.21 -> 0.89 on average)
+    noise = np.maximum(alone.std(0), stacked.std(0))  # seed noise per validation
+    assert (np.abs(stacked.mean(0) - alone.mean(0)) < 3 * noise + 0.01).all(), (alone, stacked)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_captured_vectorised_group_matches_its_eager_steps_on_gpu(tmp_path, tiny_config):
+    configs = [replace(c, device="cuda") for c in _homogeneous(tiny_config)]
+    eager = StackedGroup(configs, [tmp_path / f"eager{k}" for k in range(3)], capture=False)
+    eager.fit()
+    captured = StackedGroup(configs, [tmp_path / f"graph{k}" for k in range(3)])
+    captured.fit()
+    assert captured.graph is not None and captured.step_kind == eager.step_kind == "vectorised"
+    for k in range(3):  # the same group stream, replayed or not
+        a, b = (load_checkpoint(tmp_path / f"{name}{k}/checkpoints/last.pt") for name in ("eager", "graph"))
+        _close(a["model"], b["model"], tol=1e-3)
+        assert torch.equal(a["group"]["generator"], b["group"]["generator"])
+
+
+def test_heterogeneous_groups_say_why_they_draw_per_member(tmp_path, tiny_config):
+    def reason(*configs):
+        members = [Trainer(c, tmp_path / f"h{i}", progress=False) for i, c in enumerate(configs)]
+        for m in members:
+            m._setup(None)
+        return heterogeneity(members)
+
+    assert reason(tiny_config(), tiny_config(seed=1, aug=["noise:0.2"], subset=64)) is not None  # kinds differ
+    assert "mixup" in reason(tiny_config(aug=["mixup:0.2"]), tiny_config(aug=["mixup:0.2"]))
+    assert "time samplers" in reason(tiny_config(), tiny_config(flow_options={"time_sampler": "logit_normal"}))
+    assert "fewer than a batch" in reason(tiny_config(), tiny_config(subset=16))
+    assert reason(tiny_config(aug=["noise:0.1"]), tiny_config(seed=4, aug=["noise:0.4"], base_field="gaussian")) is None
+    with pytest.raises(ConfigError, match="cannot draw for all members at once: .*augmentation kinds"):
+        StackedGroup([tiny_config(), tiny_config(aug=["noise:0.1"])], [tmp_path / "a", tmp_path / "b"], vectorise=True).fit()

@@ -47,17 +47,23 @@ def _host_step(config) -> bool:
     return host_work(create_flow(config.flow, **config.flow_options), parse_augmentations(config.aug)) is not None
 
 
-def train_cell_group(cells: Sequence[Cell], study_dir: str | Path) -> dict[str, Any]:
+def train_cell_group(cells: Sequence[Cell], study_dir: str | Path, vectorise: bool | None = False) -> dict[str, Any]:
     """Train the runs of ``cells`` as one group, skipping finished runs and resuming unfinished ones.
 
+    ``vectorise`` (StackedGroup's): False by default, so that each run draws what it would draw
+    alone and a cell's results do not depend on how the study packed it; None draws for all
+    members at once where they are homogeneous (fewer kernels per step on a GPU; each run then
+    depends on its group's seeds, deterministically).
+
     Writes each run's training summary (as :func:`flowstudy.study.cell.train_run` does; the
-    seconds are the group's). Returns {"runs": [...], "seconds": ...}.
+    seconds are the group's; ``group_step`` says whether the group drew vectorised or per member).
+    Returns {"runs": [...], "seconds": ...}.
     """
     from flowstudy.io import atomic_write_json
     from flowstudy.study.cell import TRAIN_SUMMARY, training_summary
     from flowstudy.train.checkpoint import load_checkpoint
     from flowstudy.train.rundir import RunPaths
-    from flowstudy.train.stacked import train_group
+    from flowstudy.train.stacked import StackedGroup, train_group
 
     todo, resume = [], []
     for cell in cells:
@@ -75,9 +81,15 @@ def train_cell_group(cells: Sequence[Cell], study_dir: str | Path) -> dict[str, 
     if not todo:
         return {"runs": [], "seconds": 0.0}
     run_dirs = [Path(study_dir) / "runs" / cell.run_name for cell in todo]
-    results = train_group([cell.config for cell in todo], run_dirs, resume)
+    configs = [cell.config for cell in todo]
+    if len(todo) > 1:
+        group = StackedGroup(configs, run_dirs, vectorise=vectorise)
+        results, step_kind = group.fit(resume), group.step_kind
+    else:
+        results, step_kind = train_group(configs, run_dirs, resume), "single"
     for run_dir, result, again in zip(run_dirs, results, resume):
-        atomic_write_json(run_dir / TRAIN_SUMMARY, {**training_summary(result, again), "group_size": len(todo)})
+        summary = {**training_summary(result, again), "group_size": len(todo), "group_step": step_kind}
+        atomic_write_json(run_dir / TRAIN_SUMMARY, summary)
     return {"runs": [cell.run_name for cell in todo], "seconds": max(r.seconds for r in results)}
 
 

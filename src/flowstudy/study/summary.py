@@ -268,6 +268,8 @@ def compare_to_reference(groups: Sequence[GroupSummary], reference: str, metrics
                 continue
             a = [badness(metric, g.per_seed[metric][s]) for s in seeds]
             b = [badness(metric, ref.per_seed[metric][s]) for s in seeds]
+            if not all(map(math.isfinite, a + b)):  # e.g. density 0: infinitely far from 1, no test
+                continue
             with warnings.catch_warnings():  # near-identical pairs: scipy warns, the p-value stands
                 warnings.simplefilter("ignore", RuntimeWarning)
                 rows.append((g.label, paired_test(a, b)))

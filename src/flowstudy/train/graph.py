@@ -147,6 +147,7 @@ class CapturedStep:
     def _capture(self) -> None:
         tr = self.trainer
         saved = self._snapshot()
+        self.pos.zero_()  # the warm-up steps read from an epoch's start, never past its rows (restored below)
         stream = torch.cuda.Stream(device=self.device)
         stream.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(stream), self._lr_tensors():

@@ -14,9 +14,21 @@ of the stacked weights, EMA and AdamW moments back into its trainer, which then 
 writes its checkpoints itself: every member's run directory is loadable and resumable as an
 ordinary run.
 
-On CUDA the whole group step is captured as one CUDA graph (every member's generator registered
-with it), as :mod:`flowstudy.train.graph` does for one run; elsewhere, or for flows that work on
-the host (exact OT, mixup), it runs eagerly.
+Two ways to draw a group step's batches, noise and times:
+
+- **vectorised** (the default for homogeneous members: same flow path, coupling, time sampler and
+  augmentation kinds; :func:`~flowstudy.train.group_batch.heterogeneity`): gathers, augmentations,
+  path draws, base fields and losses for all K members as stacked [K, ...] tensors, O(1) kernels
+  per step whatever K, from one group generator (:mod:`flowstudy.train.group_batch` gives the
+  draws, the seeding and how a group resumes exactly). A member is a run of its configuration
+  but not its separate run's draws.
+- **per member** (the fallback, or ``vectorise=False``): each member draws from its own generator
+  in its own order, so a member equals its separate run draw for draw; ~20-40 small kernels per
+  member and per step, and the host advances every member's batcher.
+
+On CUDA the whole group step is captured as one CUDA graph (the group generator, or every
+member's generator, registered with it), as :mod:`flowstudy.train.graph` does for one run;
+elsewhere, or for flows that work on the host (exact OT, mixup), it runs eagerly.
 
     results = StackedGroup([cfg_seed0, cfg_seed1, cfg_seed2], ["runs/s0", "runs/s1", "runs/s2"]).fit()
 """
@@ -37,6 +49,7 @@ from flowstudy.flows.method import velocity_loss
 from flowstudy.train.checkpoint import save_checkpoint
 from flowstudy.train.config import TrainConfig
 from flowstudy.train.graph import WARMUP_STEPS, uncapturable_reason
+from flowstudy.train.group_batch import GroupBatches, heterogeneity
 from flowstudy.train.schedule import lr_factor
 from flowstudy.train.trackers import make_trackers
 from flowstudy.train.trainer import LOG_EVERY, Trainer, TrainingInterrupted, TrainResult, autocast_for
@@ -50,30 +63,54 @@ def group_key(config: TrainConfig) -> tuple:
     return tuple(repr(getattr(config, name)) for name in SHARED_FIELDS)
 
 
+class GroupMember(Trainer):
+    """A member's Trainer; its checkpoints also carry the group's record (``group``) when it has one."""
+
+    group_record: dict | None = None
+
+    def _state(self, finished: bool) -> dict:
+        state = super()._state(finished)
+        if self.group_record is not None:
+            state["group"] = self.group_record
+        return state
+
+
 class StackedGroup:
     """Train ``configs`` into ``run_dirs`` as one stacked model; :meth:`fit` returns one TrainResult each.
 
     ``capture``: replay the step as a CUDA graph (default: on CUDA when every config has ``graph``);
     ``vmap``: batch the K networks with vmap (default: when the network runs under vmap), else
-    evaluate them one after another within the step.
+    evaluate them one after another within the step; ``vectorise``: draw for all members at once
+    (default: when the members are homogeneous; True fails with the reason when they are not),
+    else member by member. After :meth:`fit` starts, ``step_kind`` is "vectorised" or
+    "per-member" and ``fallback_reason`` says why a group drew per member.
     """
 
     def __init__(
-        self, configs: Sequence[TrainConfig], run_dirs: Sequence[str | Path], *, capture: bool | None = None, vmap: bool | None = None
+        self,
+        configs: Sequence[TrainConfig],
+        run_dirs: Sequence[str | Path],
+        *,
+        capture: bool | None = None,
+        vmap: bool | None = None,
+        vectorise: bool | None = None,
     ):
         if not configs or len(configs) != len(run_dirs):
             raise ConfigError(f"a group needs one run directory per config; got {len(configs)} configs, {len(run_dirs)} directories")
         keys = {group_key(c.validate()) for c in configs}
         if len(keys) > 1:
             raise ConfigError(f"configs of one group must share {', '.join(SHARED_FIELDS)}; got {len(keys)} different combinations")
-        self.members = [Trainer(c, d, progress=False) for c, d in zip(configs, run_dirs)]
-        self.capture, self.vmap = capture, vmap  # None: graph on CUDA / vmap where the network allows
+        self.members = [GroupMember(c, d, progress=False) for c, d in zip(configs, run_dirs)]
+        self.capture, self.vmap, self.vectorise = capture, vmap, vectorise  # None: decided in _prepare
 
     # ----------------------------------------------------------------- setup
     def _prepare(self, resume: Sequence[bool]) -> None:
+        records = []
         for member, again in zip(self.members, resume):
-            member._setup(member._resume_state() if again else member._check_fresh())
+            state = member._resume_state() if again else member._check_fresh()
+            member._setup(state)
             member._write_run_files()
+            records.append(state.get("group") if state is not None else None)
         dims = {m.dim for m in self.members}
         if len(dims) > 1:
             raise ConfigError(f"members of a group must have one data dimension; got {sorted(dims)}")
@@ -92,6 +129,23 @@ class StackedGroup:
         self._counters()
         self.template = copy.deepcopy(first.model).to("meta")
         self.vmapped = self._can_vmap() if self.vmap is None else self.vmap
+        self.batches = self._group_batches(records)
+
+    def _group_batches(self, records: list[dict | None]) -> GroupBatches | None:
+        """The vectorised step's draws, or None for the per-member step (with the reason, on stderr)."""
+        reason = heterogeneity(self.members) if self.vectorise is not False else "the per-member step was asked for"
+        if reason is not None and self.vectorise:
+            raise ConfigError(f"this group cannot draw for all members at once: {reason}")
+        self.fallback_reason = reason
+        self.step_kind = "per-member" if reason else "vectorised"
+        if reason is not None:
+            if self.vectorise is None:
+                print(f"group step draws member by member: {reason}", file=sys.stderr)
+            return None
+        batches = GroupBatches(self.members, records)
+        if any(r is not None for r in records) and not batches.exact_resume:
+            print("group resumed from checkpoints of different group steps: a new stream of draws starts", file=sys.stderr)
+        return batches
 
     def _moments(self, named: list[dict]) -> tuple[list[Tensor], list[Tensor]]:
         """AdamW moments per parameter, [K, ...]: a resumed member's own, zeros for a fresh one."""
@@ -146,6 +200,24 @@ class StackedGroup:
 
     def _body(self) -> tuple[Tensor, Tensor]:
         """One group step on device state only (what the graph records). Returns losses, grad norms: [K]."""
+        losses = self._member_losses() if self.batches is None else self._group_losses()  # [K]
+        losses.sum().backward()  # members' parameters are disjoint: each gets its own loss's gradient
+        with torch.no_grad():
+            norms = self._clip()
+            self._adamw()
+            self._ema()
+        return losses.detach(), norms
+
+    def _group_losses(self) -> Tensor:
+        """The vectorised step's losses: O(1) kernels whatever K (flowstudy.train.group_batch). [K]"""
+        s = self.batches.sample()  # [K, B, ...]
+        with autocast_for(self.device, self.members[0].config.precision):
+            v = self._velocities(s.x_t, s.t, self.params, self.vmapped)  # [K, B, D]
+            v = self.batches.with_base(v, s.x_t, s.t)
+        return self.batches.losses(v, s.u_t)
+
+    def _member_losses(self) -> Tensor:
+        """The per-member step's losses: each member's own draws from its own generator. [K]"""
         from flowstudy.data import apply_augmentations
 
         samples = []
@@ -160,13 +232,7 @@ class StackedGroup:
         with autocast_for(self.device, self.members[0].config.precision):
             v = self._velocities(x_t, t, self.params, self.vmapped)  # [K, B, D]
             fields = [v[k] if m.base is None else v[k] + m.base(s.x_t, s.t) for k, (m, s) in enumerate(zip(self.members, samples))]
-        losses = torch.stack([velocity_loss(f, s.u_t, m.flow.loss_weight) for f, s, m in zip(fields, samples, self.members)])  # [K]
-        losses.sum().backward()  # members' parameters are disjoint: each gets its own loss's gradient
-        with torch.no_grad():
-            norms = self._clip()
-            self._adamw()
-            self._ema()
-        return losses.detach(), norms
+        return torch.stack([velocity_loss(f, s.u_t, m.flow.loss_weight) for f, s, m in zip(fields, samples, self.members)])  # [K]
 
     def _view(self, values: Tensor, like: Tensor) -> Tensor:
         """[K] -> [K, 1, ...] in like's dtype, to broadcast over a stacked tensor."""
@@ -183,7 +249,8 @@ class StackedGroup:
         return total
 
     def _adamw(self) -> None:
-        """torch.optim.AdamW's update (amsgrad off) per member, with [K] rates and step counts."""
+        """torch.optim.AdamW's update (amsgrad off) for all members at once, with [K] rates, step
+        counts and weight decays: a few kernels per parameter tensor, none per member."""
         beta1, beta2 = self.members[0].config.betas
         eps = self.members[0].optimizer.defaults["eps"]
         lr = self.lr_table.gather(1, self.opt_steps.long().clamp(max=self.lr_table.shape[1] - 1)[:, None])[:, 0]  # [K]
@@ -203,13 +270,16 @@ class StackedGroup:
     def _ema(self) -> None:
         """ema += (1 - d)(p - ema), d = min(decay, (1 + n) / (10 + n)) per member."""
         d = torch.minimum((1 + self.ema_updates) / (10 + self.ema_updates), self.ema_decay)  # [K]
+        weight = (1 - d).to(self.ema[0].dtype)  # once, not per tensor: one kernel fewer per parameter
         for e, p in zip(self.ema, self.params):
-            e.lerp_(p.detach(), self._view(1 - d, e))
+            e.lerp_(p.detach(), self._view(weight, e))
         self.ema_updates.add_(1)
 
     # ----------------------------------------------------------------- capture
     def _capture(self):
         saved = self._snapshot()
+        for pos in self._positions():  # the warm-up steps read from an epoch's start: never past its rows
+            pos.zero_()
         stream = torch.cuda.Stream(device=self.device)
         stream.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(stream):
@@ -220,25 +290,32 @@ class StackedGroup:
         self._restore(saved)
         self._zero_grad()
         graph = torch.cuda.CUDAGraph()
-        for m in self.members:
-            graph.register_generator_state(m.generator)
+        for generator in self._generators():
+            graph.register_generator_state(generator)
         with torch.cuda.graph(graph):
             self.out = self._body()
         torch.cuda.synchronize(self.device)
         return graph
 
+    def _generators(self) -> list[torch.Generator]:
+        return [self.batches.generator] if self.batches is not None else [m.generator for m in self.members]
+
+    def _positions(self) -> list[Tensor]:
+        return [self.batches.pos] if self.batches is not None else self.positions
+
     def _state_tensors(self) -> list[Tensor]:
-        return [*self.params, *self.ema, *self.exp_avg, *self.exp_avg_sq, self.opt_steps, self.ema_updates, *self.positions]
+        data = self.batches.state_tensors() if self.batches is not None else self.positions
+        return [*self.params, *self.ema, *self.exp_avg, *self.exp_avg_sq, self.opt_steps, self.ema_updates, *data]
 
     def _snapshot(self) -> dict:
-        return {"tensors": [t.detach().clone() for t in self._state_tensors()], "rng": [m.generator.get_state() for m in self.members]}
+        return {"tensors": [t.detach().clone() for t in self._state_tensors()], "rng": [g.get_state() for g in self._generators()]}
 
     @torch.no_grad()
     def _restore(self, saved: dict) -> None:
         for t, value in zip(self._state_tensors(), saved["tensors"]):
             t.copy_(value)
-        for m, state in zip(self.members, saved["rng"]):
-            m.generator.set_state(state)
+        for generator, state in zip(self._generators(), saved["rng"]):
+            generator.set_state(state)
 
     def _zero_grad(self) -> None:
         for p in self.params:
@@ -273,17 +350,24 @@ class StackedGroup:
         return self._capture()
 
     def _step(self, graph) -> tuple[Tensor, Tensor]:
+        self._advance_epochs()
+        if graph is None:
+            self._zero_grad()
+            return self._body()
+        graph.replay()
+        return self.out[0].clone(), self.out[1]
+
+    def _advance_epochs(self) -> None:
+        """Host work before a step: new epochs where due (vectorised: O(1) in K; per member: a loop)."""
+        if self.batches is not None:
+            self.batches.advance()
+            return
         for m, perm, pos in zip(self.members, self.perms, self.positions):
             new_epoch = m.batcher.pos + m.batcher.batch_size > m.batcher.n
             m.batcher.next()  # host mirror; the next permutation is drawn eagerly, as a separate run does
             if new_epoch:
                 perm.copy_(m.batcher.perm)
                 pos.zero_()
-        if graph is None:
-            self._zero_grad()
-            return self._body()
-        graph.replay()
-        return self.out[0].clone(), self.out[1]
 
     def _loop(self, graph, trackers) -> list[bool]:
         active = [m.step < m.total_steps for m in self.members]
@@ -361,6 +445,9 @@ class StackedGroup:
         for group, lr in zip(m.optimizer.param_groups, m.scheduler._last_lr):
             group["lr"] = lr
         m._pending = [row[k] for row in pending]
+        if self.batches is not None:  # the member's epoch, and the group's stream for an exact resume
+            m.batcher.perm, m.batcher.pos = self.batches.member_epoch(k)
+            m.group_record = {**self.batches.record(), "index": k}
 
 
 def train_group(configs: Sequence[TrainConfig], run_dirs: Sequence[str | Path], resume: bool | Sequence[bool] = False) -> list[TrainResult]:
@@ -371,4 +458,4 @@ def train_group(configs: Sequence[TrainConfig], run_dirs: Sequence[str | Path], 
     return StackedGroup(configs, run_dirs).fit(resume)
 
 
-__all__ = ["SHARED_FIELDS", "StackedGroup", "group_key", "train_group"]
+__all__ = ["SHARED_FIELDS", "GroupMember", "StackedGroup", "group_key", "train_group"]
