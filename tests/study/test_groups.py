@@ -20,6 +20,18 @@ def test_cells_pack_by_network_and_host_work(write_spec):
     assert sorted(c.run_name for g in groups for c in g) == sorted({c.run_name for c in spec.cells})
 
 
+def test_runs_with_other_subspace_ranks_are_grouped_apart():
+    from dataclasses import replace
+
+    from flowstudy.train.config import resolve_config
+    from flowstudy.train.stacked import group_key
+
+    cfg = resolve_config(None, {"arch": "mlp-tiny"})  # the recipe: a rank-128 subspace residual
+    assert group_key(cfg) == group_key(replace(cfg, seed=1, lr=2e-3))
+    assert group_key(cfg) != group_key(replace(cfg, residual_rank=64))  # other buffer shapes
+    assert group_key(cfg) != group_key(replace(cfg, residual_input="full"))
+
+
 def test_grouped_runs_match_the_one_by_one_runs_and_are_skipped_once_done(reference_study, tmp_path):
     spec_path, reference_dir, _ = reference_study
     spec = load_spec(spec_path)

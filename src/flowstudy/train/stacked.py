@@ -54,7 +54,7 @@ from flowstudy.train.schedule import lr_factor
 from flowstudy.train.trackers import make_trackers
 from flowstudy.train.trainer import LOG_EVERY, Trainer, TrainingInterrupted, TrainResult, autocast_for
 
-SHARED_FIELDS = ("arch", "model", "batch_size", "betas", "precision", "device")
+SHARED_FIELDS = ("arch", "model", "residual_rank", "residual_input", "batch_size", "betas", "precision", "device")
 """TrainConfig fields that must be equal within a group (the stacked network and its batch)."""
 
 
