@@ -52,10 +52,11 @@ def test_augmented_base_fit_is_wider_and_the_default(tmp_path, tiny_config):
 
 
 def test_mlp_and_unet_recipes_learn_a_subspace_residual_over_the_gaussian_fit():
-    for arch in ("mlp", "unet", "unet-small"):
+    for arch in ("mlp", "unet", "unet-small", "dit", "dit-tiny"):
         cfg = resolve_config(None, {"arch": arch})
         assert cfg.base_field == "gaussian" and cfg.base_fit == "train" and cfg.residual() is not None
-    assert resolve_config(None, {"arch": "dit"}).residual() is None
+    assert resolve_config(None, {"arch": "dit"}).model == {"chunk_size": 8}  # 8 tokens of the 64 coordinates
+    assert resolve_config(None, {"arch": "mamba"}).residual() is None  # the Mamba recipe: the network alone
 
 
 def test_residual_settings_are_checked():

@@ -44,7 +44,8 @@ from torch import Tensor
 from flowstudy.errors import ConfigError, DataError
 
 ESTIMATORS = ("exact", "hutchinson")
-"""Divergence estimators; "auto" picks exact on CUDA and hutchinson on CPU."""
+"""Divergence estimators; "auto" picks exact on CUDA and hutchinson on CPU, and exact wherever the
+field knows its own divergence (a subspace residual: k vector-Jacobian products)."""
 
 DEFAULT_SOLVER, DEFAULT_STEPS = "rk4", 20
 """Fixed-step RK4 with 20 steps (80 network evaluations) unless told otherwise."""
