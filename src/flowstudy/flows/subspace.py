@@ -105,9 +105,6 @@ class SubspaceNet(nn.Module):
 class SubspaceResidual(WithBaseField):
     """v(x, t) = base(x, t) + net(x, t) with ``net`` a :class:`SubspaceNet`, and its exact divergence."""
 
-    def __init__(self, net: SubspaceNet, base: GaussianBaseField):
-        super().__init__(net, base)
-
     @classmethod
     def around(cls, net: nn.Module, base: GaussianBaseField, rank: int, reads: str = "subspace", scale: float = 1.0) -> SubspaceResidual:
         """base + α U_k h for a plain network ``net`` (:meth:`SubspaceNet.around`)."""

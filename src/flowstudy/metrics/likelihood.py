@@ -191,11 +191,11 @@ def ode_log_prob(
     functional = [True]  # torch.func until the network refuses it, then plain autograd
 
     def divergence(y: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
-        if eps is None and exact_divergence is not None:
-            v, div = exact_divergence(y, t)
-            return v, div[None]  # [1, B]
         if eps is None:
-            v, div = divergence_exact(velocity_fn, y, t, chunk, functional=functional[0])
+            if exact_divergence is not None:
+                v, div = exact_divergence(y, t)
+            else:
+                v, div = divergence_exact(velocity_fn, y, t, chunk, functional=functional[0])
             return v, div[None]  # [1, B]
         return divergence_hutchinson(velocity_fn, y, t, eps.to(y.dtype), functional=functional[0])
 

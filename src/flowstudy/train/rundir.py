@@ -82,6 +82,7 @@ class LoadedRun:
 
 def load_run(run_dir: str | Path, which: str = "best", device: str | torch.device = "cpu", ema: bool = True) -> LoadedRun:
     """Rebuild the model of a run from ``checkpoints/{which}.pt`` (EMA weights by default)."""
+    from flowstudy.flows.subspace import SubspaceNet, compose_field
     from flowstudy.models import create_model
 
     paths = RunPaths(Path(run_dir))
@@ -93,15 +94,17 @@ def load_run(run_dir: str | Path, which: str = "best", device: str | torch.devic
     if not path.exists():
         raise CheckpointError(f"{paths.root}: holds no checkpoint (looked for checkpoints/best.pt and last.pt)")
     state = load_checkpoint(path)
+    base = _base(state) if state.get("base_field") is not None else None
     model = create_model(state["arch"], **state["model_config"])
-    if state.get("residual") is not None:
-        model = _subspace_net(model, state)
+    if state.get("residual") is not None:  # the network, confined to the base's top principal subspace
+        if base is None:
+            raise CheckpointError(f"{path}: a subspace residual without its base field")
+        model = SubspaceNet.around(model, base, **state["residual"])
     try:
         model.load_state_dict(state["ema"]["model"] if ema else state["model"])
     except RuntimeError as err:
         raise CheckpointError(f"{path}: weights do not fit architecture '{state['arch']}': {err}") from err
-    if state.get("base_field") is not None:
-        model = _with_base_field(model, state)
+    model = compose_field(model, base)  # base + network (or + subspace residual), or the network alone
     model = model.to(device).eval()
     return LoadedRun(model, Standardizer.from_state_dict(state["standardizer"]), state)
 
@@ -112,17 +115,3 @@ def _base(state: dict):
 
     cfg = state["config"]
     return GaussianBaseField.from_state(state["base_field"], create_flow(cfg["flow"], **cfg.get("flow_options", {})).path)
-
-
-def _subspace_net(net: nn.Module, state: dict) -> nn.Module:
-    """The network confined to the base field's top principal subspace (checkpoint ``residual``)."""
-    from flowstudy.flows.subspace import SubspaceNet
-
-    return SubspaceNet.around(net, _base(state), **state["residual"])
-
-
-def _with_base_field(net: nn.Module, state: dict) -> nn.Module:
-    """base + network, or base + subspace residual when the network is a SubspaceNet."""
-    from flowstudy.flows.subspace import compose_field
-
-    return compose_field(net, _base(state))
