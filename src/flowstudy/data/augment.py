@@ -40,7 +40,7 @@ def gaussian_noise(x: torch.Tensor, std: float, generator: torch.Generator | Non
     """x + std * eps, eps ~ N(0, I). In standardised space std is relative to each dimension's spread."""
     if std < 0:
         raise ConfigError(f"noise std must be >= 0; got {std}")
-    return x + std * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    return _noise(x, std, generator)
 
 
 def dim_dropout(x: torch.Tensor, p: float, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -50,8 +50,21 @@ def dim_dropout(x: torch.Tensor, p: float, generator: torch.Generator | None = N
     """
     if not 0 <= p < 1:
         raise ConfigError(f"dimension dropout p must be in [0, 1); got {p}")
+    return _dropout(x, p, generator)
+
+
+def _noise(x: torch.Tensor, std: float | torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    return x + std * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+
+
+def _dropout(x: torch.Tensor, p: float | torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     keep = torch.rand(x.shape, generator=generator, device=x.device) >= p
     return x * keep.to(x.dtype)
+
+
+ELEMENTWISE: dict[str, Callable[..., torch.Tensor]] = {"noise": _noise, "dropout": _dropout}
+"""The per-entry augmentations, unchecked, with a strength that may be a tensor broadcasting against
+x: a stacked group draws them for all members at once (flowstudy.train.group_batch)."""
 
 
 AUGMENTATIONS: dict[str, Callable[..., torch.Tensor]] = {

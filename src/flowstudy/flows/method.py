@@ -87,9 +87,11 @@ class FlowMethod:
 
 
 def velocity_loss(v: Tensor, u_t: Tensor, weight: float) -> Tensor:
-    """``weight · mean((v - u_t)^2)`` over batch and coordinates, in at least float32. v, u_t: [B, D]."""
+    """``weight · mean((v - u_t)^2)`` over batch and coordinates, in at least float32.
+
+    v, u_t: [B, D] -> a scalar; stacked [K, B, D] -> [K], one loss per member of a group."""
     dtype = torch.promote_types(u_t.dtype, torch.float32)
-    return weight * (v.to(dtype) - u_t.to(dtype)).square().mean()
+    return weight * (v.to(dtype) - u_t.to(dtype)).square().mean(dim=(-2, -1))
 
 
 def _check_inputs(x1: Tensor, x0: Tensor | None, generator: torch.Generator | None) -> None:

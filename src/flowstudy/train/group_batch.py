@@ -49,14 +49,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from flowstudy.data.augment import ELEMENTWISE
 from flowstudy.flows.couplings import Independent, Paired
+from flowstudy.flows.method import velocity_loss
 from flowstudy.train.graph import host_work
 
 if TYPE_CHECKING:
     from flowstudy.train.trainer import Trainer
 
-STACKABLE_AUGMENTATIONS = ("noise", "dropout")
-"""Augmentations with a vectorised form here (mixup draws on the host)."""
+STACKABLE_AUGMENTATIONS = tuple(ELEMENTWISE)
+"""Augmentations with a stacked form (flowstudy.data.augment.ELEMENTWISE; mixup draws on the host)."""
 
 
 def heterogeneity(members: Sequence[Trainer]) -> str | None:
@@ -224,9 +226,7 @@ class GroupBatches:
     def _augment(self, x: Tensor) -> Tensor:
         """The members' augmentations on x: [K, B, D], strengths [K, 1, 1] per kind (flowstudy.data.augment)."""
         for kind, strength in zip(self.kinds, self.strengths):
-            draw = torch.randn if kind == "noise" else torch.rand
-            eps = draw(x.shape, generator=self.generator, device=x.device, dtype=x.dtype)  # [K, B, D]
-            x = x + strength.to(x.dtype) * eps if kind == "noise" else x * (eps >= strength).to(x.dtype)
+            x = ELEMENTWISE[kind](x, strength.to(x.dtype), self.generator)  # one [K, B, D] draw per kind
         return x
 
     def with_base(self, v: Tensor, x_t: Tensor, t: Tensor) -> Tensor:
@@ -237,9 +237,8 @@ class GroupBatches:
         return v + (base if self.base_mask is None else base * self.base_mask)
 
     def losses(self, v: Tensor, u_t: Tensor) -> Tensor:
-        """w · mean over (B, D) of (v − u_t)², in at least float32 (velocity_loss per member): [K]."""
-        dtype = torch.promote_types(u_t.dtype, torch.float32)
-        return self.flow.loss_weight * (v.to(dtype) - u_t.to(dtype)).square().flatten(1).mean(1)
+        """w · mean over (B, D) of (v − u_t)², in at least float32, per member: [K]."""
+        return velocity_loss(v, u_t, self.flow.loss_weight)
 
     # ----------------------------------------------------------------- checkpoints
     def state_tensors(self) -> list[Tensor]:
