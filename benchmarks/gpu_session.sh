@@ -4,8 +4,8 @@
 #   bash benchmarks/gpu_session.sh validate      # graph/stacked/sampling GPU tests, then bench_gpu_train.py (BENCH_ARGS)
 #   bash benchmarks/gpu_session.sh final         # the architectures study with runs in stacked groups of up to 64
 #   bash benchmarks/gpu_session.sh scan          # Mamba GPU tests (Triton scan against float64, torch and fused), then bench_scan.py
-#   bash benchmarks/gpu_session.sh bg SPEC [WORKERS] [PREVIOUS_TAR]   # start a study in the background (setsid)
-#   bash benchmarks/gpu_session.sh snap NAME [UNTIL_S]   # wait until the background study ends or UNTIL_S, then copy its state
+#   bash benchmarks/gpu_session.sh bg SPEC[,SPEC...] [WORKERS] [PREVIOUS_TAR[,TAR...]]   # start studies in the background (setsid), one after the other
+#   bash benchmarks/gpu_session.sh snap NAME[,NAME...] [UNTIL_S]   # wait until the background studies end or UNTIL_S, then copy their state
 # (bg + snap: a study longer than one call runs on while the machine is held; each call's snap copies
 #  the state out, and a fresh machine resumes from the last copy given as PREVIOUS_TAR.
 #  MAMBA_BACKEND=triton|fused|auto sets the Mamba layers' backend for a bg study: the spec is copied
@@ -66,39 +66,53 @@ for f in sorted(glob.glob('$name/cells/*/samples.npy')):
       -p no:cacheprovider -o addopts="" 2>&1 | tee "$OUT/gpu_tests_mamba.log" | tail -15
     timeout ${BENCH_TIMEOUT:-120} python3 benchmarks/bench_scan.py --out "$OUT/scan" 2>&1 | tail -30
     ;;
-  bg)
-    spec=$2; workers=${3:-4}; prev=${4:-}
-    name=$(basename "$spec" .toml)
+  bg)  # SPEC may name several studies, comma-separated: they run one after the other
+    specs=$2; workers=${3:-4}; prev=${4:-}
     mkdir -p /tmp/studies /tmp/specs
-    if [ -n "$prev" ] && [ -f "$prev" ]; then tar -xzf "$prev" -C /tmp/studies; fi
-    if [ -n "${MAMBA_BACKEND:-}" ]; then
-      python3 -c "
+    if [ -n "$prev" ]; then for tarball in ${prev//,/ }; do [ -f "$tarball" ] && tar -xzf "$tarball" -C /tmp/studies; done; fi
+    run_specs=()
+    for spec in ${specs//,/ }; do
+      name=$(basename "$spec" .toml)
+      if [ -n "${MAMBA_BACKEND:-}" ]; then
+        python3 -c "
 import sys, re
 text = open(sys.argv[1]).read()
-text = re.sub(r'^\[base\]\n', '[base]\nmodel = {backend = \"' + sys.argv[3] + '\"}\n', text, count=1, flags=re.M)
+text = re.sub(r'^\[base\]\n', '[base]\nmamba_backend_placeholder\n', text, count=1, flags=re.M)
+if re.search(r'^model = \{', text, flags=re.M):  # merge into the base's model table
+    text = text.replace('mamba_backend_placeholder\n', '')
+    text = re.sub(r'^model = \{', 'model = {backend = \"' + sys.argv[3] + '\", ', text, count=1, flags=re.M)
+else:
+    text = text.replace('mamba_backend_placeholder', 'model = {backend = \"' + sys.argv[3] + '\"}')
 open(sys.argv[2], 'w').write(text)
 " "$spec" "/tmp/specs/$name.toml" "$MAMBA_BACKEND"
-      spec=/tmp/specs/$name.toml
-      grep -n -A2 '^\[base\]' "$spec"
-    fi
+        spec=/tmp/specs/$name.toml
+        grep -n -A12 '^\[base\]' "$spec" | grep -n "model"
+      fi
+      run_specs+=("$spec")
+    done
     setsid nohup python3 -c "
 import sys, time
+from pathlib import Path
 from flowstudy.study import run_study
 if __name__ == '__main__':
-    tic = time.perf_counter()
-    rows = run_study(sys.argv[1], sys.argv[2], workers=int(sys.argv[3]), progress=False, group_size=int(sys.argv[4]))
-    print(len(rows), 'cells done in', round(time.perf_counter() - tic, 1), 's; group_size', sys.argv[4])
-" "$spec" "/tmp/studies/$name" "$workers" "${GROUP_SIZE:-1}" > "/tmp/$name.log" 2>&1 < /dev/null &
-    echo "started $name in the background (pid $!)"
+    for spec in sys.argv[3:]:
+        tic = time.perf_counter()
+        rows = run_study(spec, '/tmp/studies/' + Path(spec).stem, workers=int(sys.argv[1]), progress=False, group_size=int(sys.argv[2]))
+        print(Path(spec).stem, len(rows), 'cells done in', round(time.perf_counter() - tic, 1), 's; group_size', sys.argv[2], flush=True)
+" "$workers" "${GROUP_SIZE:-1}" "${run_specs[@]}" > /tmp/bg.log 2>&1 < /dev/null &
+    echo "started ${run_specs[*]} in the background (pid $!)"
     ;;
-  snap)
-    name=$2; until=${3:-560}
+  snap)  # NAMES: the studies to copy, comma-separated
+    names=$2; until=${3:-560}
     while [ "$SECONDS" -lt "$until" ] && pgrep -f "run_study" > /dev/null; do sleep 5; done
-    pgrep -f "run_study" > /dev/null && echo "$name: still running at ${SECONDS} s" || echo "$name: finished"
-    tail -5 "/tmp/$name.log"
-    echo "cells with results: $(ls /tmp/studies/$name/cells/*/evaluation.json 2>/dev/null | wc -l)"
-    tar --exclude='*.pt' --exclude='*.npy' -czf "$OUT/$name-meta.tgz" -C /tmp/studies "$name"
-    cp "/tmp/$name.log" "$OUT/$name.log"
+    pgrep -f "run_study" > /dev/null && echo "still running at ${SECONDS} s" || echo "finished"
+    grep -v "^\s*$" /tmp/bg.log | tail -8
+    for name in ${names//,/ }; do
+      [ -d "/tmp/studies/$name" ] || continue
+      echo "$name: cells with results: $(ls /tmp/studies/$name/cells/*/evaluation.json 2>/dev/null | wc -l)"
+      tar --exclude='*.pt' --exclude='*.npy' -czf "$OUT/$name-meta.tgz" -C /tmp/studies "$name"
+    done
+    cp /tmp/bg.log "$OUT/bg.log"
     nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv
     ;;
   all)  # validate, then the study in the time left of one 600 s call

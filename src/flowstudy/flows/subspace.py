@@ -115,20 +115,21 @@ class SubspaceResidual(WithBaseField):
         """α (the network's buffer; fill it to change the scale)."""
         return self.net.scale
 
-    def divergence(self, x: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+    def divergence(self, x: Tensor, t: Tensor, functional: bool = True) -> tuple[Tensor, Tensor]:
         """v(x, t) [B, D] and its exact divergence [B]: the base's trace Σ_j gain_j(t) in closed
-        form plus α Σ_j e_jᵀ (∂h/∂x) u_j from k vector-Jacobian products (vmapped)."""
-        from torch.func import vjp, vmap
+        form plus α Σ_j e_jᵀ (∂h/∂x) u_j from k vector-Jacobian products (vmapped by torch.func;
+        ``functional=False``: one autograd backward each, for networks torch.func refuses, such as
+        the Mamba scans' autograd Functions)."""
+        from flowstudy.metrics.likelihood import _Jacobian
 
         t = torch.as_tensor(t, device=x.device, dtype=torch.float32).reshape(-1).expand(x.shape[0])
         b, k, basis = x.shape[0], self.net.rank, self.net.basis
-        with torch.enable_grad():
-            h, pullback = vjp(lambda y: self.net.coordinates(y, t), x.float())  # h: [B, k]
-            cotangents = torch.eye(k, device=x.device, dtype=h.dtype)[:, None, :].expand(k, b, k)  # [k, B, k]
-            rows = vmap(pullback)(cotangents)[0]  # [k, B, D]: e_jᵀ ∂h/∂x
+        jac = _Jacobian(self.net.coordinates, x.float(), t, functional)  # h: [B, k]
+        cotangents = torch.eye(k, device=x.device, dtype=jac.v.dtype)[:, None, :].expand(k, b, k)  # [k, B, k]
+        rows = jac(cotangents)  # [k, B, D]: e_jᵀ ∂h/∂x
         net_trace = torch.einsum("jbd,dj->b", rows, basis)  # Σ_j (e_jᵀ ∂h/∂x) u_j
         base_trace = self.base.gains(t)[0].sum(-1)  # [B]
-        v = self.base(x, t).float() + self.net.scale * (h @ basis.T)
+        v = self.base(x, t).float() + self.net.scale * (jac.v.detach() @ basis.T)
         return v.detach().to(x.dtype), (base_trace + self.net.scale * net_trace).detach().to(x.dtype)
 
 

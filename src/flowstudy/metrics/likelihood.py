@@ -161,7 +161,7 @@ def ode_log_prob(
     atol: float = 1e-5,
     chunk: int = DEFAULT_CHUNK,
     seed: int = 0,
-    exact_divergence: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]] | None = None,
+    exact_divergence: Callable[..., tuple[Tensor, Tensor]] | None = None,
 ) -> tuple[Tensor, int]:
     """log p_1(x) of the flow ``velocity_fn`` (module docstring), in the flow's own space.
 
@@ -171,8 +171,9 @@ def ode_log_prob(
     x: [B, D] data rows (float32 or float64; the ODE state keeps that precision).
     estimator: "exact" or "hutchinson" (``probes`` Rademacher probes per row, seeded by ``seed``).
     solver, steps, rtol, atol: :func:`flowstudy.solvers.solve` from t = 1 to t = 0.
-    exact_divergence: ``(x, t) -> (v [B, D], div [B])`` from a field that knows its own exact
-    divergence (:meth:`flowstudy.flows.subspace.SubspaceResidual.divergence`); used by "exact".
+    exact_divergence: ``(x, t, functional=True) -> (v [B, D], div [B])`` from a field that knows its
+    own exact divergence (:meth:`flowstudy.flows.subspace.SubspaceResidual.divergence`); used by
+    "exact". ``functional=False`` asks for plain autograd (:class:`_Jacobian`) once torch.func refuses.
 
     Returns log p [K, B] (K = probes for Hutchinson, 1 for exact) and the network evaluations.
     """
@@ -193,7 +194,7 @@ def ode_log_prob(
     def divergence(y: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
         if eps is None:
             if exact_divergence is not None:
-                v, div = exact_divergence(y, t)
+                v, div = exact_divergence(y, t, functional=functional[0])
             else:
                 v, div = divergence_exact(velocity_fn, y, t, chunk, functional=functional[0])
             return v, div[None]  # [1, B]
