@@ -83,20 +83,23 @@ def _is_functorch_refusal(err: RuntimeError) -> bool:
 class _Jacobian:
     """v(x, t) and batched vector-Jacobian products uᵀ ∂v/∂x, u: [C, B, D] -> [C, B, D].
 
-    ``functional``: torch.func (vjp, vmapped over the C cotangents: one batched backward);
-    otherwise plain autograd, one backward per cotangent, for networks torch.func refuses.
+    ``functional``: torch.func (vjp, vmapped over the C cotangents: one batched backward).
+    Otherwise, for networks torch.func refuses (the Mamba scans' autograd Functions): the rows
+    repeated C times, one forward and one plain-autograd backward of the [C·B, D] batch. Rows
+    do not interact, so row c·B + i holds cotangent c of row i; a loop of C backward passes would
+    give the same numbers at C times the kernel launches.
     """
 
     def __init__(self, velocity_fn: VelocityFn, x: Tensor, t: Tensor, functional: bool) -> None:
         from torch.func import vjp
 
-        self.functional = functional
-        with torch.enable_grad():
-            if functional:
+        self.functional, self._fn, self._x, self._t = functional, velocity_fn, x, t
+        if functional:
+            with torch.enable_grad():
                 self.v, self._vjp = vjp(lambda y: velocity_fn(y, t), x)
-            else:
-                self._y = x.detach().requires_grad_(True)
-                self.v = velocity_fn(self._y, t)
+        else:
+            with torch.no_grad():
+                self.v = velocity_fn(x, t)
 
     def __call__(self, u: Tensor) -> Tensor:
         from torch.func import vmap
@@ -105,7 +108,11 @@ class _Jacobian:
         with torch.enable_grad():
             if self.functional:
                 return vmap(self._vjp)(u)[0]
-            return torch.stack([torch.autograd.grad(self.v, self._y, ui, retain_graph=True)[0] for ui in u])
+            c, b = u.shape[:2]
+            y = self._x.detach().repeat(c, *([1] * (self._x.ndim - 1))).requires_grad_(True)  # [C·B, D]
+            t = self._t.repeat(c) if self._t.ndim == 1 and self._t.shape[0] == b else self._t
+            v = self._fn(y, t)
+            return torch.autograd.grad(v, y, u.reshape(c * b, *u.shape[2:]))[0].reshape(u.shape[0], b, *self._x.shape[1:])
 
 
 def divergence_exact(
