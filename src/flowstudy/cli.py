@@ -121,7 +121,7 @@ def train(
     ),
     base_fit: Optional[str] = typer.Option(None, "--base-fit", help="Rows the base field is fitted to: augmented or train."),
     residual_rank: Optional[int] = typer.Option(
-        None, "--residual-rank", help="With --base-field gaussian: the network acts only in the top-k principal subspace."
+        None, "--residual-rank", help="With --base-field gaussian: the network acts only in the top-k principal subspace (0: in the whole space)."
     ),
     residual_input: Optional[str] = typer.Option(None, "--residual-input", help="What that network reads: subspace or full."),
     residual_scale: Optional[float] = typer.Option(None, "--residual-scale", help="alpha in v = base + alpha * residual."),

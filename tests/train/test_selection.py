@@ -76,6 +76,6 @@ def test_run_selects_by_nll_and_stores_the_chosen_scale(tmp_path, tiny_config):
 
 def test_selection_settings_are_checked():
     with pytest.raises(ConfigError, match="residual_scales needs a subspace residual"):
-        resolve_config(None, {"arch": "mamba", "residual_scales": [0.0, 1.0]})  # the network alone
+        resolve_config(None, {"arch": "mamba", "base_field": "none", "residual_scales": [0.0, 1.0]})  # the network alone
     with pytest.raises(ConfigError, match="select_by must be one of loss, nll; got 'mmd'"):
         resolve_config(None, {"select_by": "mmd"})

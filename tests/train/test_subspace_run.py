@@ -51,19 +51,33 @@ def test_augmented_base_fit_is_wider_and_the_default(tmp_path, tiny_config):
     assert float(run.model.base.eigvals.sum() - cov.trace()) / 16 == pytest.approx(0.09, rel=0.35)
 
 
-def test_mlp_and_unet_recipes_learn_a_subspace_residual_over_the_gaussian_fit():
-    for arch in ("mlp", "unet", "unet-small", "dit", "dit-tiny"):
+def test_every_recipe_learns_a_subspace_residual_over_the_gaussian_fit():
+    for arch in ("mlp", "unet", "unet-small", "dit", "dit-tiny", "mamba", "mamba-tiny", "mamba-merged"):
         cfg = resolve_config(None, {"arch": arch})
         assert cfg.base_field == "gaussian" and cfg.base_fit == "train" and cfg.residual() is not None
-    assert resolve_config(None, {"arch": "dit"}).model == {"chunk_size": 8}  # 8 tokens of the 64 coordinates
-    assert resolve_config(None, {"arch": "mamba"}).residual() is None  # the Mamba recipe: the network alone
+    for arch in ("dit", "mamba"):
+        assert resolve_config(None, {"arch": arch}).model == {"chunk_size": 8}  # 8 tokens of the 64 coordinates
+
+
+def test_turning_the_residual_off_drops_the_recipes_subspace_settings():
+    # residual_rank 0: the whole space, over the base field; the recipe's tokens of 8 and base fit go too
+    cfg = resolve_config(None, {"arch": "mamba", "residual_rank": 0})
+    assert cfg.residual() is None and cfg.base_field == "gaussian" and cfg.base_fit == "augmented" and cfg.model == {}
+    # base_field none without a rank: the network alone, with the recipe's other values
+    cfg = resolve_config(None, {"arch": "dit", "base_field": "none"})
+    assert cfg.residual() is None and cfg.model == {} and cfg.steps == 3000 and cfg.aug == ["noise:0.4"]
+    # a rank named beside base_field none is still an error, not silently dropped
+    with pytest.raises(ConfigError, match="residual_rank 32 needs base_field = 'gaussian'; got 'none'"):
+        resolve_config(None, {"arch": "mamba", "base_field": "none", "residual_rank": 32})
+    # a user's model options stay
+    assert resolve_config(None, {"arch": "mamba", "residual_rank": 0, "model": {"chunk_size": 32}}).model == {"chunk_size": 32}
 
 
 def test_residual_settings_are_checked():
     with pytest.raises(ConfigError, match="residual_rank 8 needs base_field = 'gaussian'; got 'none'"):
         resolve_config(None, {"residual_rank": 8, "base_field": "none"})
-    with pytest.raises(ConfigError, match="residual_rank must be an integer >= 1; got 0"):
-        resolve_config(None, {"residual_rank": 0, "base_field": "gaussian"})
+    with pytest.raises(ConfigError, match="residual_rank must be an integer >= 1; got -2"):
+        resolve_config(None, {"residual_rank": -2, "base_field": "gaussian"})
     with pytest.raises(ConfigError, match="residual_input must be one of subspace, full; got 'x'"):
         resolve_config(None, {"residual_input": "x"})
     with pytest.raises(ConfigError, match="base_fit must be one of augmented, train; got 'raw'"):
