@@ -14,14 +14,15 @@ from flowstudy.train.rundir import LoadedRun
 from flowstudy.train.trainer import autocast_for
 
 
-def _velocity(run: LoadedRun, device: torch.device, precision: str | None = None):
-    """Velocity in standardised space; bf16 autocast inside the network on CUDA if the run trained
-    so (or ``precision`` says so)."""
+def _velocity(run: LoadedRun, device: torch.device, precision: str | None = None, field=None):
+    """Velocity in standardised space (or ``field``, another form of the run's model); bf16
+    autocast inside the network on CUDA if the run trained so (or ``precision`` says so)."""
     amp = autocast_for(device, precision or run.config.get("precision", "fp32"))
+    field = run.model if field is None else field
 
     def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         with amp:
-            return run.model(x, t)
+            return field(x, t)
 
     return velocity
 
@@ -37,32 +38,40 @@ def sample_standardized(
     batch_size: int = 4096,
     graph: bool = True,
     precision: str | None = None,
+    eigenbasis: bool = True,
 ) -> tuple[torch.Tensor, int]:
     """n samples in standardised space [n, D] (float32, CPU) and the NFE per sample.
 
     On CUDA a fixed-step solver is replayed as a CUDA graph per batch size (``graph=False``: eager;
     flowstudy.graph_solver); ``precision`` ("bf16"/"fp32") overrides the run's network precision.
+    A subspace-residual run with a fixed-step solver is solved in its base's eigenbasis
+    (:class:`flowstudy.flows.subspace.EigenbasisFlow`: the same samples up to float rounding,
+    without the base's two D x D products per evaluation); ``eigenbasis=False`` solves the plain field.
     """
+    from flowstudy.flows.subspace import EigenbasisFlow
     from flowstudy.graph_solver import FIXED_STEP_METHODS, GraphSolver
     from flowstudy.solvers import solve
 
     device = next(run.model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
-    velocity = _velocity(run, device, precision)
+    flow = EigenbasisFlow.of(run.model) if eigenbasis and solver in FIXED_STEP_METHODS else None
+    velocity = _velocity(run, device, precision, flow.velocity if flow is not None else None)
+    rotate_in = flow.to_eigen if flow is not None else (lambda x: x)
+    rotate_out = flow.from_eigen if flow is not None else (lambda x: x)
     use_graph = graph and device.type == "cuda" and solver in FIXED_STEP_METHODS
     solvers: dict[int, GraphSolver] = {}
     chunks, nfe = [], 0
     for start in range(0, n, batch_size):
-        x0 = torch.randn(min(batch_size, n - start), run.standardizer.dim, generator=generator, device=device)
+        x0 = rotate_in(torch.randn(min(batch_size, n - start), run.standardizer.dim, generator=generator, device=device))
         if use_graph:
             rows = x0.shape[0]
             if rows not in solvers:
                 solvers[rows] = GraphSolver(velocity, rows, x0.shape[1], device=device, method=solver, steps=steps)
-            chunks.append(solvers[rows](x0).cpu())
+            chunks.append(rotate_out(solvers[rows](x0)).cpu())
             nfe = solvers[rows].nfe
         else:
             result = solve(velocity, x0, 0.0, 1.0, method=solver, steps=steps)
-            chunks.append(result.x.float().cpu())
+            chunks.append(rotate_out(result.x).float().cpu())
             nfe = result.nfe
     return torch.cat(chunks), nfe
 

@@ -40,6 +40,44 @@ def test_subspace_run_reloads_the_field_it_trained(tmp_path, tiny_config):
     torch.testing.assert_close(base_cov, cov, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize("solver", ["euler", "midpoint", "rk4"])
+def test_eigenbasis_sampling_gives_the_plain_fields_samples(tmp_path, tiny_config, solver):
+    from flowstudy.flows.subspace import EigenbasisFlow
+    from flowstudy.sampling import sample_standardized
+
+    cfg = tiny_config(steps=30, lr=3e-3, base_field="gaussian", base_fit="train", residual_rank=4, residual_scale=0.7, aug=["noise:0.3"])
+    Trainer(cfg, tmp_path / "run", progress=False).fit()
+    run = load_run(tmp_path / "run", which="last")
+    flow = EigenbasisFlow.of(run.model)
+    assert flow is not None
+    # the field itself: dw/dt = Rᵀ v(R w, t)
+    w, t = torch.randn(64, 16, generator=torch.Generator().manual_seed(1)), torch.rand(64, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        x = flow.from_eigen(w)
+        assert (run.model(x, t) - run.model.base(x, t)).abs().max() > 1e-3  # the residual acts
+        torch.testing.assert_close(flow.velocity(w, t), flow.to_eigen(run.model(x, t)), atol=2e-5, rtol=1e-5)
+        assert (flow.velocity(w, t)[:, 4:] - flow.velocity(w, t * 0 + 0.3)[:, 4:]).abs().max() > 0  # t matters outside the subspace too
+    fast, nfe = sample_standardized(run, 300, solver=solver, steps=10, seed=5)
+    plain, nfe_plain = sample_standardized(run, 300, solver=solver, steps=10, seed=5, eigenbasis=False)
+    assert nfe == nfe_plain
+    torch.testing.assert_close(fast, plain, atol=5e-5, rtol=1e-5)
+    assert (plain - sample_standardized(run, 300, solver=solver, steps=10, seed=6)[0]).abs().max() > 0.1  # the seed matters
+
+
+def test_eigenbasis_form_only_for_residuals_that_read_the_subspace():
+    from flowstudy.flows.gaussian_base import GaussianBaseField
+    from flowstudy.flows.paths import Straight
+    from flowstudy.flows.subspace import EigenbasisFlow
+    from flowstudy.models import create_model
+
+    rows = torch.randn(100, 8, generator=torch.Generator().manual_seed(0)) * torch.linspace(2, 0.5, 8)
+    base = GaussianBaseField.fit(rows, Straight())
+    assert EigenbasisFlow.of(SubspaceResidual.around(create_model("mlp-tiny", input_dim=8), base, 3, reads="full")) is None
+    assert EigenbasisFlow.of(WithBaseField(create_model("mlp-tiny", input_dim=8), base)) is None
+    assert EigenbasisFlow.of(create_model("mlp-tiny", input_dim=8)) is None
+    assert EigenbasisFlow.of(SubspaceResidual.around(create_model("mlp-tiny", input_dim=3), base, 3)) is not None
+
+
 def test_augmented_base_fit_is_wider_and_the_default(tmp_path, tiny_config):
     cfg = tiny_config(steps=1, lr=1e-12, base_field="gaussian", aug=["noise:0.3"])
     assert cfg.base_fit == "augmented" and cfg.residual() is None
