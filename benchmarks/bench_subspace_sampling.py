@@ -31,7 +31,7 @@ NETWORKS = [
     ("mlp (rank 128)", "mlp", 128, {}),
     ("unet (rank 64)", "unet", 64, {}),
     ("dit (rank 64)", "dit", 64, {"chunk_size": 8}),
-    ("mamba-tiny (rank 64)", "mamba-tiny", 64, {"chunk_size": 8, "backend": "torch"}),
+    ("mamba-tiny (rank 64)", "mamba-tiny", 64, {"chunk_size": 8}),
 ]
 
 

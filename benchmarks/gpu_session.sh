@@ -4,6 +4,7 @@
 #   bash benchmarks/gpu_session.sh validate      # graph/stacked/sampling GPU tests, then bench_gpu_train.py (BENCH_ARGS)
 #   bash benchmarks/gpu_session.sh final         # the architectures study with runs in stacked groups of up to 64
 #   bash benchmarks/gpu_session.sh scan          # Mamba GPU tests (Triton scan against float64, torch and fused), then bench_scan.py
+#   bash benchmarks/gpu_session.sh subspace      # bench_subspace_sampling.py: eigenbasis against plain-field sampling
 #   bash benchmarks/gpu_session.sh bg SPEC[,SPEC...] [WORKERS] [PREVIOUS_TAR[,TAR...]]   # start studies in the background (setsid), one after the other
 #   bash benchmarks/gpu_session.sh snap NAME[,NAME...] [UNTIL_S]   # wait until the background studies end or UNTIL_S, then copy their state
 # (bg + snap: a study longer than one call runs on while the machine is held; each call's snap copies
@@ -114,6 +115,10 @@ if __name__ == '__main__':
     done
     cp /tmp/bg.log "$OUT/bg.log"
     nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv
+    ;;
+  subspace)  # eigenbasis against plain-field sampling of the subspace recipes' networks
+    timeout ${BENCH_TIMEOUT:-240} python3 benchmarks/bench_subspace_sampling.py --device cuda --rows ${ROWS:-65536} --only mlp unet 2>&1 | tee "$OUT/subspace_sampling.md"
+    timeout ${BENCH_TIMEOUT:-240} python3 benchmarks/bench_subspace_sampling.py --device cuda --rows ${ROWS_TOKENS:-8192} --only dit mamba-tiny 2>&1 | tee -a "$OUT/subspace_sampling.md"
     ;;
   all)  # validate, then the study in the time left of one 600 s call
     BENCH_TIMEOUT=${BENCH_TIMEOUT:-170} bash benchmarks/gpu_session.sh validate
