@@ -45,8 +45,10 @@ def sample_standardized(
     On CUDA a fixed-step solver is replayed as a CUDA graph per batch size (``graph=False``: eager;
     flowstudy.graph_solver); ``precision`` ("bf16"/"fp32") overrides the run's network precision.
     A subspace-residual run with a fixed-step solver is solved in its base's eigenbasis
-    (:class:`flowstudy.flows.subspace.EigenbasisFlow`: the same samples up to float rounding,
-    without the base's two D x D products per evaluation); ``eigenbasis=False`` solves the plain field.
+    (:class:`flowstudy.flows.subspace.EigenbasisFlow`): the solver integrates only the k subspace
+    coordinates, which carry the network, and the other D - k follow the solver's affine map of
+    their start. The samples are the plain solve's up to float rounding, without the base's two
+    D x D products per evaluation; ``eigenbasis=False`` solves the plain field.
     """
     from flowstudy.flows.subspace import EigenbasisFlow
     from flowstudy.graph_solver import FIXED_STEP_METHODS, GraphSolver
@@ -55,24 +57,30 @@ def sample_standardized(
     device = next(run.model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
     flow = EigenbasisFlow.of(run.model) if eigenbasis and solver in FIXED_STEP_METHODS else None
-    velocity = _velocity(run, device, precision, flow.velocity if flow is not None else None)
-    rotate_in = flow.to_eigen if flow is not None else (lambda x: x)
-    rotate_out = flow.from_eigen if flow is not None else (lambda x: x)
+    velocity = _velocity(run, device, precision, flow.subspace_velocity if flow is not None else None)
+    dim = flow.k if flow is not None else run.standardizer.dim
+    complement = flow.complement_map(solver, steps) if flow is not None else None
     use_graph = graph and device.type == "cuda" and solver in FIXED_STEP_METHODS
     solvers: dict[int, GraphSolver] = {}
-    chunks, nfe = [], 0
-    for start in range(0, n, batch_size):
-        x0 = rotate_in(torch.randn(min(batch_size, n - start), run.standardizer.dim, generator=generator, device=device))
+    nfe = 0
+
+    def integrate(x0: torch.Tensor) -> torch.Tensor:  # [rows, dim] from t = 0 to 1
+        nonlocal nfe
         if use_graph:
             rows = x0.shape[0]
             if rows not in solvers:
-                solvers[rows] = GraphSolver(velocity, rows, x0.shape[1], device=device, method=solver, steps=steps)
-            chunks.append(rotate_out(solvers[rows](x0)).cpu())
+                solvers[rows] = GraphSolver(velocity, rows, dim, device=device, method=solver, steps=steps)
             nfe = solvers[rows].nfe
-        else:
-            result = solve(velocity, x0, 0.0, 1.0, method=solver, steps=steps)
-            chunks.append(rotate_out(result.x).float().cpu())
-            nfe = result.nfe
+            return solvers[rows](x0)
+        result = solve(velocity, x0, 0.0, 1.0, method=solver, steps=steps)
+        nfe = result.nfe
+        return result.x
+
+    chunks = []
+    for start in range(0, n, batch_size):
+        x0 = torch.randn(min(batch_size, n - start), run.standardizer.dim, generator=generator, device=device)
+        x1 = integrate(x0) if flow is None else flow.from_eigen(flow.solve(flow.to_eigen(x0), integrate, complement))
+        chunks.append(x1.float().cpu())
     return torch.cat(chunks), nfe
 
 

@@ -145,6 +145,23 @@ def test_structured_divergence_falls_back_to_autograd_where_torch_func_refuses()
     torch.testing.assert_close(log_p[True], log_p[False], atol=1e-4, rtol=1e-5)
 
 
+def test_eigenbasis_complement_is_the_exact_gaussian_flow_map():
+    from flowstudy.flows.subspace import EigenbasisFlow
+
+    field = _field(scale=0.7)
+    flow = EigenbasisFlow(field)
+    lam, mean = field.base.eigvals[flow.order[K:]], flow.mean[K:]
+    # rk4 with 50 steps: the straight-path Gaussian flow maps w0 to m + sqrt(lam) w0 per direction
+    p, q = flow.complement_map("rk4", 50)
+    torch.testing.assert_close(p, lam.sqrt(), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(q, mean, atol=1e-5, rtol=1e-5)
+    # any fixed-step solve of the complement is the affine map P w0 + Q, row by row
+    w0 = torch.randn(7, D - K, generator=torch.Generator().manual_seed(3))
+    p, q = flow.complement_map("euler", 4)
+    torch.testing.assert_close(solve(flow.complement_velocity, w0, 0.0, 1.0, method="euler", steps=4).x, w0 * p + q, atol=1e-6, rtol=1e-6)
+    assert (p - lam.sqrt()).abs().max() > 1e-3  # 4 Euler steps are not the exact map
+
+
 def test_heldout_nll_uses_the_exact_structured_divergence():
     from types import SimpleNamespace
 

@@ -145,6 +145,12 @@ class EigenbasisFlow:
     D = 1024); here the state is rotated once before the solve and once after it. Runge-Kutta
     steps commute with a fixed rotation, so a fixed-step solve gives the plain solve's samples up
     to float rounding.
+
+    The first k coordinates do not depend on the others (:meth:`subspace_velocity`), and each of
+    the other D - k follows a linear ODE of its own (:meth:`complement_velocity`). A fixed-step
+    Runge-Kutta solve of a linear ODE is an affine map of its start, w₁ = P ⊙ w₀ + Q, the same for
+    every row: :meth:`complement_map` finds P and Q by solving two rows, and :meth:`solve` then
+    integrates only the k network coordinates per batch.
     """
 
     def __init__(self, field: SubspaceResidual):
@@ -174,16 +180,52 @@ class EigenbasisFlow:
     def from_eigen(self, w: Tensor) -> Tensor:
         return w.float() @ self.rotation.T
 
-    def velocity(self, w: Tensor, t: float | Tensor) -> Tensor:
-        """dw/dt [B, D] for w: [B, D] (float32), t: float or [B]."""
-        net, base, k = self.field.net, self.field.base, self.k
-        t = torch.as_tensor(t, device=w.device, dtype=torch.float32).reshape(-1).expand(w.shape[0])
+    def _base_part(self, w: Tensor, t: Tensor, dims: slice) -> Tensor:
+        """The base's velocity (w - a m̃) ⊙ gain + a' m̃ on the coordinates ``dims`` (float32)."""
+        base = self.field.base
         with torch.autocast(w.device.type, enabled=False):
             gain, a, da = base.gains(t)  # gain [B, D] in the base's eigenvalue order
-            v = (w.float() - a * self.mean) * gain[:, self.order] + da * self.mean
+            mean = self.mean[dims]
+            return (w.float() - a * mean) * gain[:, self.order[dims]] + da * mean
+
+    @staticmethod
+    def _times(w: Tensor, t: float | Tensor) -> Tensor:
+        return torch.as_tensor(t, device=w.device, dtype=torch.float32).reshape(-1).expand(w.shape[0])
+
+    def subspace_velocity(self, w: Tensor, t: float | Tensor) -> Tensor:
+        """dw/dt of the first k coordinates [B, k] from them alone (w: [B, k])."""
+        net, k = self.field.net, self.k
+        t = self._times(w, t)
+        with torch.autocast(w.device.type, enabled=False):
             spread = (t[:, None] ** 2 * net.lam[None, :] + (1 - t[:, None]) ** 2).sqrt()  # [B, k]
-        h = net.net(w[:, :k].float() / spread, t).float()  # the network keeps any autocast around it
-        return torch.cat([v[:, :k] + net.scale * h, v[:, k:]], dim=1)
+        h = net.net(w.float() / spread, t).float()  # the network keeps any autocast around it
+        return self._base_part(w, t, slice(0, k)) + net.scale * h
+
+    def complement_velocity(self, w: Tensor, t: float | Tensor) -> Tensor:
+        """dw/dt of the other D - k coordinates [B, D - k] (w: [B, D - k]): the base alone."""
+        return self._base_part(w, self._times(w, t), slice(self.k, None))
+
+    def velocity(self, w: Tensor, t: float | Tensor) -> Tensor:
+        """dw/dt [B, D] for w: [B, D] (float32), t: float or [B]."""
+        k = self.k
+        return torch.cat([self.subspace_velocity(w[:, :k], t), self.complement_velocity(w[:, k:], t)], dim=1)
+
+    def complement_map(self, method: str, steps: int) -> tuple[Tensor, Tensor]:
+        """P, Q [D - k] with solve(complement, w₀) = P ⊙ w₀ + Q for the fixed-step ``method``
+        from t = 0 to 1, from the solves of the rows 0 and 1."""
+        from flowstudy.solvers import solve
+
+        rows = torch.zeros(2, self.mean.shape[0] - self.k, device=self.mean.device)
+        rows[1] = 1.0
+        end = solve(self.complement_velocity, rows, 0.0, 1.0, method=method, steps=steps).x.float()
+        return end[1] - end[0], end[0]
+
+    def solve(self, w0: Tensor, solve_subspace, complement: tuple[Tensor, Tensor]) -> Tensor:
+        """w₁ [B, D] from w₀ [B, D]: ``solve_subspace`` ([B, k] -> [B, k], e.g. a GraphSolver of
+        :meth:`subspace_velocity`) on the first k coordinates, ``complement`` = (P, Q) of
+        :meth:`complement_map` on the others."""
+        p, q = complement
+        return torch.cat([solve_subspace(w0[:, : self.k]).float(), w0[:, self.k :].float() * p + q], dim=1)
 
 
 def compose_field(net: nn.Module, base: GaussianBaseField | None) -> nn.Module:
