@@ -117,6 +117,7 @@ if __name__ == '__main__':
     nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv
     ;;
   subspace)  # eigenbasis against plain-field sampling of the subspace recipes' networks
+    timeout ${TEST_TIMEOUT:-120} python3 -m pytest -q -m gpu tests/train/test_subspace_run.py -p no:cacheprovider -o addopts="" 2>&1 | tail -5
     timeout ${BENCH_TIMEOUT:-240} python3 benchmarks/bench_subspace_sampling.py --device cuda --rows ${ROWS:-65536} --only mlp unet 2>&1 | tee "$OUT/subspace_sampling.md"
     timeout ${BENCH_TIMEOUT:-240} python3 benchmarks/bench_subspace_sampling.py --device cuda --rows ${ROWS_TOKENS:-8192} --only dit mamba-tiny 2>&1 | tee -a "$OUT/subspace_sampling.md"
     ;;

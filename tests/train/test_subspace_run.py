@@ -64,6 +64,21 @@ def test_eigenbasis_sampling_gives_the_plain_fields_samples(tmp_path, tiny_confi
     assert (plain - sample_standardized(run, 300, solver=solver, steps=10, seed=6)[0]).abs().max() > 0.1  # the seed matters
 
 
+@pytest.mark.gpu
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_eigenbasis_sampling_replayed_as_a_graph_on_gpu(tmp_path, tiny_config, precision):
+    from flowstudy.sampling import sample_standardized
+
+    cfg = tiny_config(steps=30, lr=3e-3, device="cuda", base_field="gaussian", base_fit="train", residual_rank=4, aug=["noise:0.3"])
+    Trainer(cfg, tmp_path / "run", progress=False).fit()
+    run = load_run(tmp_path / "run", which="last", device="cuda")
+    kwargs = dict(solver="midpoint", steps=10, seed=5, precision=precision)
+    graph, _ = sample_standardized(run, 500, batch_size=256, **kwargs)  # two batch sizes: two graphs
+    plain, _ = sample_standardized(run, 500, batch_size=256, graph=False, eigenbasis=False, **kwargs)
+    tol = 5e-5 if precision == "fp32" else 5e-2
+    torch.testing.assert_close(graph, plain, atol=tol, rtol=tol)
+
+
 def test_eigenbasis_form_only_for_residuals_that_read_the_subspace():
     from flowstudy.flows.gaussian_base import GaussianBaseField
     from flowstudy.flows.paths import Straight
