@@ -1,4 +1,4 @@
-"""Sampling a subspace-residual run in its base's eigenbasis against the plain field, side by side.
+"""Sampling (and held-out NLL) of a subspace-residual run in its base's eigenbasis against the plain field.
 
 For each recipe's network on its subspace (MLP rank 128, U-Net, DiT and mamba-tiny rank 64), built
 around the Gaussian fit of builtin:sonar-gsm8k-1k's training rows with weights drawn at random (the
@@ -8,6 +8,8 @@ seconds, the ratio and the largest difference between the two paths' samples.
 
     python benchmarks/bench_subspace_sampling.py                       # CPU, 1024 rows
     python benchmarks/bench_subspace_sampling.py --device cuda --rows 65536 --only mlp
+    python benchmarks/bench_subspace_sampling.py --nll 100 --only mlp   # exact held-out NLL of 100 test rows instead:
+                                                                        # factorised (k-dim ODE) against the whole state
 """
 
 from __future__ import annotations
@@ -47,35 +49,65 @@ def _run(arch: str, rank: int, options: dict, device: str) -> SimpleNamespace:
     return SimpleNamespace(model=model, standardizer=std, config={"precision": "fp32"})
 
 
+def _alternate(fn, repeats: int, device: str, warmup: bool) -> tuple[dict, dict]:
+    """fn(new_path) for new_path in (True, False), alternating order each round; median seconds and
+    the last output of each (the first round is not timed when ``warmup``)."""
+    times, out = {True: [], False: []}, {}
+    for i in range(repeats + int(warmup)):
+        for new_path in (True, False) if i % 2 == 0 else (False, True):
+            if device == "cuda":
+                torch.cuda.synchronize()
+            tic = time.perf_counter()
+            out[new_path] = fn(new_path)
+            if device == "cuda":
+                torch.cuda.synchronize()
+            if i or not warmup:
+                times[new_path].append(time.perf_counter() - tic)
+    return {k: statistics.median(v) for k, v in times.items()}, out
+
+
+def _networks(args):
+    for label, arch, rank, options in NETWORKS:
+        if not args.only or arch in args.only:
+            yield label, _run(arch, rank, options, args.device)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--rows", type=int, default=1024)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--only", nargs="*", default=None, help="arch names to run (default: all)")
+    parser.add_argument("--nll", type=int, default=0, help="time the exact held-out NLL of this many test rows instead of sampling")
     args = parser.parse_args()
+    if args.nll:
+        return nll_main(args)
     print(f"device {args.device}; torch {torch.__version__}; threads {torch.get_num_threads()}; {args.rows} rows, midpoint-25")
     print("| network | plain field s | eigenbasis s | plain / eigenbasis | max abs difference |")
     print("| --- | ---: | ---: | ---: | ---: |")
-    for label, arch, rank, options in NETWORKS:
-        if args.only and arch not in args.only:
-            continue
-        run = _run(arch, rank, options, args.device)
-        times = {True: [], False: []}
-        out = {}
-        for i in range(args.repeats + 1):  # the first round warms up
-            for eigen in (True, False) if i % 2 == 0 else (False, True):
-                if args.device == "cuda":
-                    torch.cuda.synchronize()
-                tic = time.perf_counter()
-                out[eigen], _ = sample_standardized(run, args.rows, solver="midpoint", steps=25, batch_size=args.rows, eigenbasis=eigen)
-                if args.device == "cuda":
-                    torch.cuda.synchronize()
-                if i:
-                    times[eigen].append(time.perf_counter() - tic)
-        plain, fast = statistics.median(times[False]), statistics.median(times[True])
+    for label, run in _networks(args):
+        t, out = _alternate(
+            lambda eigen: sample_standardized(run, args.rows, solver="midpoint", steps=25, batch_size=args.rows, eigenbasis=eigen)[0],
+            args.repeats, args.device, warmup=True,
+        )
         diff = float((out[True] - out[False]).abs().max())
-        print(f"| {label} | {plain:.3f} | {fast:.3f} | {plain / fast:.2f}× | {diff:.1e} |", flush=True)
+        print(f"| {label} | {t[False]:.3f} | {t[True]:.3f} | {t[False] / t[True]:.2f}× | {diff:.1e} |", flush=True)
+
+
+def nll_main(args) -> None:
+    from flowstudy.metrics.likelihood import heldout_nll
+
+    train = load_dataset("builtin:sonar-gsm8k-1k").embeddings
+    test = load_dataset("builtin:sonar-gsm8k-1k:test").embeddings[: args.nll]
+    print(f"device {args.device}; torch {torch.__version__}; threads {torch.get_num_threads()}; exact NLL of {len(test)} test rows, RK4-20")
+    print("| network | whole state s | factorised s | whole / factorised | NLL difference (nats/dim) |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for label, run in _networks(args):
+        t, nll = _alternate(
+            lambda factorised: heldout_nll(run, test, train, estimator="exact", factorised=factorised).model.nats_per_dim,
+            args.repeats, args.device, warmup=False,
+        )
+        print(f"| {label} | {t[False]:.1f} | {t[True]:.1f} | {t[False] / t[True]:.2f}× | {abs(nll[True] - nll[False]):.1e} |", flush=True)
 
 
 if __name__ == "__main__":
