@@ -40,3 +40,25 @@ def tiny_data(tmp_path_factory):
         x = centres[rng.integers(0, 2, n)] + 0.3 * rng.normal(size=(n, 16))
         np.save(root / f"{split}.npy", (0.01 * x + 0.05).astype(np.float32))
     return root
+
+
+class _OldStyleTanh(torch.autograd.Function):
+    """tanh with a hand-written backward and no setup_context, like the Mamba scans' autograd
+    Functions: torch.func refuses it."""
+
+    @staticmethod
+    def forward(ctx, x):
+        y = torch.tanh(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        (y,) = ctx.saved_tensors
+        return grad * (1 - y * y)
+
+
+@pytest.fixture(scope="session")
+def old_style_tanh():
+    """tanh through an autograd.Function that torch.func refuses (its ``apply``)."""
+    return _OldStyleTanh.apply

@@ -102,37 +102,21 @@ def test_structured_divergence_is_the_jacobian_trace(reads):
     torch.testing.assert_close(div, div_ref, atol=1e-4, rtol=1e-4)
 
 
-class _OldStyleTanh(torch.autograd.Function):
-    """tanh with a hand-written backward and no setup_context: torch.func refuses it, as it refuses
-    the Mamba scans' autograd Functions."""
-
-    @staticmethod
-    def forward(ctx, x):
-        y = x.tanh()
-        ctx.save_for_backward(y)
-        return y
-
-    @staticmethod
-    def backward(ctx, grad):
-        (y,) = ctx.saved_tensors
-        return grad * (1 - y * y)
-
-
 class _Squashed(torch.nn.Module):
-    def __init__(self, net, old_style: bool):
+    def __init__(self, net, squash):
         super().__init__()
-        self.net, self.old_style = net, old_style
+        self.net, self.squash = net, squash
 
     def forward(self, x, t):
-        out = self.net(x, t)
-        return _OldStyleTanh.apply(out) if self.old_style else out.tanh()
+        return self.squash(self.net(x, t))
 
 
-def test_structured_divergence_falls_back_to_autograd_where_torch_func_refuses():
+def test_structured_divergence_falls_back_to_autograd_where_torch_func_refuses(old_style_tanh):
     fields = {}
     for old_style in (False, True):
         plain = _field(scale=0.7)
-        fields[old_style] = SubspaceResidual(SubspaceNet(_Squashed(plain.net.net, old_style), plain.net.basis, plain.net.lam, scale=0.7), plain.base).eval()
+        squashed = _Squashed(plain.net.net, old_style_tanh if old_style else torch.tanh)
+        fields[old_style] = SubspaceResidual(SubspaceNet(squashed, plain.net.basis, plain.net.lam, scale=0.7), plain.base).eval()
     x, t = _rows(10, seed=5).float(), torch.rand(10, generator=torch.Generator().manual_seed(6))
     with pytest.raises(RuntimeError, match="autograd.Function"):
         fields[True].divergence(x, t)

@@ -151,26 +151,25 @@ def test_bad_input_is_named():
         gaussian_fit(torch.zeros(4, 2), "banded")
 
 
-class _OldStyleTanh(torch.autograd.Function):
-    """An autograd.Function without setup_context (like a hand-written scan backward): torch.func refuses it."""
+def test_gaussian_log_prob_of_eigen_coordinates_is_their_marginal():
+    x = _correlated(20, seed=7)
+    base = _untrained_with_base(_correlated(300)).base
+    vecs, vals = base.eigvecs.double(), base.eigvals.double()
+    full = gaussian_log_prob(x, base.mean, vecs, vals)
+    # independent in the eigenbasis: the full density is the product of the two groups' marginals
+    parts = [gaussian_log_prob(x, base.mean, vecs[:, cols], vals[cols]) for cols in (slice(0, 3), slice(3, None))]
+    np.testing.assert_allclose((parts[0] + parts[1]).numpy(), full.numpy(), rtol=1e-12)
+    # one direction: the 1-D normal density of that coordinate
+    y = (x.double() - base.mean.double()) @ vecs[:, 0]
+    one = -0.5 * (y**2 / vals[0] + torch.log(2 * math.pi * vals[0]))
+    np.testing.assert_allclose(gaussian_log_prob(x, base.mean, vecs[:, :1], vals[:1]).numpy(), one.numpy(), rtol=1e-12)
 
-    @staticmethod
-    def forward(ctx, x):
-        y = torch.tanh(x)
-        ctx.save_for_backward(y)
-        return y
 
-    @staticmethod
-    def backward(ctx, grad):
-        (y,) = ctx.saved_tensors
-        return grad * (1 - y * y)
-
-
-def test_networks_that_torch_func_refuses_fall_back_to_autograd():
+def test_networks_that_torch_func_refuses_fall_back_to_autograd(old_style_tanh):
     lin1, lin2 = nn.Linear(D, 16).double(), nn.Linear(16, D).double()
 
     def velocity(y, t):
-        return lin2(_OldStyleTanh.apply(lin1(y)))
+        return lin2(old_style_tanh(lin1(y)))
 
     x = _correlated(6, seed=4)
     with pytest.raises(RuntimeError, match="autograd.Function"):

@@ -58,6 +58,11 @@ def ledoit_wolf(x: Tensor) -> tuple[Tensor, float]:
     return shrunk, rho
 
 
+def times_per_row(t: float | Tensor, x: Tensor) -> Tensor:
+    """t (a float, a 0-d or a [B] tensor) as float32 [B] on x's device, one per row of x [B, ...]."""
+    return torch.as_tensor(t, device=x.device, dtype=torch.float32).reshape(-1).expand(x.shape[0])
+
+
 class GaussianBaseField(nn.Module):
     """base(x, t) = E[u_t | x_t = x] for N(mean, cov) data under ``path`` (module docstring).
 
@@ -100,7 +105,7 @@ class GaussianBaseField(nn.Module):
 
     def forward(self, x: Tensor, t: float | Tensor) -> Tensor:
         """x: [B, D], t: float or [B] -> [B, D] in x's dtype."""
-        t = torch.as_tensor(t, device=x.device, dtype=torch.float32).reshape(-1).expand(x.shape[0])
+        t = times_per_row(t, x)
         with torch.autocast(x.device.type, enabled=False):
             gain, a, da = self.gains(t)
             centred = x.float() - a * self.mean  # [B, D]
@@ -120,4 +125,4 @@ class WithBaseField(nn.Module):
         return self.net(x, t) + self.base(x, t)
 
 
-__all__ = ["GaussianBaseField", "WithBaseField", "ledoit_wolf"]
+__all__ = ["GaussianBaseField", "WithBaseField", "ledoit_wolf", "times_per_row"]

@@ -36,7 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from flowstudy.errors import ConfigError
-from flowstudy.flows.gaussian_base import GaussianBaseField, WithBaseField
+from flowstudy.flows.gaussian_base import GaussianBaseField, WithBaseField, times_per_row
 
 RESIDUAL_INPUTS = ("subspace", "full")
 """What the network reads: the k whitened subspace coordinates, or the whole state x."""
@@ -92,13 +92,17 @@ class SubspaceNet(nn.Module):
         """h(x, t) [B, k]: the network's velocity in subspace coordinates (before α and U_k)."""
         if self.reads == "full":
             return self.net(x, t).float() @ self.basis
-        t = t.float()[:, None]  # [B, 1]
-        spread = (t**2 * self.lam[None, :] + (1 - t) ** 2).sqrt()  # [B, k]
-        return self.net((x.float() @ self.basis) / spread, t[:, 0]).float()
+        return self.read(x.float() @ self.basis, t)
+
+    def read(self, y: Tensor, t: Tensor) -> Tensor:
+        """h [B, k] from the subspace coordinates y = U_kᵀ x [B, k] (reads = "subspace"), t: [B]."""
+        with torch.autocast(y.device.type, enabled=False):
+            spread = (t.float()[:, None] ** 2 * self.lam[None, :] + (1 - t.float()[:, None]) ** 2).sqrt()  # [B, k]
+        return self.net(y.float() / spread, t.float()).float()  # the network keeps any autocast around it
 
     def forward(self, x: Tensor, t: float | Tensor) -> Tensor:
         """x: [B, D], t: float or [B] -> [B, D] in x's dtype."""
-        t = torch.as_tensor(t, device=x.device, dtype=torch.float32).reshape(-1).expand(x.shape[0])
+        t = times_per_row(t, x)
         return (self.scale * (self.coordinates(x, t) @ self.basis.T)).to(x.dtype)
 
 
@@ -122,7 +126,7 @@ class SubspaceResidual(WithBaseField):
         the Mamba scans' autograd Functions)."""
         from flowstudy.metrics.likelihood import _Jacobian
 
-        t = torch.as_tensor(t, device=x.device, dtype=torch.float32).reshape(-1).expand(x.shape[0])
+        t = times_per_row(t, x)
         b, k, basis = x.shape[0], self.net.rank, self.net.basis
         jac = _Jacobian(self.net.coordinates, x.float(), t, functional)  # h: [B, k]
         cotangents = torch.eye(k, device=x.device, dtype=jac.v.dtype)[:, None, :].expand(k, b, k)  # [k, B, k]
@@ -188,27 +192,14 @@ class EigenbasisFlow:
             mean = self.mean[dims]
             return (w.float() - a * mean) * gain[:, self.order[dims]] + da * mean
 
-    @staticmethod
-    def _times(w: Tensor, t: float | Tensor) -> Tensor:
-        return torch.as_tensor(t, device=w.device, dtype=torch.float32).reshape(-1).expand(w.shape[0])
-
     def subspace_velocity(self, w: Tensor, t: float | Tensor) -> Tensor:
         """dw/dt of the first k coordinates [B, k] from them alone (w: [B, k])."""
-        net, k = self.field.net, self.k
-        t = self._times(w, t)
-        with torch.autocast(w.device.type, enabled=False):
-            spread = (t[:, None] ** 2 * net.lam[None, :] + (1 - t[:, None]) ** 2).sqrt()  # [B, k]
-        h = net.net(w.float() / spread, t).float()  # the network keeps any autocast around it
-        return self._base_part(w, t, slice(0, k)) + net.scale * h
+        t = times_per_row(t, w)
+        return self._base_part(w, t, slice(0, self.k)) + self.field.net.scale * self.field.net.read(w, t)
 
     def complement_velocity(self, w: Tensor, t: float | Tensor) -> Tensor:
         """dw/dt of the other D - k coordinates [B, D - k] (w: [B, D - k]): the base alone."""
-        return self._base_part(w, self._times(w, t), slice(self.k, None))
-
-    def velocity(self, w: Tensor, t: float | Tensor) -> Tensor:
-        """dw/dt [B, D] for w: [B, D] (float32), t: float or [B]."""
-        k = self.k
-        return torch.cat([self.subspace_velocity(w[:, :k], t), self.complement_velocity(w[:, k:], t)], dim=1)
+        return self._base_part(w, times_per_row(t, w), slice(self.k, None))
 
     def complement_map(self, method: str, steps: int) -> tuple[Tensor, Tensor]:
         """P, Q [D - k] with solve(complement, w₀) = P ⊙ w₀ + Q for the fixed-step ``method``

@@ -226,12 +226,13 @@ def ode_log_prob(
 
 # ----------------------------------------------------------------------------- Gaussians
 def gaussian_log_prob(x: Tensor, mean: Tensor, eigvecs: Tensor, eigvals: Tensor) -> Tensor:
-    """log N(x; mean, V diag(lam) Vᵀ) per row, float64: x [B, D] -> [B]."""
-    if eigvals.min() <= 0:
+    """log N(x; mean, V diag(lam) Vᵀ) per row, float64: x [B, D] -> [B]. With m < D orthonormal
+    columns V [D, m] and lam [m], the log-density of the m coordinates Vᵀ (x - mean) alone (0 for m = 0)."""
+    if eigvals.numel() and eigvals.min() <= 0:
         raise DataError(f"the covariance must be positive definite; smallest eigenvalue {float(eigvals.min()):.3g}")
-    y = (x.double() - mean.double()) @ eigvecs.double()  # [B, D] in the eigenbasis
+    y = (x.double() - mean.double()) @ eigvecs.double()  # [B, m] in the eigenbasis
     lam = eigvals.double()
-    return -0.5 * ((y.square() / lam).sum(-1) + torch.log(lam).sum() + x.shape[1] * math.log(2 * math.pi))
+    return -0.5 * ((y.square() / lam).sum(-1) + torch.log(lam).sum() + lam.shape[0] * math.log(2 * math.pi))
 
 
 def gaussian_fit(train: Tensor, kind: str = "full") -> tuple[Tensor, Tensor, Tensor, float]:
@@ -444,13 +445,11 @@ def _factorised_log_prob(flow, z: Tensor, device, dtype, **solve_kwargs) -> tupl
     :class:`~flowstudy.flows.subspace.EigenbasisFlow`): the k-dimensional ODE with the exact
     divergence of its velocity, plus the closed-form Gaussian of the other D - k eigen-coordinates
     (the rotation has unit determinant)."""
-    k = flow.k
+    k, base = flow.k, flow.field.base
     rotation = flow.rotation.double().cpu()
-    w = z.double() @ rotation  # [B, D]
-    lp_k, nfe = ode_log_prob(flow.subspace_velocity, w[:, :k].to(device=device, dtype=dtype), estimator="exact", chunk=k, **solve_kwargs)
-    lam = flow.field.base.eigvals.double().cpu()[flow.order[k:].cpu()]
-    y = w[:, k:] - flow.field.base.mean.double().cpu() @ rotation[:, k:]  # [B, D - k]
-    lp_rest = -0.5 * ((y.square() / lam).sum(1) + lam.log().sum() + y.shape[1] * math.log(2 * math.pi))
+    w_k = z.double() @ rotation[:, :k]  # [B, k]
+    lp_k, nfe = ode_log_prob(flow.subspace_velocity, w_k.to(device=device, dtype=dtype), estimator="exact", chunk=k, **solve_kwargs)
+    lp_rest = gaussian_log_prob(z, base.mean.cpu(), rotation[:, k:], base.eigvals.cpu()[flow.order[k:].cpu()])
     return lp_k.cpu().double() + lp_rest[None, :], nfe
 
 
