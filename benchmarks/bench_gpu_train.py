@@ -1,16 +1,24 @@
 """GPU training and sampling side by side: plain loop, eager trainer, captured trainer, stacked groups.
 
-One process, one GPU, one table: for each network at batch 256 on builtin:sonar-gsm8k-1k
+One process, one GPU, two tables. Every row trains the architecture's recipe as a user's
+``flowstudy train --arch ARCH`` run does (flowstudy.train.config.RECIPES: a residual network on the
+top principal subspace of the Gaussian fit, the base field around it), at batch 256 on
+builtin:sonar-gsm8k-1k:
     plain loop      a typical script: DataLoader over a CPU TensorDataset, host-to-device copies,
-                    AdamW, fp32, no EMA or clipping (steps 5.. timed)
-    eager trainer   flowstudy's Trainer with graph=False (data on the device, fused AdamW, EMA, clipping)
+                    AdamW, fp32, no EMA or clipping (steps 5.. timed), of the network alone in the
+                    whole space (create_model(arch, input_dim=D): the issue's baseline) and of the
+                    recipe's field (base + subspace residual, in data coordinates: the same model)
+    eager trainer   flowstudy's Trainer with graph=False (data on the device, fused AdamW, EMA,
+                    clipping; the step in the base's eigen-coordinates, Trainer._step_space)
     captured        flowstudy's Trainer with graph=True: one CUDA graph per step (flowstudy.train.graph)
     stacked         K runs (seeds) as one StackedGroup, captured: model-steps/s = K x group steps/s;
                     --stacked-step picks the group's draws: vectorised (the default for seeds of one
                     configuration), per-member (each member's own generator), or both side by side
-and samples/s at 50 NFE (Euler, 50 steps): the eager solver against the graph-replayed one
-(flowstudy.graph_solver), in fp32 and with bf16 autocast inside the network, and with
---compile-velocity MODE also the bf16 velocity compiled by torch.compile inside the graph.
+and samples/s at 50 NFE (Euler, 50 steps) of the trained run: the eager solver of the plain field
+against the graph-replayed one (flowstudy.graph_solver), in fp32 and with bf16 autocast inside the
+network, with --compile-velocity MODE also the bf16 velocity compiled by torch.compile inside the
+graph, and the same three in the base's eigenbasis as flowstudy samples subspace runs (only the k
+network coordinates integrated, flowstudy.flows.subspace.EigenbasisFlow; rotations included).
 
     python benchmarks/bench_gpu_train.py --out results/          # all networks
     python benchmarks/bench_gpu_train.py --quick                 # a short check of every path
@@ -29,12 +37,13 @@ import bench_train  # benchmarks/: the plain loop
 import torch
 
 from flowstudy.data import Standardizer, load_dataset
+from flowstudy.flows.subspace import EigenbasisFlow
 from flowstudy.graph_solver import COMPILE_MODES, GraphSolver
 from flowstudy.models import create_model
 from flowstudy.sampling import _velocity
 from flowstudy.solvers import solve
 from flowstudy.train import TrainConfig, Trainer, load_run
-from flowstudy.train.config import recipe_for
+from flowstudy.train.config import resolve_config
 from flowstudy.train.stacked import StackedGroup
 
 # (row label, arch, model overrides)
@@ -67,8 +76,8 @@ def _sync() -> None:
 
 
 def _config(arch: str, model: dict, steps: int, batch: int, **extra) -> TrainConfig:
-    base_field = recipe_for(arch).get("base_field", "none")  # the recipe's, as a user's run has it
-    return TrainConfig(arch=arch, model=model, steps=steps, batch_size=batch, val_every=10**9, device=DEVICE, base_field=base_field, **extra).validate()
+    """The architecture's recipe at this length and batch, as a user's run resolves it."""
+    return resolve_config(None, dict(arch=arch, model=model, steps=steps, batch_size=batch, val_every=10**9, device=DEVICE, **extra))
 
 
 def trainer_rate(arch, model, steps, batch, graph: bool, workdir: Path) -> tuple[float, Path]:
@@ -79,9 +88,16 @@ def trainer_rate(arch, model, steps, batch, graph: bool, workdir: Path) -> tuple
     return (s1 - s0) / (t1 - t0), run_dir
 
 
-def plain_loop_rate(arch, model_kw, steps, batch, x: torch.Tensor) -> float:
-    model = create_model(arch, input_dim=x.shape[1], **model_kw).to(DEVICE)
-    return bench_train.plain_loop_rate(model, steps, batch, torch.device(DEVICE), x)
+def plain_loop_rate(arch, model, steps, batch, x: torch.Tensor, workdir: Path, recipe: bool) -> float:
+    """The plain loop of the network alone in the whole space, or (``recipe``) of the recipe's
+    field in data coordinates, built by a Trainer from the same configuration."""
+    if recipe:
+        trainer = Trainer(_config(arch, model, steps, batch), workdir / f"plain-{arch}-{model.get('backend', '')}", progress=False)
+        trainer._setup(None)
+        field = trainer.field
+    else:
+        field = create_model(arch, input_dim=x.shape[1], **model).to(DEVICE)
+    return bench_train.plain_loop_rate(field, steps, batch, torch.device(DEVICE), x)
 
 
 def stacked_rate(arch, model, steps, batch, members: int, workdir: Path, vectorise: bool | None = None) -> tuple[float, str]:
@@ -117,16 +133,21 @@ def sampling_rates(run_dir: Path, n: int, repeats: int, compile_mode: str | None
     _sync()
     out["eager_fp32"] = n / (time.perf_counter() - tic)
     variants = [("fp32", None), ("bf16", None)] + ([("bf16", compile_mode)] if compile_mode else [])
-    for precision, mode in variants:
-        solver = GraphSolver(_velocity(run, device, precision), n, x.shape[1], device=device, method="euler", steps=50, compile=mode)
-        solver(x)  # compiled (when asked) and captured before the clock starts
-        _sync()
-        tic = time.perf_counter()
-        for _ in range(repeats):
-            solver(x)
-        _sync()
-        out[f"graph_{precision}" + ("_compiled" if mode else "")] = n * repeats / (time.perf_counter() - tic)
-        del solver
+    flow = EigenbasisFlow.of(run.model)
+    for eigen in (False, True) if flow is not None else (False,):
+        for precision, mode in variants:
+            field = flow.subspace_velocity if eigen else None
+            solver = GraphSolver(_velocity(run, device, precision, field), n, flow.k if eigen else x.shape[1], device=device, method="euler", steps=50, compile=mode)
+            complement = flow.complement_map("euler", 50) if eigen else None
+            draw = (lambda: flow.from_eigen(flow.solve(flow.to_eigen(x), solver, complement))) if eigen else (lambda: solver(x))
+            draw()  # compiled (when asked) and captured before the clock starts
+            _sync()
+            tic = time.perf_counter()
+            for _ in range(repeats):
+                draw()
+            _sync()
+            out[("eigen_" if eigen else "") + f"graph_{precision}" + ("_compiled" if mode else "")] = n * repeats / (time.perf_counter() - tic)
+            del solver
     return out
 
 
@@ -161,7 +182,8 @@ def main() -> None:
             row = {"network": label}
             try:
                 if "plain" in args.columns:
-                    row["plain"] = plain_loop_rate(arch, model, max(30, steps // 2), args.batch, x)
+                    row["plain"] = plain_loop_rate(arch, model, max(30, steps // 2), args.batch, x, Path(tmp), recipe=False)
+                    row["plain_recipe"] = plain_loop_rate(arch, model, max(30, steps // 2), args.batch, x, Path(tmp), recipe=True)
                 if "eager" in args.columns:
                     row["eager"], _ = trainer_rate(arch, model, steps, args.batch, False, Path(tmp))
                 if "captured" in args.columns or "sampling" in args.columns:
@@ -197,21 +219,31 @@ def table(rows: list[dict], args) -> list[str]:
 
     device = torch.cuda.get_device_name() if DEVICE == "cuda" else "CPU (smoke test)"
     f = lambda r, k, spec=",.0f": format(r[k], spec) if k in r else "—"  # noqa: E731
+    ratio = lambda r, a, b: f"{r[a] / r[b]:.1f}×" if a in r and b in r else "—"  # noqa: E731
     lines = [
-        f"device: {device}; torch {torch.__version__}; triton {triton.__version__}; batch {args.batch}; fp32 training",
+        f"device: {device}; torch {torch.__version__}; triton {triton.__version__}; batch {args.batch}; fp32 training of the recipes",
         "",
-        "| network | plain loop steps/s | eager trainer | captured trainer | captured / plain | stacked model-steps/s (K, draws) | samples/s eager fp32 | graph fp32 | graph bf16 | graph bf16 compiled |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| network | plain loop, network alone | plain loop, recipe field | eager trainer | captured trainer | captured / plain (alone) | captured / plain (recipe) | stacked model-steps/s (K, draws) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
-        ratio = f"{r['captured'] / r['plain']:.1f}×" if "captured" in r and "plain" in r else "—"
         kinds = [k for k in ("vectorised", "per-member") if f"stacked_model_steps_{k}" in r]
         stacked = "; ".join(f"{f(r, f'stacked_model_steps_{k}')} ({r['stacked_members']}, {k})" for k in kinds) or "—"
         lines.append(
-            f"| {r['network']} | {f(r, 'plain', '.1f')} | {f(r, 'eager', '.1f')} | {f(r, 'captured', '.1f')} | {ratio} | {stacked} "
-            f"| {f(r, 'samples_eager_fp32')} | {f(r, 'samples_graph_fp32')} | {f(r, 'samples_graph_bf16')} | {f(r, 'samples_graph_bf16_compiled')} |"
-            + (f" error: {r['error']}" if "error" in r else "")
+            f"| {r['network']} | {f(r, 'plain', '.1f')} | {f(r, 'plain_recipe', '.1f')} | {f(r, 'eager', '.1f')} | {f(r, 'captured', '.1f')} "
+            f"| {ratio(r, 'captured', 'plain')} | {ratio(r, 'captured', 'plain_recipe')} | {stacked} |" + (f" error: {r['error']}" if "error" in r else "")
         )
+    lines += [
+        "",
+        "samples/s at 50 NFE (Euler), plain field and in the base's eigenbasis:",
+        "",
+        "| network | rows | eager fp32 | graph fp32 | graph bf16 | graph bf16 compiled | eigenbasis graph fp32 | eigenbasis bf16 | eigenbasis bf16 compiled |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        if "sample_n" in r:
+            keys = ["eager_fp32", "graph_fp32", "graph_bf16", "graph_bf16_compiled", "eigen_graph_fp32", "eigen_graph_bf16", "eigen_graph_bf16_compiled"]
+            lines.append(f"| {r['network']} | {r['sample_n']} | " + " | ".join(f(r, f"samples_{k}") for k in keys) + " |")
     return lines
 
 

@@ -1,4 +1,4 @@
-"""Sampling (and held-out NLL) of a subspace-residual run in its base's eigenbasis against the plain field.
+"""Sampling, held-out NLL and training of subspace-residual runs in the base's eigenbasis against the plain field.
 
 For each recipe's network on its subspace (MLP rank 128, U-Net, DiT and mamba-tiny rank 64), built
 around the Gaussian fit of builtin:sonar-gsm8k-1k's training rows with weights drawn at random (the
@@ -10,6 +10,8 @@ seconds, the ratio and the largest difference between the two paths' samples.
     python benchmarks/bench_subspace_sampling.py --device cuda --rows 65536 --only mlp
     python benchmarks/bench_subspace_sampling.py --nll 100 --only mlp   # exact held-out NLL of 100 test rows instead:
                                                                         # factorised (k-dim ODE) against the whole state
+    python benchmarks/bench_subspace_sampling.py --train 20            # training steps/s of each recipe (Trainer._step_space):
+                                                                        # eigen-coordinates against data coordinates
 """
 
 from __future__ import annotations
@@ -79,9 +81,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--only", nargs="*", default=None, help="arch names to run (default: all)")
     parser.add_argument("--nll", type=int, default=0, help="time the exact held-out NLL of this many test rows instead of sampling")
+    parser.add_argument("--train", type=int, default=0, help="time this many training steps of each recipe instead of sampling")
     args = parser.parse_args()
     if args.nll:
         return nll_main(args)
+    if args.train:
+        return train_main(args)
     print(f"device {args.device}; torch {torch.__version__}; threads {torch.get_num_threads()}; {args.rows} rows, midpoint-25")
     print("| network | plain field s | eigenbasis s | plain / eigenbasis | max abs difference |")
     print("| --- | ---: | ---: | ---: | ---: |")
@@ -108,6 +113,34 @@ def nll_main(args) -> None:
             args.repeats, args.device, warmup=False,
         )
         print(f"| {label} | {t[False]:.1f} | {t[True]:.1f} | {t[False] / t[True]:.2f}× | {abs(nll[True] - nll[False]):.1e} |", flush=True)
+
+
+def train_main(args) -> None:
+    """Steps/s of each recipe's Trainer (its step function: captured on CUDA) stepping in the base's
+    eigen-coordinates against data coordinates, built from the same seed."""
+    import tempfile
+    from pathlib import Path
+
+    from flowstudy.train import Trainer
+    from flowstudy.train.config import resolve_config
+    from flowstudy.train.graph import make_train_step
+
+    print(f"device {args.device}; torch {torch.__version__}; threads {torch.get_num_threads()}; {args.train} steps per timing, batch 256, the recipes")
+    print("| recipe | data coordinates steps/s | eigen-coordinates steps/s | eigen / data |")
+    print("| --- | ---: | ---: | ---: |")
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, arch, _, _ in NETWORKS:
+            if args.only and arch not in args.only:
+                continue
+            cfg = resolve_config(None, {"arch": arch, "device": args.device, "steps": args.train * (2 * args.repeats + 4), "val_every": 10**9})
+            steps = {}
+            for eigen in (True, False):
+                trainer = Trainer(cfg, Path(tmp) / f"{arch}-{eigen}", progress=False, eigenbasis=eigen)
+                trainer._setup(None)
+                assert (trainer.step_rotation is not None) == eigen
+                steps[eigen] = make_train_step(trainer, message=lambda _: None)
+            t, _ = _alternate(lambda eigen: [steps[eigen]() for _ in range(args.train)][-1][0], args.repeats, args.device, warmup=True)
+            print(f"| {label} | {args.train / t[False]:.1f} | {args.train / t[True]:.1f} | {t[False] / t[True]:.2f}× |", flush=True)
 
 
 if __name__ == "__main__":

@@ -134,7 +134,7 @@ def test_eigenbasis_complement_is_the_exact_gaussian_flow_map():
 
     field = _field(scale=0.7)
     flow = EigenbasisFlow(field)
-    lam, mean = field.base.eigvals[flow.order[K:]], flow.mean[K:]
+    lam, mean = field.base.eigvals.sort(descending=True).values[K:], flow.mean[K:]
     # rk4 with 50 steps: the straight-path Gaussian flow maps w0 to m + sqrt(lam) w0 per direction
     p, q = flow.complement_map("rk4", 50)
     torch.testing.assert_close(p, lam.sqrt(), atol=1e-5, rtol=1e-5)
@@ -144,6 +144,52 @@ def test_eigenbasis_complement_is_the_exact_gaussian_flow_map():
     p, q = flow.complement_map("euler", 4)
     torch.testing.assert_close(solve(flow.complement_velocity, w0, 0.0, 1.0, method="euler", steps=4).x, w0 * p + q, atol=1e-6, rtol=1e-6)
     assert (p - lam.sqrt()).abs().max() > 1e-3  # 4 Euler steps are not the exact map
+
+
+def test_eigenbasis_forms_are_the_rotated_fields():
+    """DiagonalGaussianBase and EigenSubspaceNet at w = Rᵀx are Rᵀ times the data-space fields."""
+    field = _field(scale=0.7)
+    base, net = field.base.in_eigenbasis(), field.net.in_eigenbasis()
+    rotation = base.eigvecs
+    lam = field.base.eigvals.sort(descending=True).values
+    torch.testing.assert_close(rotation.T @ rotation, torch.eye(D), atol=1e-5, rtol=0)
+    torch.testing.assert_close(rotation.T @ field.base.eigvecs @ torch.diag(field.base.eigvals) @ field.base.eigvecs.T @ rotation, torch.diag(lam), atol=1e-4, rtol=1e-4)
+    g = torch.Generator().manual_seed(5)
+    x, t = torch.randn(9, D, generator=g) * 2, torch.rand(9, generator=g)
+    with torch.no_grad():
+        torch.testing.assert_close(base(x @ rotation, t), field.base(x, t) @ rotation, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(net(x @ rotation, t), field.net(x, t) @ rotation, atol=1e-5, rtol=1e-5)
+        assert net(x @ rotation, t)[:, K:].abs().max() == 0 and net(x @ rotation, t).abs().max() > 1e-2
+    assert list(dict(net.named_parameters())) == list(dict(field.net.named_parameters()))  # stacked groups stack either
+    assert next(net.parameters()) is next(field.net.parameters())  # training one trains the other
+    with pytest.raises(ValueError, match="subspace coordinates"):
+        _field(reads="full").net.in_eigenbasis()
+
+
+@pytest.mark.parametrize("flow_name", ["icfm", "otcfm"])
+def test_eigenbasis_step_has_the_data_space_loss_and_gradients(flow_name):
+    """The trainer's eigen-coordinate step (Trainer._step_space) on rotated rows and noise: the
+    data-space step's loss and parameter gradients, OT pairing (by distances) included. (Noise
+    drawn inside the loss, x0 or an interpolant's z, is N(0, I) in either coordinates.)"""
+    from flowstudy.flows import create_flow
+    from flowstudy.flows.gaussian_base import WithBaseField
+
+    field = _field(scale=0.7).train()
+    eigen = WithBaseField(field.net.in_eigenbasis(), field.base.in_eigenbasis())
+    rotation = eigen.base.eigvecs
+    flow = create_flow(flow_name)
+    x1, x0 = _rows(64, seed=3).float(), torch.randn(64, D, generator=torch.Generator().manual_seed(11))
+    losses, grads = [], []
+    for model, rows, noise in ((field, x1, x0), (eigen, x1 @ rotation, x0 @ rotation)):
+        field.net.zero_grad()
+        loss = flow.loss(model, rows, noise, generator=torch.Generator().manual_seed(7))
+        loss.backward()
+        losses.append(loss.detach())
+        grads.append([p.grad.clone() for p in field.net.parameters()])
+    torch.testing.assert_close(losses[1], losses[0], atol=1e-6, rtol=1e-5)
+    for a, b in zip(grads[1], grads[0]):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-4)
+    assert max(float(g.abs().max()) for g in grads[0]) > 1e-3
 
 
 def test_heldout_nll_uses_the_exact_structured_divergence():

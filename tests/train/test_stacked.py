@@ -302,3 +302,33 @@ def test_heterogeneous_groups_say_why_they_draw_per_member(tmp_path, tiny_config
     assert reason(tiny_config(aug=["noise:0.1"]), tiny_config(seed=4, aug=["noise:0.4"], base_field="gaussian")) is None
     with pytest.raises(ConfigError, match="cannot draw for all members at once: .*augmentation kinds"):
         StackedGroup([tiny_config(), tiny_config(aug=["noise:0.1"])], [tmp_path / "a", tmp_path / "b"], vectorise=True).fit()
+
+
+def _subspace_members(tiny_config, **extra):
+    """Members with a subspace residual: each trains in its own base's eigen-coordinates."""
+    common = dict(steps=10, batch_size=48, val_every=5, base_field="gaussian", base_fit="train", residual_rank=4, aug=["noise:0.3"], **extra)
+    return [tiny_config(seed=0, **common), tiny_config(seed=1, lr=5e-3, **common), tiny_config(seed=2, subset=128, **common)]
+
+
+def test_subspace_members_train_in_their_own_eigenbasis_like_separate_runs(tmp_path, tiny_config):
+    group = _check_against_separate_runs(tmp_path, _subspace_members(tiny_config), vectorise=False)
+    rotations = [m.step_rotation for m in group.members]
+    assert all(r is not None for r in rotations)
+    assert not torch.allclose(rotations[0].abs(), rotations[2].abs(), atol=1e-2)  # member 2: its subset's own fit
+    # the vectorised step gathers each member's rotated rows and adds its elementwise base
+    group = StackedGroup(_subspace_members(tiny_config), [tmp_path / f"v{k}" for k in range(3)], vectorise=True)
+    group._prepare([False] * 3)
+    x, t = torch.randn(3, 5, 16), torch.rand(3, 5)
+    for k, m in enumerate(group.members):
+        torch.testing.assert_close(group.batches.x1[k, : m.train_x1.shape[0]], m.train_x1 @ m.step_rotation)
+    own = torch.stack([m.field.base(x[k] @ m.step_rotation.T, t[k]) @ m.step_rotation for k, m in enumerate(group.members)])
+    torch.testing.assert_close(group.batches.with_base(torch.zeros(3, 5, 16), x, t), own, rtol=1e-4, atol=1e-5)
+
+
+def test_a_group_with_a_member_that_cannot_rotate_trains_in_data_coordinates(tmp_path, tiny_config):
+    configs = _subspace_members(tiny_config)
+    configs[1] = replace(configs[1], aug=["noise:0.3", "dropout:0.1"])  # dropout does not commute with a rotation
+    group = StackedGroup(configs, [tmp_path / f"m{k}" for k in range(3)])
+    group._prepare([False] * 3)
+    assert all(m.step_rotation is None and m.step_x1 is m.train_x1 for m in group.members)
+    assert "dropout" in group.members[1].eigenbasis_refusal() and group.members[0].eigenbasis_refusal() is None

@@ -171,3 +171,35 @@ def test_train_command_takes_the_residual_options(tiny_data, tmp_path):
     assert (config["select_by"], config["residual_scales"]) == ("nll", [0.0, 1.0])
     model = load_run(run).model
     assert isinstance(model, SubspaceResidual) and model.net.rank == 3 and model.net.net.input_dim == 16
+
+
+def test_subspace_run_steps_in_its_bases_eigenbasis(tmp_path, tiny_config):
+    """The step's rows and field are the run's, rotated into the base's eigenbasis: the same loss
+    on the same (rotated) draws; runs that cannot rotate step in data coordinates, and say why."""
+    from flowstudy.flows.subspace import EigenSubspaceNet
+
+    cfg = tiny_config(steps=5, base_field="gaussian", base_fit="train", residual_rank=4, aug=["noise:0.3"])
+    trainer = Trainer(cfg, tmp_path / "run", progress=False)
+    trainer.fit()
+    rotation = trainer.step_rotation
+    assert isinstance(trainer.step_net, EigenSubspaceNet) and trainer.eigenbasis_refusal() is None
+    torch.testing.assert_close(trainer.step_x1, trainer.train_x1 @ rotation)
+    x0 = torch.randn(32, 16, generator=torch.Generator().manual_seed(0))
+    losses = [
+        trainer.flow.loss(field, rows[:32], noise, generator=torch.Generator().manual_seed(1))
+        for field, rows, noise in ((trainer.field, trainer.train_x1, x0), (trainer.step_field, trainer.step_x1, x0 @ rotation))
+    ]
+    torch.testing.assert_close(losses[1], losses[0], atol=1e-6, rtol=1e-5)
+    assert len(list(trainer.step_field.parameters())) == len(list(trainer.model.parameters()))  # the same weights, trained
+    refusals = {
+        "dropout": dict(aug=["noise:0.3", "dropout:0.1"]),
+        "whole state": dict(residual_input="full"),
+        "not a subspace residual": dict(residual_rank=None),
+    }
+    for k, (reason, change) in enumerate(refusals.items()):
+        other = Trainer(tiny_config(steps=2, **{**dict(base_field="gaussian", base_fit="train", residual_rank=4), **change}), tmp_path / f"r{k}", progress=False)
+        other.fit()
+        assert other.step_rotation is None and other.step_field is other.field and reason in other.eigenbasis_refusal()
+    off = Trainer(cfg, tmp_path / "off", progress=False, eigenbasis=False)
+    off.fit()
+    assert off.step_rotation is None and off.step_x1 is off.train_x1

@@ -67,6 +67,12 @@ ELEMENTWISE: dict[str, Callable[..., torch.Tensor]] = {"noise": _noise, "dropout
 x: a stacked group draws them for all members at once (flowstudy.train.group_batch)."""
 
 
+ROTATION_EQUIVARIANT = ("mixup", "noise")
+"""Augmentations that commute with a fixed rotation of the rows (the noise is isotropic in
+standardised space); dimension dropout does not. A subspace residual trains in its base's
+eigen-coordinates only under these (flowstudy.train.trainer)."""
+
+
 AUGMENTATIONS: dict[str, Callable[..., torch.Tensor]] = {
     "mixup": mixup,
     "noise": gaussian_noise,

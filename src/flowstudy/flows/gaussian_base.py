@@ -103,6 +103,12 @@ class GaussianBaseField(nn.Module):
         den = c.alpha**2 * lam + c.beta**2 + c.gamma**2
         return num / den, c.alpha, c.d_alpha
 
+    def in_eigenbasis(self) -> DiagonalGaussianBase:
+        """This field in the coordinates w = Rᵀx of its eigenvectors, largest eigenvalue first."""
+        order = torch.argsort(self.eigvals, descending=True)
+        rotation = self.eigvecs[:, order]
+        return DiagonalGaussianBase(self.path, self.mean @ rotation, rotation, self.eigvals[order], self.shrinkage)
+
     def forward(self, x: Tensor, t: float | Tensor) -> Tensor:
         """x: [B, D], t: float or [B] -> [B, D] in x's dtype."""
         t = times_per_row(t, x)
@@ -111,6 +117,28 @@ class GaussianBaseField(nn.Module):
             centred = x.float() - a * self.mean  # [B, D]
             v = ((centred @ self.eigvecs) * gain) @ self.eigvecs.T + da * self.mean
         return v.to(x.dtype)
+
+
+class DiagonalGaussianBase(GaussianBaseField):
+    """A base field in its own eigenbasis: coordinates w = Rᵀx, R = its eigenvectors sorted by
+    decreasing eigenvalue, where the field is elementwise,
+
+        base(w, t) = (w - a(t) m̃) ⊙ gain(t) + a'(t) m̃,   m̃ = Rᵀ mean,
+
+    no [B, D] x [D, D] product. Build it with :meth:`GaussianBaseField.in_eigenbasis`. Its buffers
+    are named as a GaussianBaseField's (so stacked training groups stack them alike): ``mean`` holds
+    m̃, ``eigvals`` the sorted eigenvalues, ``eigvecs`` R (unused by :meth:`forward`)."""
+
+    def in_eigenbasis(self) -> DiagonalGaussianBase:
+        return self
+
+    def forward(self, w: Tensor, t: float | Tensor) -> Tensor:
+        """w: [B, D] eigen-coordinates, t: float or [B] -> [B, D] in w's dtype."""
+        t = times_per_row(t, w)
+        with torch.autocast(w.device.type, enabled=False):
+            gain, a, da = self.gains(t)
+            v = (w.float() - a * self.mean) * gain + da * self.mean
+        return v.to(w.dtype)
 
 
 class WithBaseField(nn.Module):
@@ -125,4 +153,4 @@ class WithBaseField(nn.Module):
         return self.net(x, t) + self.base(x, t)
 
 
-__all__ = ["GaussianBaseField", "WithBaseField", "ledoit_wolf", "times_per_row"]
+__all__ = ["DiagonalGaussianBase", "GaussianBaseField", "WithBaseField", "ledoit_wolf", "times_per_row"]

@@ -105,6 +105,29 @@ class SubspaceNet(nn.Module):
         t = times_per_row(t, x)
         return (self.scale * (self.coordinates(x, t) @ self.basis.T)).to(x.dtype)
 
+    def in_eigenbasis(self) -> EigenSubspaceNet:
+        """This residual in the base's eigen-coordinates (:class:`EigenSubspaceNet`); it shares the
+        network, so training it trains this module."""
+        if self.reads != "subspace":
+            raise ValueError("only a residual that reads the subspace coordinates has an eigenbasis form")
+        return EigenSubspaceNet(self.net, self.basis, self.lam, self.reads, float(self.scale))
+
+
+class EigenSubspaceNet(SubspaceNet):
+    """A :class:`SubspaceNet` in the coordinates w = Rᵀx of its base's eigenvectors (largest
+    eigenvalue first), where U_k is the first k axes: w -> α [h(w_{:k}, t), 0], no [B, D] x [D, k]
+    product. Same parameters and buffers (names included) as the SubspaceNet it comes from
+    (:meth:`SubspaceNet.in_eigenbasis`), so stacked groups stack it alike."""
+
+    def coordinates(self, w: Tensor, t: Tensor) -> Tensor:
+        """h [B, k] from the eigen-coordinates w [B, D] (t: [B])."""
+        return self.read(w[:, : self.rank], t)
+
+    def forward(self, w: Tensor, t: float | Tensor) -> Tensor:
+        """w: [B, D] eigen-coordinates, t: float or [B] -> [B, D] in w's dtype."""
+        h = self.scale * self.coordinates(w, times_per_row(t, w))  # [B, k]
+        return torch.nn.functional.pad(h, (0, w.shape[1] - self.rank)).to(w.dtype)
+
 
 class SubspaceResidual(WithBaseField):
     """v(x, t) = base(x, t) + net(x, t) with ``net`` a :class:`SubspaceNet`, and its exact divergence."""
@@ -158,14 +181,13 @@ class EigenbasisFlow:
     """
 
     def __init__(self, field: SubspaceResidual):
-        net, base = field.net, field.base
-        k = net.rank
-        order = torch.argsort(base.eigvals, descending=True)
-        self.rotation = base.eigvecs[:, order]  # [D, D]: U_k, then the rest
+        net, k = field.net, field.net.rank
+        self.base = field.base.in_eigenbasis()  # elementwise in w
+        self.rotation = self.base.eigvecs  # [D, D]: U_k, then the rest
         if net.reads != "subspace" or not torch.allclose(self.rotation[:, :k], net.basis, atol=1e-6):
             raise ValueError("EigenbasisFlow needs a residual that reads the base's own top-k coordinates")
-        self.field, self.k, self.order = field, k, order
-        self.mean = base.mean @ self.rotation  # [D]
+        self.field, self.k = field, k
+        self.mean = self.base.mean  # [D]: m̃
 
     @classmethod
     def of(cls, model: nn.Module) -> EigenbasisFlow | None:
@@ -186,11 +208,10 @@ class EigenbasisFlow:
 
     def _base_part(self, w: Tensor, t: Tensor, dims: slice) -> Tensor:
         """The base's velocity (w - a m̃) ⊙ gain + a' m̃ on the coordinates ``dims`` (float32)."""
-        base = self.field.base
         with torch.autocast(w.device.type, enabled=False):
-            gain, a, da = base.gains(t)  # gain [B, D] in the base's eigenvalue order
+            gain, a, da = self.base.gains(t)  # gain [B, D], largest eigenvalue first
             mean = self.mean[dims]
-            return (w.float() - a * mean) * gain[:, self.order[dims]] + da * mean
+            return (w.float() - a * mean) * gain[:, dims] + da * mean
 
     def subspace_velocity(self, w: Tensor, t: float | Tensor) -> Tensor:
         """dw/dt of the first k coordinates [B, k] from them alone (w: [B, k])."""
@@ -230,4 +251,4 @@ def compose_field(net: nn.Module, base: GaussianBaseField | None) -> nn.Module:
     return SubspaceResidual(net, base) if isinstance(net, SubspaceNet) else WithBaseField(net, base)
 
 
-__all__ = ["RESIDUAL_INPUTS", "EigenbasisFlow", "SubspaceNet", "SubspaceResidual", "compose_field", "effective_rank", "top_directions"]
+__all__ = ["RESIDUAL_INPUTS", "EigenSubspaceNet", "EigenbasisFlow", "SubspaceNet", "SubspaceResidual", "compose_field", "effective_rank", "top_directions"]

@@ -445,11 +445,11 @@ def _factorised_log_prob(flow, z: Tensor, device, dtype, **solve_kwargs) -> tupl
     :class:`~flowstudy.flows.subspace.EigenbasisFlow`): the k-dimensional ODE with the exact
     divergence of its velocity, plus the closed-form Gaussian of the other D - k eigen-coordinates
     (the rotation has unit determinant)."""
-    k, base = flow.k, flow.field.base
+    k, base = flow.k, flow.field.base  # the data-space base: its mean; flow.base: sorted eigenvalues
     rotation = flow.rotation.double().cpu()
     w_k = z.double() @ rotation[:, :k]  # [B, k]
     lp_k, nfe = ode_log_prob(flow.subspace_velocity, w_k.to(device=device, dtype=dtype), estimator="exact", chunk=k, **solve_kwargs)
-    lp_rest = gaussian_log_prob(z, base.mean.cpu(), rotation[:, k:], base.eigvals.cpu()[flow.order[k:].cpu()])
+    lp_rest = gaussian_log_prob(z, base.mean.cpu(), rotation[:, k:], flow.base.eigvals.cpu()[k:])
     return lp_k.cpu().double() + lp_rest[None, :], nfe
 
 

@@ -116,10 +116,10 @@ class CapturedStep:
         tr = self.trainer
         idx = self.perm.index_select(0, self.pos + self.offsets)  # [B]
         self.pos.add_(self.offsets.numel())
-        x1 = apply_augmentations(tr.train_x1.index_select(0, idx), tr.augmentations, tr.generator)  # [B, D]
-        x0 = tr.train_x0.index_select(0, idx) if tr.train_x0 is not None else None
+        x1 = apply_augmentations(tr.step_x1.index_select(0, idx), tr.augmentations, tr.generator)  # [B, D]
+        x0 = tr.step_x0.index_select(0, idx) if tr.step_x0 is not None else None
         with autocast_for(self.device, tr.config.precision):
-            loss = tr.flow.loss(tr.field, x1, x0, generator=tr.generator)
+            loss = tr.flow.loss(tr.step_field, x1, x0, generator=tr.generator)  # Trainer._step_space
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, tr.config.grad_clip)  # foreach on CUDA: no sync
         step = self.step.clamp(max=self.lr_table.shape[1] - 1)

@@ -111,12 +111,12 @@ class GroupBatches:
         self.device, self.K, self.batch = first.device, len(members), first.config.batch_size
         self.flow, self.kinds = first.flow, [name for name, _ in first.augmentations]
         self.seeds = [int(m.config.seed) for m in members]
-        sizes = [m.train_x1.shape[0] for m in members]
+        sizes = [m.step_x1.shape[0] for m in members]
         self.n_host = np.array(sizes, dtype=np.int64)  # [K] host mirror: no sync to find epoch ends
         self.n = torch.tensor(sizes, device=self.device)  # [K]
         self.n_max = max(sizes)
-        self.x1 = _stack_rows([m.train_x1 for m in members], self.n_max)  # [K, N_max, D]
-        self.x0 = _stack_rows([m.train_x0 for m in members], self.n_max) if first.train_x0 is not None else None
+        self.x1 = _stack_rows([m.step_x1 for m in members], self.n_max)  # [K, N_max, D] (Trainer._step_space)
+        self.x0 = _stack_rows([m.step_x0 for m in members], self.n_max) if first.step_x0 is not None else None
         self.padding = torch.arange(self.n_max, device=self.device)[None, :] >= self.n[:, None]  # [K, N_max]
         self.strengths = torch.tensor([[s for _, s in m.augmentations] for m in members], device=self.device).T.reshape(len(self.kinds), self.K, 1, 1)
         self.offsets = torch.arange(self.batch, device=self.device)  # [B]
@@ -136,7 +136,7 @@ class GroupBatches:
     def _bases(self, members: Sequence[Trainer]) -> None:
         """Stacked base-field buffers [K, ...] (members without a base borrow one and are masked out);
         base fields whose buffers do not stack or that do not run under vmap are applied one by one."""
-        self.bases = [m.base for m in members]
+        self.bases = [m.step_base for m in members]
         present = [b for b in self.bases if b is not None]
         self.base_template = None
         if not present:

@@ -114,6 +114,9 @@ class StackedGroup:
         dims = {m.dim for m in self.members}
         if len(dims) > 1:
             raise ConfigError(f"members of a group must have one data dimension; got {sorted(dims)}")
+        if len({m.step_rotation is None for m in self.members}) > 1:  # one stacked network: one coordinate system
+            for member in self.members:
+                member._step_space(False)
         first = self.members[0]
         self.device, self.K = first.device, len(self.members)
         self.names = [n for n, p in first.model.named_parameters() if p.requires_grad]
@@ -127,7 +130,7 @@ class StackedGroup:
         self.buffers = {n: stack([dict(m.model.named_buffers())[n] for m in self.members]) for n, _ in first.model.named_buffers()}
         self.exp_avg, self.exp_avg_sq = self._moments(named)
         self._counters()
-        self.template = copy.deepcopy(first.model).to("meta")
+        self.template = copy.deepcopy(first.step_net).to("meta")  # the network the step calls (Trainer._step_space)
         self.vmapped = self._can_vmap() if self.vmap is None else self.vmap
         self.batches = self._group_batches(records)
 
@@ -224,14 +227,14 @@ class StackedGroup:
         for m, perm, pos in zip(self.members, self.perms, self.positions):
             idx = perm.index_select(0, pos + self.offsets)  # [B]
             pos.add_(self.offsets.numel())
-            x1 = apply_augmentations(m.train_x1.index_select(0, idx), m.augmentations, m.generator)  # [B, D]
-            x0 = m.train_x0.index_select(0, idx) if m.train_x0 is not None else None
+            x1 = apply_augmentations(m.step_x1.index_select(0, idx), m.augmentations, m.generator)  # [B, D]
+            x0 = m.step_x0.index_select(0, idx) if m.step_x0 is not None else None
             samples.append(m.flow.sample_path(x1, x0, m.generator))  # the member's own draws, in its order
         x_t = torch.stack([s.x_t for s in samples])  # [K, B, D]
         t = torch.stack([s.t for s in samples])  # [K, B]
         with autocast_for(self.device, self.members[0].config.precision):
             v = self._velocities(x_t, t, self.params, self.vmapped)  # [K, B, D]
-            fields = [v[k] if m.base is None else v[k] + m.base(s.x_t, s.t) for k, (m, s) in enumerate(zip(self.members, samples))]
+            fields = [v[k] if m.step_base is None else v[k] + m.step_base(s.x_t, s.t) for k, (m, s) in enumerate(zip(self.members, samples))]
         return torch.stack([velocity_loss(f, s.u_t, m.flow.loss_weight) for f, s, m in zip(fields, samples, self.members)])  # [K]
 
     def _view(self, values: Tensor, like: Tensor) -> Tensor:

@@ -25,7 +25,8 @@ import flowstudy
 from flowstudy.data import Standardizer, apply_augmentations, parse_augmentations
 from flowstudy.data.resolve import load_train_val
 from flowstudy.errors import CheckpointError, ConfigError, TrainingError
-from flowstudy.flows.gaussian_base import GaussianBaseField
+from flowstudy.data.augment import ROTATION_EQUIVARIANT
+from flowstudy.flows.gaussian_base import GaussianBaseField, WithBaseField
 from flowstudy.flows.subspace import SubspaceNet, compose_field, effective_rank
 from flowstudy.io import atomic_write_json
 from flowstudy.train.checkpoint import load_checkpoint, save_checkpoint
@@ -98,8 +99,11 @@ class Batcher:
 class Trainer:
     """Train ``config`` into ``run_dir``. Call :meth:`fit` (``resume=True`` continues last.pt)."""
 
-    def __init__(self, config: TrainConfig, run_dir: str | Path, *, callbacks: list[Any] = (), progress: bool = True):
+    def __init__(
+        self, config: TrainConfig, run_dir: str | Path, *, callbacks: list[Any] = (), progress: bool = True, eigenbasis: bool = True
+    ):
         self.config = config.validate()
+        self.eigenbasis = eigenbasis  # False: subspace residuals train in data coordinates (_step_space)
         self.paths = RunPaths(Path(run_dir))
         self.callbacks = list(callbacks)
         self.progress = progress
@@ -136,11 +140,42 @@ class Trainer:
         # The velocity field the loss sees: the network, plus the base field when the run has one.
         self.field = compose_field(self.model, self.base)
         self.ema_field = compose_field(self.ema.model, self.base)
+        self._step_space(self.eigenbasis)
         self.batcher = Batcher(self.train_x1.shape[0], cfg.batch_size, self.generator)
         self.step, self.best_val, self.bad_evals, self.last_val = 0, math.inf, 0, math.nan
         self._pending: list[torch.Tensor] = []
         if resume_state is not None:
             self._restore(resume_state)
+
+    def _step_space(self, eigen: bool) -> None:
+        """The rows and field the training step works on (``step_x1``, ``step_x0``, ``step_net``,
+        ``step_base``, ``step_field``).
+
+        A subspace residual that reads its k coordinates trains in its base's eigen-coordinates
+        w = Rᵀx when ``eigen`` and the run allows it (:meth:`eigenbasis_refusal`): the rows are
+        rotated once, the base field is elementwise there and the network reads the first k axes,
+        so a step needs no [B, D] x [D, D] product. Paths, couplings (distances) and the noise and
+        mixup augmentations commute with the rotation, and the loss is rotation-invariant: a step
+        has the loss and gradients of the data-space step on the rotated draws (a rotation of
+        N(0, I) noise is N(0, I)). Validation, checkpoints and sampling stay in data coordinates.
+        Elsewhere the step's rows and field are the run's own."""
+        self.step_x1, self.step_x0, self.step_net, self.step_base, self.step_field = self.train_x1, self.train_x0, self.model, self.base, self.field
+        self.step_rotation = None
+        if eigen and self.eigenbasis_refusal() is None:
+            self.step_net, self.step_base = self.model.in_eigenbasis(), self.base.in_eigenbasis()
+            self.step_field = WithBaseField(self.step_net, self.step_base)
+            self.step_rotation = self.step_base.eigvecs  # [D, D]
+            self.step_x1 = self.train_x1 @ self.step_rotation
+            self.step_x0 = self.train_x0 @ self.step_rotation if self.train_x0 is not None else None
+
+    def eigenbasis_refusal(self) -> str | None:
+        """Why this run's step cannot work in the base's eigen-coordinates (None: it can)."""
+        if not isinstance(self.model, SubspaceNet):
+            return "the network is not a subspace residual"
+        if self.model.reads != "subspace":
+            return "the residual reads the whole state (residual_input = 'full')"
+        fixed = [name for name, _ in self.augmentations if name not in ROTATION_EQUIVARIANT]
+        return f"augmentation {fixed[0]} does not commute with a rotation" if fixed else None
 
     def _base_field(self, resume_state: dict | None):
         """The run's Gaussian base field (None without one): restored on resume, else fitted."""
@@ -284,11 +319,11 @@ class Trainer:
 
     def _train_step(self) -> tuple[torch.Tensor, torch.Tensor]:
         idx = self.batcher.next()
-        x1 = apply_augmentations(self.train_x1[idx], self.augmentations, self.generator)
-        x0 = self.train_x0[idx] if self.train_x0 is not None else None
+        x1 = apply_augmentations(self.step_x1[idx], self.augmentations, self.generator)
+        x0 = self.step_x0[idx] if self.step_x0 is not None else None
         try:
             with autocast_for(self.device, self.config.precision):
-                loss = self.flow.loss(self.field, x1, x0, generator=self.generator)
+                loss = self.flow.loss(self.step_field, x1, x0, generator=self.generator)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
         except torch.cuda.OutOfMemoryError as err:
