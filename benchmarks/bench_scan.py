@@ -16,6 +16,11 @@ Forward+backward is the sum: nothing is kept between the two but the inputs.
 
 Writes DIR/results.json and DIR/results.md and prints the Markdown.
 
+    python benchmarks/bench_scan.py --members "8,256;32,64"
+
+times K stacked members (their own A, D, delta_bias) under torch.func.vmap against a loop over the
+members and one shared-parameter call of K·B rows.
+
     python benchmarks/bench_scan.py --sass [KERNEL:BLOCK_D:WARPS ...]
 
 needs no GPU: compiles the kernels for sm_90 (the H100) with Triton's bundled ptxas and prints,
@@ -271,6 +276,33 @@ def sass_report(shapes: list[str]) -> None:
               + " ".join(f"{o} {c}" for o, c in mix.most_common(6)), flush=True)
 
 
+def members(shapes: str) -> None:
+    """K stacked members of B rows each (own A, D, delta_bias), Triton scan: torch.func.vmap (the
+    members folded into the batch rows) against a loop over the members and one call of K·B rows
+    with shared parameters; forward and forward+backward, eager (do_bench medians)."""
+    from torch.func import vmap
+
+    params = ("A", "D", "delta_bias")
+    for shape in shapes.split(";"):
+        K, B = (int(v) for v in shape.split(","))
+        one = inputs(K * B)
+        x = {k: (torch.stack([inputs(1, seed=m)[k] for m in range(K)]) if k in params else v.unflatten(0, (K, B))) for k, v in one.items()}
+        ins = {k: v.clone().requires_grad_() for k, v in x.items()}
+        gout = torch.randn_like(x["u"])
+        scan = lambda **a: selective_scan_triton(**a, delta_softplus=True)  # noqa: E731
+        ways = {
+            "vmap": lambda a: vmap(lambda *t: scan(**dict(zip(NAMES, t))))(*(a[k] for k in NAMES)),
+            "loop": lambda a: torch.stack([scan(**{k: a[k][m] for k in NAMES}) for m in range(K)]),
+        }
+        for name, fn in ways.items():
+            with torch.no_grad():
+                t_fwd = ms(lambda: fn(x))
+            t_fb = ms(lambda: torch.autograd.grad(fn(ins), [ins[k] for k in NAMES], gout))
+            print(f"K={K} x B={B} {name}: forward {t_fwd:.3f} ms, fwd+bwd {t_fb:.3f} ms", flush=True)
+        t_fwd, t_fb = time_scan(selective_scan_triton, one)
+        print(f"K·B={K * B} one call, shared parameters: forward {t_fwd:.3f} ms, fwd+bwd {t_fb:.3f} ms", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sass", nargs="*", metavar="KERNEL:BLOCK_D:WARPS",
@@ -279,7 +311,11 @@ def main() -> None:
     ap.add_argument("--batches", default="4096,256")
     ap.add_argument("--sweep", action="store_true", help="also time launch shapes around the default")
     ap.add_argument("--network-batch", type=int, default=256)
+    ap.add_argument("--members", metavar="K,B[;K,B]", help="time K vmapped members of B rows against a loop and one shared call, then stop")
     args = ap.parse_args()
+    if args.members:
+        members(args.members)
+        return
     if args.sass is not None:
         sass_report(args.sass or SASS_SHAPES)
         return

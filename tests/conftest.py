@@ -43,8 +43,8 @@ def tiny_data(tmp_path_factory):
 
 
 class _OldStyleTanh(torch.autograd.Function):
-    """tanh with a hand-written backward and no setup_context, like the Mamba scans' autograd
-    Functions: torch.func refuses it."""
+    """tanh with a hand-written backward and no setup_context, like mamba_ssm's fused scan:
+    torch.func refuses it."""
 
     @staticmethod
     def forward(ctx, x):

@@ -55,7 +55,7 @@ def _check_against_separate_runs(tmp_path, configs, tol=1e-4, **group_options):
     return group
 
 
-@pytest.mark.parametrize("vmap", [True, False])  # batched networks, or one after another (Mamba's scan)
+@pytest.mark.parametrize("vmap", [True, False])  # batched networks, or one after another (networks vmap refuses)
 def test_group_matches_separate_runs(tmp_path, tiny_config, vmap):
     group = _check_against_separate_runs(tmp_path, _members(tiny_config), vmap=vmap)
     assert group.vmapped == vmap
@@ -221,7 +221,7 @@ def test_stacked_base_fields_equal_each_members_own(tmp_path, tiny_config):
 
 
 def test_vectorised_draws_do_not_depend_on_how_the_networks_run(tmp_path, tiny_config):
-    """vmap (batched matrix products) or one network after another (Mamba's scan): the same group."""
+    """vmap (batched matrix products) or one network after another (networks vmap refuses): the same group."""
     configs = _homogeneous(tiny_config)
     for vmap in (True, False):
         group = StackedGroup(configs, [tmp_path / f"{vmap}{k}" for k in range(3)], vmap=vmap)

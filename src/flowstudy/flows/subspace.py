@@ -145,8 +145,8 @@ class SubspaceResidual(WithBaseField):
     def divergence(self, x: Tensor, t: Tensor, functional: bool = True) -> tuple[Tensor, Tensor]:
         """v(x, t) [B, D] and its exact divergence [B]: the base's trace Σ_j gain_j(t) in closed
         form plus α Σ_j e_jᵀ (∂h/∂x) u_j from k vector-Jacobian products (vmapped by torch.func;
-        ``functional=False``: one autograd backward each, for networks torch.func refuses, such as
-        the Mamba scans' autograd Functions)."""
+        ``functional=False``: plain autograd, for networks torch.func refuses, such as mamba_ssm's
+        fused scan)."""
         from flowstudy.metrics.likelihood import _Jacobian
 
         t = times_per_row(t, x)

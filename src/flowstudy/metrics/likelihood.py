@@ -84,7 +84,8 @@ class _Jacobian:
     """v(x, t) and batched vector-Jacobian products uᵀ ∂v/∂x, u: [C, B, D] -> [C, B, D].
 
     ``functional``: torch.func (vjp, vmapped over the C cotangents: one batched backward).
-    Otherwise, for networks torch.func refuses (the Mamba scans' autograd Functions): the rows
+    Otherwise, for networks torch.func refuses (old-style autograd Functions, such as mamba_ssm's
+    fused scan): the rows
     repeated C times, one forward and one plain-autograd backward of the [C·B, D] batch. Rows
     do not interact, so row c·B + i holds cotangent c of row i; a loop of C backward passes would
     give the same numbers at C times the kernel launches.

@@ -3,8 +3,9 @@
 K runs (members) that share a network and its shapes — differing in seed, learning rate, data
 subset, augmentation, flow — train together. Their weights are stacked along a new leading axis
 [K, ...] and one vmapped forward (``torch.func.functional_call`` under ``vmap``: batched matrix
-products) and one backward compute all K losses; networks that vmap cannot batch (the Mamba
-scan's autograd Function) are evaluated member by member inside the same step. Each member
+products) and one backward compute all K losses (the Mamba scans fold the members into their
+batch rows: flowstudy.models.ssm.torch_scan.MemberFold); networks that vmap cannot batch (mamba_ssm's
+fused scan, an old-style autograd Function) are evaluated member by member inside the same step. Each member
 stays its own run: it is an ordinary :class:`~flowstudy.train.trainer.Trainer` whose generator,
 batcher, data, base field and flow draw exactly the batches, noise and times a separate run
 with its seed draws; gradient clipping, AdamW (the trainer's update, per member: its own
