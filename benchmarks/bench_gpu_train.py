@@ -111,7 +111,7 @@ def stacked_rate(arch, model, steps, batch, members: int, workdir: Path, vectori
         member._validate_and_save = lambda trackers: False
     group.fit()
     (s0, t0), (s1, t1) = group.marks[0], group.marks[-1]
-    return members * (s1 - s0) / (t1 - t0), group.step_kind
+    return members * (s1 - s0) / (t1 - t0), group.step_kind + ("" if group.vmapped else ", networks one by one")
 
 
 COLUMNS = ("plain", "eager", "captured", "stacked", "sampling")
@@ -165,6 +165,7 @@ def main() -> None:
     parser.add_argument(
         "--compile-velocity", choices=COMPILE_MODES, default=None, help="also sample with the velocity torch.compile'd in this mode (bf16)"
     )
+    parser.add_argument("--sample-rows", type=int, default=None, help="rows per sampling batch (default: by network)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     global DEVICE
@@ -196,6 +197,7 @@ def main() -> None:
                         row[f"stacked_model_steps_{kind}"] = rate
                 if "sampling" in args.columns:
                     n = (2048 if slow else 65536 if arch in ("mlp", "unet") else 8192) if not args.quick else (4096 if DEVICE == "cuda" else 64)
+                    n = args.sample_rows or n
                     row.update({f"samples_{k}": v for k, v in sampling_rates(run_dir, n, 2 if args.quick or slow else 5, args.compile_velocity).items()})
                     row["sample_n"] = n
             except Exception as err:  # one network's failure must not lose the others' numbers
@@ -227,7 +229,7 @@ def table(rows: list[dict], args) -> list[str]:
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
-        kinds = [k for k in ("vectorised", "per-member") if f"stacked_model_steps_{k}" in r]
+        kinds = [k.removeprefix("stacked_model_steps_") for k in r if k.startswith("stacked_model_steps_")]
         stacked = "; ".join(f"{f(r, f'stacked_model_steps_{k}')} ({r['stacked_members']}, {k})" for k in kinds) or "—"
         lines.append(
             f"| {r['network']} | {f(r, 'plain', '.1f')} | {f(r, 'plain_recipe', '.1f')} | {f(r, 'eager', '.1f')} | {f(r, 'captured', '.1f')} "

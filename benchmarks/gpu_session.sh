@@ -5,6 +5,7 @@
 #   bash benchmarks/gpu_session.sh final         # the architectures study with runs in stacked groups of up to 64
 #   bash benchmarks/gpu_session.sh scan          # Mamba GPU tests (Triton scan against float64, torch and fused), then bench_scan.py
 #   bash benchmarks/gpu_session.sh subspace      # bench_subspace_sampling.py: eigenbasis against plain-field sampling
+#   bash benchmarks/gpu_session.sh eigen         # bench_subspace_sampling.py --train: captured steps in eigen- against data coordinates
 #   bash benchmarks/gpu_session.sh bg SPEC[,SPEC...] [WORKERS] [PREVIOUS_TAR[,TAR...]]   # start studies in the background (setsid), one after the other
 #   bash benchmarks/gpu_session.sh snap NAME[,NAME...] [UNTIL_S]   # wait until the background studies end or UNTIL_S, then copy their state
 # (bg + snap: a study longer than one call runs on while the machine is held; each call's snap copies
@@ -57,7 +58,7 @@ for f in sorted(glob.glob('$name/cells/*/samples.npy')):
   validate)
     nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total --format=csv
     timeout ${TEST_TIMEOUT:-150} python3 -m pytest -q -m gpu tests/train/test_graph.py tests/train/test_stacked.py tests/test_graph_solver.py \
-      -p no:cacheprovider -o addopts="" 2>&1 | tee "$OUT/gpu_tests.log" | tail -30
+      tests/train/test_subspace_run.py -p no:cacheprovider -o addopts="" 2>&1 | tee "$OUT/gpu_tests.log" | tail -30
     mkdir -p "$OUT/train" && python3 -m pip list 2>/dev/null | grep -i -E "^(torch|triton|mamba)" > "$OUT/train/versions.txt"
     timeout ${BENCH_TIMEOUT:-240} python3 benchmarks/bench_gpu_train.py ${BENCH_ARGS:-} --out "$OUT/train" 2>&1 | tail -14
     ;;
@@ -120,6 +121,9 @@ if __name__ == '__main__':
     timeout ${TEST_TIMEOUT:-120} python3 -m pytest -q -m gpu tests/train/test_subspace_run.py -p no:cacheprovider -o addopts="" 2>&1 | tail -5
     timeout ${BENCH_TIMEOUT:-240} python3 benchmarks/bench_subspace_sampling.py --device cuda --rows ${ROWS:-65536} --only mlp unet 2>&1 | tee "$OUT/subspace_sampling.md"
     timeout ${BENCH_TIMEOUT:-240} python3 benchmarks/bench_subspace_sampling.py --device cuda --rows ${ROWS_TOKENS:-8192} --only dit mamba-tiny 2>&1 | tee -a "$OUT/subspace_sampling.md"
+    ;;
+  eigen)  # the recipes' captured training steps in the base's eigen-coordinates against data coordinates
+    timeout ${BENCH_TIMEOUT:-120} python3 benchmarks/bench_subspace_sampling.py --device cuda --train ${STEPS:-100} --repeats 3 ${ONLY:-} 2>&1 | tee "$OUT/eigen_training.md"
     ;;
   all)  # validate, then the study in the time left of one 600 s call
     BENCH_TIMEOUT=${BENCH_TIMEOUT:-170} bash benchmarks/gpu_session.sh validate

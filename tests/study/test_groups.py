@@ -65,3 +65,20 @@ def test_cell_ids_do_not_depend_on_how_steps_execute(write_spec):
     assert [c.config.graph for c in eager.cells] == [False] * len(eager.cells)
     assert [c.id for c in graph.cells] == [c.id for c in eager.cells]
     assert [c.run_name for c in graph.cells] == [c.run_name for c in eager.cells]
+
+
+def test_subsets_smaller_than_a_batch_are_grouped_apart(tmp_path, tiny_data):
+    """A run with fewer rows than batch_size draws all of them per step: it cannot share a stacked
+    step with runs drawing batch_size rows (this crashed a GPU study with an index out of bounds)."""
+    from types import SimpleNamespace
+
+    from flowstudy.errors import ConfigError
+    from flowstudy.train import TrainConfig
+    from flowstudy.train.stacked import StackedGroup
+
+    common = dict(data=f"{tiny_data}:train", arch="mlp-tiny", batch_size=64, steps=2, device="cpu")
+    configs = [TrainConfig(**common), TrainConfig(**common, subset=40), TrainConfig(**common, subset=100)]
+    cells = [SimpleNamespace(config=c, run_name=f"r{k}") for k, c in enumerate(configs)]
+    assert [[c.run_name for c in g] for g in pack_cells(cells, group_size=8)] == [["r0", "r2"], ["r1"]]
+    with pytest.raises(ConfigError, match="member 1: 40 of 40 rows"):
+        StackedGroup(configs, [tmp_path / f"g{k}" for k in range(3)]).fit()

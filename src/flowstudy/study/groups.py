@@ -23,7 +23,7 @@ from flowstudy.study.grid import Cell
 
 def pack_cells(cells: Sequence[Cell], group_size: int) -> list[list[Cell]]:
     """One cell per training run, grouped by :func:`~flowstudy.train.stacked.group_key` (and
-    whether the step can be captured), in chunks of at most ``group_size``; in cell order."""
+    whether the step can be captured, and the rows a step draws), in chunks of at most ``group_size``; in cell order."""
     from flowstudy.train.stacked import group_key
 
     by_key: dict[tuple, list[Cell]] = {}
@@ -32,8 +32,13 @@ def pack_cells(cells: Sequence[Cell], group_size: int) -> list[list[Cell]]:
         if cell.run_name in seen:
             continue
         seen.add(cell.run_name)
-        by_key.setdefault((group_key(cell.config), _host_step(cell.config)), []).append(cell)
+        by_key.setdefault((group_key(cell.config), _host_step(cell.config), _rows_per_batch(cell.config)), []).append(cell)
     return [members[i : i + group_size] for members in by_key.values() for i in range(0, len(members), group_size)]
+
+
+def _rows_per_batch(config) -> int:
+    """The rows a run's step draws: batch_size, or all of a smaller subset (the Trainer's Batcher)."""
+    return config.batch_size if config.subset is None else min(config.batch_size, config.subset)
 
 
 def _host_step(config) -> bool:

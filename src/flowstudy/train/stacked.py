@@ -115,6 +115,10 @@ class StackedGroup:
         dims = {m.dim for m in self.members}
         if len(dims) > 1:
             raise ConfigError(f"members of a group must have one data dimension; got {sorted(dims)}")
+        batches = {m.batcher.batch_size for m in self.members}
+        if len(batches) > 1:  # a member with fewer rows than batch_size draws all its rows per step
+            sizes = ", ".join(f"member {k}: {m.batcher.batch_size} of {m.train_x1.shape[0]} rows" for k, m in enumerate(self.members))
+            raise ConfigError(f"members of a group must draw batches of one size; got {sizes}")
         if len({m.step_rotation is None for m in self.members}) > 1:  # one stacked network: one coordinate system
             for member in self.members:
                 member._step_space(False)
