@@ -47,9 +47,9 @@ class _SigtermAfterFirstValidation:
             os.kill(os.getpid(), signal.SIGTERM)
 
 
-@pytest.mark.parametrize("base_field", ["none", "gaussian"])
-def test_resume_reproduces_uninterrupted_run(tmp_path, tiny_config, base_field):
-    cfg = tiny_config(steps=60, val_every=20, aug=["mixup:0.3", "noise:0.05"], base_field=base_field)
+@pytest.mark.parametrize("base_field, residual_rank", [("none", None), ("gaussian", None), ("gaussian", 4)])  # rank 4: eigen-coordinate steps
+def test_resume_reproduces_uninterrupted_run(tmp_path, tiny_config, base_field, residual_rank):
+    cfg = tiny_config(steps=60, val_every=20, aug=["mixup:0.3", "noise:0.05"], base_field=base_field, residual_rank=residual_rank)
     Trainer(cfg, tmp_path / "full", progress=False).fit()
     # The handler lets the step in progress finish: the run stops after step 21, between records.
     with pytest.raises(TrainingInterrupted, match=r"interrupted by SIGTERM at step 21/60.*--resume"):
