@@ -4,13 +4,13 @@ K runs (members) that share a network and its shapes — differing in seed, lear
 subset, augmentation, flow — train together. Their weights are stacked along a new leading axis
 [K, ...] and one vmapped forward (``torch.func.functional_call`` under ``vmap``: batched matrix
 products) and one backward compute all K losses (the Mamba scans fold the members into their
-batch rows: flowstudy.models.ssm.torch_scan.MemberFold); networks that vmap cannot batch (mamba_ssm's
-fused scan, an old-style autograd Function) are evaluated member by member inside the same step. Each member
-stays its own run: it is an ordinary :class:`~flowstudy.train.trainer.Trainer` whose generator,
-batcher, data, base field and flow draw exactly the batches, noise and times a separate run
-with its seed draws; gradient clipping, AdamW (the trainer's update, per member: its own
-learning-rate schedule, weight decay and step count), EMA, validation, early stopping,
-checkpoints and trackers are per member. Before a member validates, the group writes its slice
+batch rows: flowstudy.models.ssm.torch_scan.MemberFold). Networks that vmap cannot batch
+(mamba_ssm's fused scan, an old-style autograd Function) are evaluated member by member inside
+the same step. Members must draw batches of one size. Each member stays its own run: it is an
+ordinary :class:`~flowstudy.train.trainer.Trainer` whose generator, batcher, data, base field and
+flow draw exactly the batches, noise and times a separate run with its seed draws; gradient
+clipping, AdamW (the trainer's update, per member: its own learning-rate schedule, weight decay
+and step count), EMA, validation, early stopping, checkpoints and trackers are per member. Before a member validates, the group writes its slice
 of the stacked weights, EMA and AdamW moments back into its trainer, which then validates and
 writes its checkpoints itself: every member's run directory is loadable and resumable as an
 ordinary run.
