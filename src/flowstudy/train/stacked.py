@@ -10,10 +10,10 @@ the same step. Members must draw batches of one size. Each member stays its own 
 ordinary :class:`~flowstudy.train.trainer.Trainer` whose generator, batcher, data, base field and
 flow draw exactly the batches, noise and times a separate run with its seed draws; gradient
 clipping, AdamW (the trainer's update, per member: its own learning-rate schedule, weight decay
-and step count), EMA, validation, early stopping, checkpoints and trackers are per member. Before a member validates, the group writes its slice
-of the stacked weights, EMA and AdamW moments back into its trainer, which then validates and
-writes its checkpoints itself: every member's run directory is loadable and resumable as an
-ordinary run.
+and step count), EMA, validation, early stopping, checkpoints and trackers are per member.
+Before a member validates, the group writes its slice of the stacked weights, EMA and AdamW
+moments back into its trainer, which then validates and writes its checkpoints itself: every
+member's run directory is loadable and resumable as an ordinary run.
 
 Two ways to draw a group step's batches, noise and times:
 
