@@ -10,8 +10,8 @@
 #   bash benchmarks/gpu_session.sh snap NAME[,NAME...] [UNTIL_S]   # wait until the background studies end or UNTIL_S, then copy their state
 # (bg + snap: a study longer than one call runs on while the machine is held; each call's snap copies
 #  the state out, and a fresh machine resumes from the last copy given as PREVIOUS_TAR.
-#  MAMBA_BACKEND=triton|fused|auto sets the Mamba layers' backend for a bg study: the spec is copied
-#  with `model = {backend = ...}` in its [base].)
+#  MAMBA_BACKEND=triton|fused|auto sets the Mamba layers' backend for a study or bg study whose
+#  cells are all Mamba networks: the spec is copied with `model = {backend = ...}` in its [base].)
 # (study: GROUP_SIZE=N trains runs that share a network in stacked groups of up to N.)
 # Outputs go to $OUT (logs, Markdown tables, a tarball of the study directory without checkpoints).
 set -uo pipefail
@@ -22,6 +22,26 @@ wheels=$(ls .gpu/*.whl .whl/*.whl 2>/dev/null)
 export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1
 python3 -c "import torch, mamba_ssm; print('torch', torch.__version__, torch.cuda.get_device_name(), 'mamba_ssm', mamba_ssm.__version__)"
 part=$1
+# with_backend SPEC: SPEC, or with MAMBA_BACKEND set a copy in /tmp/specs whose [base] model table
+# sets the Mamba layers' backend (printed path)
+with_backend() {
+  local spec=$1 name
+  name=$(basename "$spec" .toml)
+  [ -z "${MAMBA_BACKEND:-}" ] && { echo "$spec"; return; }
+  mkdir -p /tmp/specs
+  python3 -c "
+import sys, re
+text = open(sys.argv[1]).read()
+text = re.sub(r'^\[base\]\n', '[base]\nmamba_backend_placeholder\n', text, count=1, flags=re.M)
+if re.search(r'^model = \{', text, flags=re.M):  # merge into the base's model table
+    text = text.replace('mamba_backend_placeholder\n', '')
+    text = re.sub(r'^model = \{', 'model = {backend = \"' + sys.argv[3] + '\", ', text, count=1, flags=re.M)
+else:
+    text = text.replace('mamba_backend_placeholder', 'model = {backend = \"' + sys.argv[3] + '\"}')
+open(sys.argv[2], 'w').write(text)
+" "$spec" "/tmp/specs/$name.toml" "$MAMBA_BACKEND"
+  echo "/tmp/specs/$name.toml"
+}
 case "$part" in
   check)
     python3 -m flowstudy.cli info 2>&1 | tail -12
@@ -32,7 +52,7 @@ case "$part" in
     timeout 250 python3 benchmarks/bench_train.py --device cuda --steps 300 --out "$OUT/train" 2>&1 | tail -12
     ;;
   study)
-    spec=$2; workers=${3:-8}; prev=${4:-}
+    spec=$(with_backend "$2"); workers=${3:-8}; prev=${4:-}
     name=$(basename "$spec" .toml)
     if [ -n "$prev" ] && [ -f "$prev" ]; then mkdir -p /tmp/studies && tar -xzf "$prev" -C /tmp/studies; fi
     timeout ${STUDY_TIMEOUT:-480} python3 -c "
@@ -44,6 +64,7 @@ if __name__ == '__main__':
     print(len(rows), 'cells done in', round(time.perf_counter() - tic, 1), 's; group_size', sys.argv[4])
 " "$spec" "/tmp/studies/$name" "$workers" "${GROUP_SIZE:-1}" > /tmp/study.log 2>&1  # no pipe: orphaned workers would hold it open past the timeout
     tail -40 /tmp/study.log
+    cat "/tmp/studies/$name/group_training.json" 2>/dev/null
     # Transfer copy: metadata without checkpoints; samples cut to 200 rows in float16 (enough for
     # the report's PCA figure), split so that each file stays under the transfer limits.
     tar --exclude='*.pt' --exclude='*.npy' -czf "$OUT/$name-meta.tgz" -C /tmp/studies "$name"
@@ -75,21 +96,7 @@ for f in sorted(glob.glob('$name/cells/*/samples.npy')):
     run_specs=()
     for spec in ${specs//,/ }; do
       name=$(basename "$spec" .toml)
-      if [ -n "${MAMBA_BACKEND:-}" ]; then
-        python3 -c "
-import sys, re
-text = open(sys.argv[1]).read()
-text = re.sub(r'^\[base\]\n', '[base]\nmamba_backend_placeholder\n', text, count=1, flags=re.M)
-if re.search(r'^model = \{', text, flags=re.M):  # merge into the base's model table
-    text = text.replace('mamba_backend_placeholder\n', '')
-    text = re.sub(r'^model = \{', 'model = {backend = \"' + sys.argv[3] + '\", ', text, count=1, flags=re.M)
-else:
-    text = text.replace('mamba_backend_placeholder', 'model = {backend = \"' + sys.argv[3] + '\"}')
-open(sys.argv[2], 'w').write(text)
-" "$spec" "/tmp/specs/$name.toml" "$MAMBA_BACKEND"
-        spec=/tmp/specs/$name.toml
-        grep -n -A12 '^\[base\]' "$spec" | grep -n "model"
-      fi
+      spec=$(with_backend "$spec")
       run_specs+=("$spec")
     done
     setsid nohup python3 -c "

@@ -82,3 +82,22 @@ def test_subsets_smaller_than_a_batch_are_grouped_apart(tmp_path, tiny_data):
     assert [[c.run_name for c in g] for g in pack_cells(cells, group_size=8)] == [["r0", "r2"], ["r1"]]
     with pytest.raises(ConfigError, match="member 1: 40 of 40 rows"):
         StackedGroup(configs, [tmp_path / f"g{k}" for k in range(3)]).fit()
+
+
+def test_group_training_phase_is_recorded_with_its_failures(tmp_path):
+    """STUDY/group_training.json: the phase's wall time, and which groups failed and why (their
+    runs then train one by one in their cells)."""
+    from types import SimpleNamespace
+
+    from flowstudy.study.runner import GROUP_TRAINING, _train_groups
+
+    class Outcomes:  # an executor's map_cells: each group's result or its exception
+        def map_cells(self, fn, groups, on_done=None):
+            yield groups[0], {"runs": ["a"], "seconds": 1.0}
+            yield groups[1], RuntimeError("device-side assert triggered")
+
+    groups = [[SimpleNamespace(run_name="a")], [SimpleNamespace(run_name="b"), SimpleNamespace(run_name="c")]]
+    _train_groups(Outcomes(), groups, tmp_path, progress=False)
+    record = json.loads((tmp_path / GROUP_TRAINING).read_text())
+    assert record["groups"] == 2 and record["runs"] == 3 and record["seconds"] >= 0
+    assert record["failed"] == [{"runs": ["b", "c"], "error": "RuntimeError: device-side assert triggered"}]

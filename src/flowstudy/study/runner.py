@@ -5,6 +5,7 @@
     STUDY/results.sqlite    one row per cell (done or failed)
     STUDY/results.{csv,jsonl}  the done cells in the study's cell order
     STUDY/runs/, STUDY/cells/  training runs and per-cell outputs (see flowstudy.study.cell)
+    STUDY/group_training.json  with group_size > 1: the stacked-group training phase's wall time
 
 Running a study again continues it: done cells are skipped, failed ones retried, an
 interrupted training run resumed from its last checkpoint. Cells are deterministic given
@@ -75,16 +76,27 @@ def run_study(
     return results
 
 
+GROUP_TRAINING = "group_training.json"
+"""STUDY/group_training.json: the last run's group-training phase (groups, runs, wall seconds, failed groups)."""
+
+
 def _train_groups(runner, groups, study_dir: Path, progress: bool) -> None:
     """Train each group's runs (one executor task per group); a failed group is reported and its
-    runs are left to the cells, which train them one by one."""
+    runs are left to the cells, which train them one by one. The phase's wall time and failures
+    go to STUDY/group_training.json (the study's training time apart from its evaluations)."""
     fn = partial(train_cell_group, study_dir=study_dir)
+    started, failed = time.perf_counter(), []
     for group, outcome in runner.map_cells(fn, groups):
-        if isinstance(outcome, BaseException) and progress:
-            from flowstudy.console import make_console
+        if isinstance(outcome, BaseException):
+            names = [cell.run_name for cell in group]
+            failed.append({"runs": names, "error": f"{type(outcome).__name__}: {outcome}"[:1000]})
+            if progress:
+                from flowstudy.console import make_console
 
-            names = ", ".join(cell.run_name for cell in group)
-            make_console(stderr=True).print(f"group training failed ({outcome}); its runs train one by one: {names}", highlight=False)
+                message = f"group training failed ({outcome}); its runs train one by one: {', '.join(names)}"
+                make_console(stderr=True).print(message, highlight=False)
+    record = {"groups": len(groups), "runs": sum(len(g) for g in groups), "seconds": time.perf_counter() - started, "failed": failed}
+    atomic_write_json(study_dir / GROUP_TRAINING, record)
 
 
 def write_study_files(spec: StudySpec, study_dir: Path) -> None:
