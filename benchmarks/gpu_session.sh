@@ -95,7 +95,6 @@ for f in sorted(glob.glob('$name/cells/*/samples.npy')):
     if [ -n "$prev" ]; then for tarball in ${prev//,/ }; do [ -f "$tarball" ] && tar -xzf "$tarball" -C /tmp/studies; done; fi
     run_specs=()
     for spec in ${specs//,/ }; do
-      name=$(basename "$spec" .toml)
       spec=$(with_backend "$spec")
       run_specs+=("$spec")
     done
