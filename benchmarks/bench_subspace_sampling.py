@@ -12,6 +12,7 @@ seconds, the ratio and the largest difference between the two paths' samples.
                                                                         # factorised (k-dim ODE) against the whole state
     python benchmarks/bench_subspace_sampling.py --train 20            # training steps/s of each recipe (Trainer._step_space):
                                                                         # eigen-coordinates against data coordinates
+    python benchmarks/bench_subspace_sampling.py --fit 600 --only mlp  # whole runs both ways, 3 seeds: validation loss and seconds
 """
 
 from __future__ import annotations
@@ -82,7 +83,10 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", default=None, help="arch names to run (default: all)")
     parser.add_argument("--nll", type=int, default=0, help="time the exact held-out NLL of this many test rows instead of sampling")
     parser.add_argument("--train", type=int, default=0, help="time this many training steps of each recipe instead of sampling")
+    parser.add_argument("--fit", type=int, default=0, help="train each recipe this many steps both ways (3 seeds) and compare")
     args = parser.parse_args()
+    if args.fit:
+        return fit_main(args)
     if args.nll:
         return nll_main(args)
     if args.train:
@@ -141,6 +145,35 @@ def train_main(args) -> None:
                 steps[eigen] = make_train_step(trainer, message=lambda _: None)
             t, _ = _alternate(lambda eigen: [steps[eigen]() for _ in range(args.train)][-1][0], args.repeats, args.device, warmup=True)
             print(f"| {label} | {args.train / t[False]:.1f} | {args.train / t[True]:.1f} | {t[False] / t[True]:.2f}× |", flush=True)
+
+
+def fit_main(args) -> None:
+    """Whole runs of each recipe, seeds 0-2, stepping in eigen- and in data coordinates: the final
+    validation loss (EMA weights, data coordinates) and the run's seconds. The two differ only in
+    their draws (rotations of each other's, in law), so the losses should agree within seed noise."""
+    import statistics
+    import tempfile
+
+    from flowstudy.train import Trainer
+    from flowstudy.train.config import resolve_config
+
+    print(f"device {args.device}; torch {torch.__version__}; threads {torch.get_num_threads()}; {args.fit} steps, seeds 0-2")
+    print("| recipe | steps in | validation loss (mean ± sd) | seconds per run |")
+    print("| --- | --- | ---: | ---: |")
+    for label, arch, _, _ in NETWORKS:
+        if args.only and arch not in args.only:
+            continue
+        runs = {True: [], False: []}
+        with tempfile.TemporaryDirectory() as tmp:
+            for seed in range(3):
+                for eigen in (True, False):
+                    cfg = resolve_config(None, {"arch": arch, "device": args.device, "steps": args.fit, "val_every": max(1, args.fit // 3), "seed": seed})
+                    result = Trainer(cfg, f"{tmp}/{arch}-{seed}-{eigen}", progress=False, eigenbasis=eigen).fit()
+                    runs[eigen].append((result.last_val_loss, result.seconds))
+        for eigen in (True, False):
+            losses, seconds = zip(*runs[eigen])
+            where = "eigen-coordinates" if eigen else "data coordinates"
+            print(f"| {label} | {where} | {statistics.mean(losses):.4f} ± {statistics.stdev(losses):.4f} | {statistics.mean(seconds):.1f} |", flush=True)
 
 
 if __name__ == "__main__":
