@@ -69,10 +69,14 @@ def _alternate(fn, repeats: int, device: str, warmup: bool) -> tuple[dict, dict]
     return {k: statistics.median(v) for k, v in times.items()}, out
 
 
+def _recipes(args):
+    """(label, arch, rank, options) of the NETWORKS that --only keeps."""
+    return [n for n in NETWORKS if not args.only or n[1] in args.only]
+
+
 def _networks(args):
-    for label, arch, rank, options in NETWORKS:
-        if not args.only or arch in args.only:
-            yield label, _run(arch, rank, options, args.device)
+    for label, arch, rank, options in _recipes(args):
+        yield label, _run(arch, rank, options, args.device)
 
 
 def main() -> None:
@@ -133,9 +137,7 @@ def train_main(args) -> None:
     print("| recipe | data coordinates steps/s | eigen-coordinates steps/s | eigen / data |")
     print("| --- | ---: | ---: | ---: |")
     with tempfile.TemporaryDirectory() as tmp:
-        for label, arch, _, _ in NETWORKS:
-            if args.only and arch not in args.only:
-                continue
+        for label, arch, _, _ in _recipes(args):
             cfg = resolve_config(None, {"arch": arch, "device": args.device, "steps": args.train * (2 * args.repeats + 4), "val_every": 10**9})
             steps = {}
             for eigen in (True, False):
@@ -160,9 +162,7 @@ def fit_main(args) -> None:
     print(f"device {args.device}; torch {torch.__version__}; threads {torch.get_num_threads()}; {args.fit} steps, seeds 0-2")
     print("| recipe | steps in | validation loss (mean ± sd) | seconds per run |")
     print("| --- | --- | ---: | ---: |")
-    for label, arch, _, _ in NETWORKS:
-        if args.only and arch not in args.only:
-            continue
+    for label, arch, _, _ in _recipes(args):
         runs = {True: [], False: []}
         with tempfile.TemporaryDirectory() as tmp:
             for seed in range(3):

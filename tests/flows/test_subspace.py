@@ -134,7 +134,7 @@ def test_eigenbasis_complement_is_the_exact_gaussian_flow_map():
 
     field = _field(scale=0.7)
     flow = EigenbasisFlow(field)
-    lam, mean = field.base.eigvals.sort(descending=True).values[K:], flow.mean[K:]
+    lam, mean = field.base.eigvals.sort(descending=True).values[K:], flow.base.mean[K:]
     # rk4 with 50 steps: the straight-path Gaussian flow maps w0 to m + sqrt(lam) w0 per direction
     p, q = flow.complement_map("rk4", 50)
     torch.testing.assert_close(p, lam.sqrt(), atol=1e-5, rtol=1e-5)

@@ -190,7 +190,11 @@ def test_subspace_run_steps_in_its_bases_eigenbasis(tmp_path, tiny_config):
         for field, rows, noise in ((trainer.field, trainer.train_x1, x0), (trainer.step_field, trainer.step_x1, x0 @ rotation))
     ]
     torch.testing.assert_close(losses[1], losses[0], atol=1e-6, rtol=1e-5)
-    assert len(list(trainer.step_field.parameters())) == len(list(trainer.model.parameters()))  # the same weights, trained
+    # the step trains the run's own weights (what the checkpoint saves), not a copy
+    assert [id(p) for p in trainer.step_field.parameters()] == [id(p) for p in trainer.model.parameters()]
+    initial = Trainer(cfg, tmp_path / "init", progress=False)
+    initial._setup(None)
+    assert any(not torch.equal(a, b) for a, b in zip(trainer.model.parameters(), initial.model.parameters()))
     refusals = {
         "dropout": dict(aug=["noise:0.3", "dropout:0.1"]),
         "whole state": dict(residual_input="full"),

@@ -95,10 +95,11 @@ class GaussianBaseField(nn.Module):
         """What a checkpoint stores (the path is rebuilt from the run's flow)."""
         return {"mean": self.mean.cpu(), "eigvecs": self.eigvecs.cpu(), "eigvals": self.eigvals.cpu(), "shrinkage": self.shrinkage}
 
-    def gains(self, t: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Per-direction gain [B, D] and the mean's coefficients a(t), a'(t), each [B, 1]."""
+    def gains(self, t: Tensor, dims: slice = slice(None)) -> tuple[Tensor, Tensor, Tensor]:
+        """Per-direction gain [B, D] (of the eigen-directions ``dims`` only: [B, |dims|]) and the
+        mean's coefficients a(t), a'(t), each [B, 1]."""
         c = self.path.coefficients(t[:, None].float())  # [B, 1] each
-        lam = self.eigvals[None, :]  # [1, D]
+        lam = self.eigvals[None, dims]  # [1, D]
         num = c.d_alpha * c.alpha * lam + c.d_beta * c.beta + c.d_gamma * c.gamma
         den = c.alpha**2 * lam + c.beta**2 + c.gamma**2
         return num / den, c.alpha, c.d_alpha
@@ -132,12 +133,14 @@ class DiagonalGaussianBase(GaussianBaseField):
     def in_eigenbasis(self) -> DiagonalGaussianBase:
         return self
 
-    def forward(self, w: Tensor, t: float | Tensor) -> Tensor:
-        """w: [B, D] eigen-coordinates, t: float or [B] -> [B, D] in w's dtype."""
+    def forward(self, w: Tensor, t: float | Tensor, dims: slice = slice(None)) -> Tensor:
+        """w: [B, D] eigen-coordinates (or the coordinates ``dims`` alone, each of which depends
+        only on itself), t: float or [B] -> w's shape in w's dtype."""
         t = times_per_row(t, w)
         with torch.autocast(w.device.type, enabled=False):
-            gain, a, da = self.gains(t)
-            v = (w.float() - a * self.mean) * gain + da * self.mean
+            gain, a, da = self.gains(t, dims)
+            mean = self.mean[dims]
+            v = (w.float() - a * mean) * gain + da * mean
         return v.to(w.dtype)
 
 

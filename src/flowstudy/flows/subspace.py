@@ -187,7 +187,6 @@ class EigenbasisFlow:
         if net.reads != "subspace" or not torch.allclose(self.rotation[:, :k], net.basis, atol=1e-6):
             raise ValueError("EigenbasisFlow needs a residual that reads the base's own top-k coordinates")
         self.field, self.k = field, k
-        self.mean = self.base.mean  # [D]: m̃
 
     @classmethod
     def of(cls, model: nn.Module) -> EigenbasisFlow | None:
@@ -206,28 +205,21 @@ class EigenbasisFlow:
     def from_eigen(self, w: Tensor) -> Tensor:
         return w.float() @ self.rotation.T
 
-    def _base_part(self, w: Tensor, t: Tensor, dims: slice) -> Tensor:
-        """The base's velocity (w - a m̃) ⊙ gain + a' m̃ on the coordinates ``dims`` (float32)."""
-        with torch.autocast(w.device.type, enabled=False):
-            gain, a, da = self.base.gains(t)  # gain [B, D], largest eigenvalue first
-            mean = self.mean[dims]
-            return (w.float() - a * mean) * gain[:, dims] + da * mean
-
     def subspace_velocity(self, w: Tensor, t: float | Tensor) -> Tensor:
         """dw/dt of the first k coordinates [B, k] from them alone (w: [B, k])."""
         t = times_per_row(t, w)
-        return self._base_part(w, t, slice(0, self.k)) + self.field.net.scale * self.field.net.read(w, t)
+        return self.base(w.float(), t, slice(0, self.k)) + self.field.net.scale * self.field.net.read(w, t)
 
     def complement_velocity(self, w: Tensor, t: float | Tensor) -> Tensor:
         """dw/dt of the other D - k coordinates [B, D - k] (w: [B, D - k]): the base alone."""
-        return self._base_part(w, times_per_row(t, w), slice(self.k, None))
+        return self.base(w.float(), t, slice(self.k, None))
 
     def complement_map(self, method: str, steps: int) -> tuple[Tensor, Tensor]:
         """P, Q [D - k] with solve(complement, w₀) = P ⊙ w₀ + Q for the fixed-step ``method``
         from t = 0 to 1, from the solves of the rows 0 and 1."""
         from flowstudy.solvers import solve
 
-        rows = torch.zeros(2, self.mean.shape[0] - self.k, device=self.mean.device)
+        rows = torch.zeros(2, self.base.mean.shape[0] - self.k, device=self.base.mean.device)
         rows[1] = 1.0
         end = solve(self.complement_velocity, rows, 0.0, 1.0, method=method, steps=steps).x.float()
         return end[1] - end[0], end[0]

@@ -26,7 +26,7 @@ from flowstudy.data import Standardizer, apply_augmentations, parse_augmentation
 from flowstudy.data.resolve import load_train_val
 from flowstudy.errors import CheckpointError, ConfigError, TrainingError
 from flowstudy.data.augment import ROTATION_EQUIVARIANT
-from flowstudy.flows.gaussian_base import GaussianBaseField, WithBaseField
+from flowstudy.flows.gaussian_base import DiagonalGaussianBase, GaussianBaseField, WithBaseField
 from flowstudy.flows.subspace import SubspaceNet, compose_field, effective_rank
 from flowstudy.io import atomic_write_json
 from flowstudy.train.checkpoint import load_checkpoint, save_checkpoint
@@ -160,13 +160,16 @@ class Trainer:
         N(0, I) noise is N(0, I)). Validation, checkpoints and sampling stay in data coordinates.
         Elsewhere the step's rows and field are the run's own."""
         self.step_x1, self.step_x0, self.step_net, self.step_base, self.step_field = self.train_x1, self.train_x0, self.model, self.base, self.field
-        self.step_rotation = None
         if eigen and self.eigenbasis_refusal() is None:
             self.step_net, self.step_base = self.model.in_eigenbasis(), self.base.in_eigenbasis()
             self.step_field = WithBaseField(self.step_net, self.step_base)
-            self.step_rotation = self.step_base.eigvecs  # [D, D]
             self.step_x1 = self.train_x1 @ self.step_rotation
             self.step_x0 = self.train_x0 @ self.step_rotation if self.train_x0 is not None else None
+
+    @property
+    def step_rotation(self) -> torch.Tensor | None:
+        """R [D, D] with step rows = rows @ R when the step works in eigen-coordinates, else None."""
+        return self.step_base.eigvecs if isinstance(self.step_base, DiagonalGaussianBase) else None
 
     def eigenbasis_refusal(self) -> str | None:
         """Why this run's step cannot work in the base's eigen-coordinates (None: it can)."""
