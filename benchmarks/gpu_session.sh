@@ -2,6 +2,7 @@
 # One device call: install the carried wheels, then run one part of the GPU work.
 #   bash benchmarks/gpu_session.sh check|bench|study SPEC [WORKERS] [PREVIOUS_TAR]
 #   bash benchmarks/gpu_session.sh validate      # graph/stacked/sampling GPU tests, then bench_gpu_train.py (BENCH_ARGS)
+#   bash benchmarks/gpu_session.sh profile       # profile_gpu_steps.py (fp32/tf32/bf16, compiled fields) and bench_scan.py --members
 #   bash benchmarks/gpu_session.sh final         # the architectures study with runs in stacked groups of up to 64
 #   bash benchmarks/gpu_session.sh scan          # Mamba GPU tests (Triton scan against float64, torch and fused), then bench_scan.py
 #   bash benchmarks/gpu_session.sh subspace      # bench_subspace_sampling.py: eigenbasis against plain-field sampling
@@ -135,6 +136,15 @@ if __name__ == '__main__':
     BENCH_TIMEOUT=${BENCH_TIMEOUT:-170} bash benchmarks/gpu_session.sh validate
     left=$(( ${TOTAL:-575} - SECONDS )); echo "study gets ${left} s"
     GROUP_SIZE=64 STUDY_TIMEOUT=$(( left > 60 ? left : 60 )) bash benchmarks/gpu_session.sh study studies/architectures.toml ${WORKERS:-12} 2>&1 | tail -25
+    ;;
+  profile)  # where captured steps spend their GPU time; fp32 / tf32 / bf16; compiled step fields; stacked scans
+    nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total --format=csv
+    timeout ${TEST_TIMEOUT:-60} python3 -m pytest -q -m gpu tests/train/test_precision.py -p no:cacheprovider -o addopts="" 2>&1 | tail -4
+    timeout ${BENCH_TIMEOUT:-330} python3 benchmarks/profile_gpu_steps.py --cases ${CASES:-mlp:1 unet:1 mlp:64 unet:9 dit:3 mamba:9:triton mamba:3:triton} \
+      --precision fp32 tf32 bf16 --top 10 --out "$OUT/profile" 2>&1 | grep -v "^USDT\|^STAGE" | tail -40
+    timeout ${COMPILE_TIMEOUT:-150} python3 benchmarks/profile_gpu_steps.py --cases ${COMPILE_CASES:-mlp:1 unet:1} --precision fp32 tf32 \
+      --compile default --top 10 --out "$OUT/profile-compile" 2>&1 | grep -v "^USDT\|^STAGE" | tail -12
+    timeout ${SCAN_TIMEOUT:-60} python3 benchmarks/bench_scan.py --members "8,256;32,64" --out "$OUT/scan-members" 2>&1 | tail -12
     ;;
   final)
     nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total --format=csv

@@ -43,7 +43,7 @@ def sample_standardized(
     """n samples in standardised space [n, D] (float32, CPU) and the NFE per sample.
 
     On CUDA a fixed-step solver is replayed as a CUDA graph per batch size (``graph=False``: eager;
-    flowstudy.graph_solver); ``precision`` ("bf16"/"fp32") overrides the run's network precision.
+    flowstudy.graph_solver); ``precision`` ("fp32", "tf32" or "bf16") overrides the run's network precision.
     A subspace-residual run with a fixed-step solver is solved in its base's eigenbasis
     (:class:`flowstudy.flows.subspace.EigenbasisFlow`): the solver integrates only the k subspace
     coordinates, which carry the network, and the other D - k follow the solver's affine map of

@@ -16,6 +16,7 @@ from flowstudy.errors import ConfigError
 
 BASE_FIELDS = ("none", "gaussian")  # see flowstudy.flows.gaussian_base
 BASE_FITS = ("augmented", "train")
+PRECISIONS = ("fp32", "tf32", "bf16")  # see TrainConfig.precision
 
 DICT_FIELDS = ("model", "flow_options")
 """TrainConfig fields whose recipe values merge key by key with the user's (resolve_config)."""
@@ -69,9 +70,10 @@ class TrainConfig:
     std_floor: float = 0.1  # standardizer floor, relative to the median per-dimension std
     seed: int = 0
     device: str = "auto"
-    # bf16 autocast inside networks on CUDA, or fp32. fp32 is the default: these networks are small
-    # enough to be launch-bound, and autocast's casts made H100 training 20-40 % slower
-    # (benchmarks/RESULTS.md). The CPU always runs fp32.
+    # "fp32"; "tf32": float32 tensors, CUDA matrix products on TF32 tensor cores (10-bit mantissa
+    # inputs, float32 sums); "bf16": autocast inside networks on CUDA. fp32 is the default: a single
+    # run's network is small enough to be launch-bound, and autocast's casts made H100 training
+    # 20-40 % slower (benchmarks/RESULTS.md). The CPU always runs fp32.
     precision: str = "fp32"
     # On CUDA, replay each training step as one CUDA graph (flowstudy.train.graph); False keeps the
     # eager step (debugging). The CPU always runs eagerly.
@@ -123,7 +125,7 @@ class TrainConfig:
              "residual_scales needs a subspace residual (residual_rank; residual_rank = D acts everywhere)"),
             (all(a >= 0 for a in self.residual_scales), f"residual_scales must be >= 0; got {self.residual_scales}"),
             (self.select_by in SELECT_BY, f"select_by must be one of {', '.join(SELECT_BY)}; got {self.select_by!r}"),
-            (self.precision in ("bf16", "fp32"), f"precision must be bf16 or fp32; got {self.precision}"),
+            (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}; got {self.precision!r}"),
             (self.tracker in (None, "tensorboard", "mlflow"), f"tracker must be tensorboard or mlflow; got {self.tracker}"),
         ]
         for ok, message in checks:

@@ -53,7 +53,7 @@ from flowstudy.train.graph import WARMUP_STEPS, uncapturable_reason
 from flowstudy.train.group_batch import GroupBatches, heterogeneity
 from flowstudy.train.schedule import lr_factor
 from flowstudy.train.trackers import make_trackers
-from flowstudy.train.trainer import LOG_EVERY, Trainer, TrainingInterrupted, TrainResult, autocast_for
+from flowstudy.train.trainer import LOG_EVERY, Trainer, TrainingInterrupted, TrainResult, autocast_for, matmul_precision
 
 SHARED_FIELDS = ("arch", "model", "residual_rank", "residual_input", "batch_size", "betas", "precision", "device")
 """TrainConfig fields that must be equal within a group (the stacked network and its batch)."""
@@ -334,11 +334,13 @@ class StackedGroup:
         """Train every member to its end (or early stop). ``resume``: per member, or for all."""
         resume = [resume] * len(self.members) if isinstance(resume, bool) else list(resume)
         self._prepare(resume)
-        self.graph = graph = self._make_graph()
+        tf32 = matmul_precision(self.device, self.members[0].config.precision)  # the capture picks the kernels
+        with tf32:
+            self.graph = graph = self._make_graph()
         trackers = [make_trackers(m.config.tracker, m.paths.root, m.config.to_dict(), m.step if again else None) for m, again in zip(self.members, resume)]
         started = time.perf_counter()
         try:
-            with self.members[0]._signals():
+            with self.members[0]._signals(), tf32:
                 outcome = self._loop(graph, trackers)
         finally:
             for group in trackers:

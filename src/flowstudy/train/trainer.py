@@ -273,7 +273,7 @@ class Trainer:
         started = time.perf_counter()
         stopped_early = False
         try:
-            with self._signals(), _progress(self.progress, self.total_steps, self.step) as bar:
+            with self._signals(), matmul_precision(self.device, self.config.precision), _progress(self.progress, self.total_steps, self.step) as bar:
                 stopped_early = self._loop(trackers, bar)
         finally:
             for tracker in trackers:
@@ -452,9 +452,35 @@ def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+class TF32Matmuls:
+    """Inside the block, CUDA matrix products and convolutions of float32 tensors run on TF32
+    tensor cores (inputs rounded to a 10-bit mantissa, float32 accumulation); the previous
+    settings come back after it. Re-entrant, and reusable as one object (as torch.autocast is).
+    The flags are process-wide: a CUDA graph keeps the kernels chosen while it was captured."""
+
+    def __init__(self) -> None:
+        self._saved: list[tuple[bool, bool]] = []
+
+    def __enter__(self) -> None:
+        self._saved.append((torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32))
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+
+    def __exit__(self, *exc) -> None:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = self._saved.pop()
+
+
+def matmul_precision(device: torch.device, precision: str):
+    """TF32 products (:class:`TF32Matmuls`) on CUDA for precision "tf32"; else no change. Wraps a
+    whole step, backward included, or a whole fit."""
+    return TF32Matmuls() if device.type == "cuda" and precision == "tf32" else nullcontext()
+
+
 def autocast_for(device: torch.device, precision: str):
-    """bf16 inside networks on CUDA when asked; fp32 everywhere else (and for the loss's reduction)."""
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and precision == "bf16" else nullcontext()
+    """What a network's forward runs under: bf16 autocast on CUDA for "bf16", TF32 products on CUDA
+    for "tf32", plain fp32 everywhere else (and for the loss's reduction). Reusable."""
+    if device.type == "cuda" and precision == "bf16":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return matmul_precision(device, precision)
 
 
 def versions() -> dict[str, str]:

@@ -1,0 +1,151 @@
+"""Where a captured training step spends its time on the GPU, and what precision and compile buy.
+
+For each case (a recipe's single run, or a stacked group of K seeds) this builds the step exactly as
+``flowstudy train`` / the study runner does (Trainer + CapturedStep, or StackedGroup with its
+graph), replays it, and reports
+    model-steps/s     K x replays per second (wall, after warm-up; one process, one GPU)
+    GPU busy          summed kernel time per replay (torch.profiler), against the wall time per replay:
+                      a ratio well under 1 means the replay is bound by launching its kernels
+    kernels/step      kernels per replay
+    top kernels       the kernels that take the most GPU time (with --top N)
+Precision per case: fp32, tf32 (TF32 products, TrainConfig.precision = "tf32") or bf16 autocast.
+``--compile MODE`` also times single runs whose step field is torch.compile'd (static shapes)
+before capture: fewer, fused kernels per replay.
+
+    python benchmarks/profile_gpu_steps.py --cases "mlp:1" "mlp:64" "mamba:9:triton" --precision fp32 tf32 --top 12
+    python benchmarks/profile_gpu_steps.py --cases "unet:1" --compile default
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import torch
+
+from flowstudy.train import Trainer
+from flowstudy.train.config import resolve_config
+from flowstudy.train.graph import CapturedStep
+from flowstudy.train.stacked import StackedGroup
+from flowstudy.train.trainer import matmul_precision
+
+
+DEVICE = "cuda"
+
+
+def _sync() -> None:
+    if DEVICE == "cuda":
+        torch.cuda.synchronize()
+
+
+def _config(arch: str, backend: str | None, seed: int, precision: str, steps: int):
+    model = {"backend": backend} if backend else {}
+    return resolve_config(None, dict(arch=arch, model=model, steps=steps, val_every=10**9, device=DEVICE, seed=seed, precision=precision))
+
+
+def build(arch: str, members: int, backend: str | None, precision: str, compile_mode: str | None, workdir: Path):
+    """A replay function for one captured step of the case, and K."""
+    steps = 10**5  # long schedules: the replays stay in the warm-up-free part of the table
+    if members == 1:
+        trainer = Trainer(_config(arch, backend, 0, precision, steps), workdir / "single", progress=False)
+        trainer._setup(None)
+        if compile_mode is not None:
+            trainer.step_field = torch.compile(trainer.step_field, mode=compile_mode, dynamic=False)
+        with matmul_precision(trainer.device, precision):
+            step = CapturedStep(trainer, capture=DEVICE == "cuda")
+        return step.graph.replay if step.graph is not None else step
+    configs = [_config(arch, backend, s, precision, steps) for s in range(members)]
+    group = StackedGroup(configs, [workdir / f"m{s}" for s in range(members)])
+    group._prepare([False] * members)
+    with matmul_precision(group.device, precision):
+        graph = group._make_graph()
+    if graph is None and DEVICE == "cuda":
+        raise RuntimeError("the group step was not captured")
+    return graph.replay if graph is not None else lambda: group._step(None)
+
+
+def measure(replay, members: int, repeats: int, top: int) -> dict:
+    for _ in range(5):
+        replay()
+    _sync()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        replay()
+    _sync()
+    wall = (time.perf_counter() - start) / repeats
+    from torch.profiler import ProfilerActivity, profile
+
+    profiled = 5
+    with profile(activities=[ProfilerActivity.CUDA if DEVICE == "cuda" else ProfilerActivity.CPU]) as prof:
+        for _ in range(profiled):
+            replay()
+        _sync()
+    kind = torch.autograd.DeviceType.CUDA if DEVICE == "cuda" else torch.autograd.DeviceType.CPU
+    kernels = [e for e in prof.events() if e.device_type == kind and (DEVICE == "cuda" or not e.cpu_children)]
+    busy = sum(e.device_time for e in kernels) / profiled / 1e6  # s per replay
+    by_name = Counter()
+    for e in kernels:
+        by_name[e.name] += e.device_time / profiled / 1e3  # ms per replay
+    return {
+        "model_steps_per_s": members / wall,
+        "wall_ms": wall * 1e3,
+        "gpu_busy_ms": busy * 1e3,
+        "busy_fraction": busy / wall,
+        "kernels_per_step": len(kernels) / profiled,
+        "top": [(name[:90], round(ms, 4)) for name, ms in by_name.most_common(top)],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", nargs="+", default=["mlp:1", "unet:1", "mlp:64", "mamba:9:triton"], help="ARCH:K[:BACKEND]")
+    parser.add_argument("--precision", nargs="+", default=["fp32", "tf32"], choices=["fp32", "tf32", "bf16"])
+    parser.add_argument("--compile", default=None, help="also time single runs with the step field compiled in this mode")
+    parser.add_argument("--repeats", type=int, default=50)
+    parser.add_argument("--top", type=int, default=8)
+    parser.add_argument("--device", default="cuda", help="cuda; cpu only to smoke-test this script (no graphs)")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    global DEVICE
+    DEVICE = args.device
+    torch.backends.cuda.matmul.allow_tf32 = False  # fp32 unless a case asks otherwise
+    rows = []
+    for case in args.cases:
+        arch, k, *rest = case.split(":")
+        members, backend = int(k), (rest[0] if rest else None)
+        variants = [(p, None) for p in args.precision]
+        if args.compile and members == 1:
+            variants += [(p, args.compile) for p in args.precision]
+        for precision, compile_mode in variants:
+            row = {"case": case, "precision": precision, "compile": compile_mode}
+            try:
+                with tempfile.TemporaryDirectory() as tmp:
+                    replay = build(arch, members, backend, precision, compile_mode, Path(tmp))
+                    row.update(measure(replay, members, args.repeats if members < 16 else max(10, args.repeats // 3), args.top))
+            except Exception as err:  # one case's failure must not lose the others
+                row["error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:300] if str(err) else ''}"
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+            if args.out:
+                args.out.mkdir(parents=True, exist_ok=True)
+                (args.out / "profile_gpu_steps.json").write_text(json.dumps(rows, indent=2))
+            if DEVICE == "cuda":
+                torch.cuda.empty_cache()
+    print("\n| case | precision | compile | model-steps/s | wall ms | GPU busy ms | busy | kernels/step |")
+    print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    for r in rows:
+        if "error" in r:
+            print(f"| {r['case']} | {r['precision']} | {r['compile'] or ''} | {r['error']} | | | | |")
+            continue
+        print(
+            f"| {r['case']} | {r['precision']} | {r['compile'] or ''} | {r['model_steps_per_s']:,.0f} | {r['wall_ms']:.3f} | "
+            f"{r['gpu_busy_ms']:.3f} | {r['busy_fraction']:.2f} | {r['kernels_per_step']:.0f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
