@@ -57,7 +57,7 @@ def build(arch: str, members: int, backend: str | None, precision: str, compile_
             trainer.step_field = torch.compile(trainer.step_field, mode=compile_mode, dynamic=False)
         with matmul_precision(trainer.device, precision):
             step = CapturedStep(trainer, capture=DEVICE == "cuda")
-        return step.graph.replay if step.graph is not None else step
+        return step  # the trainer's per-step call: host bookkeeping (epochs), then the replay
     configs = [_config(arch, backend, s, precision, steps) for s in range(members)]
     group = StackedGroup(configs, [workdir / f"m{s}" for s in range(members)])
     group._prepare([False] * members)
@@ -65,7 +65,7 @@ def build(arch: str, members: int, backend: str | None, precision: str, compile_
         graph = group._make_graph()
     if graph is None and DEVICE == "cuda":
         raise RuntimeError("the group step was not captured")
-    return graph.replay if graph is not None else lambda: group._step(None)
+    return lambda: group._step(graph)  # the loop's per-step call: epochs advanced, then the replay
 
 
 def measure(replay, members: int, repeats: int, top: int) -> dict:
