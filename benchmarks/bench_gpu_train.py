@@ -11,10 +11,12 @@ builtin:sonar-gsm8k-1k:
     eager trainer   flowstudy's Trainer with graph=False (data on the device, fused AdamW, EMA,
                     clipping; the step in the base's eigen-coordinates, Trainer._step_space)
     captured        flowstudy's Trainer with graph=True: one CUDA graph per step (flowstudy.train.graph)
+    compiled        the same with the step's field compiled first (TrainConfig.compile, --compile-step)
     stacked         K runs (seeds) as one StackedGroup, captured: model-steps/s = K x group steps/s;
                     --stacked-step picks the group's draws: vectorised (the default for seeds of one
                     configuration), per-member (each member's own generator), or both side by side
-and samples/s at 50 NFE (Euler, 50 steps) of the trained run: the eager solver of the plain field
+The flowstudy columns train in --precision (fp32, tf32 or bf16); the plain loops always in fp32.
+And samples/s at 50 NFE (Euler, 50 steps) of the trained run: the eager solver of the plain field
 against the graph-replayed one (flowstudy.graph_solver), in fp32 and with bf16 autocast inside the
 network, with --compile-velocity MODE also the bf16 velocity compiled by torch.compile inside the
 graph, and the same three in the base's eigenbasis as flowstudy samples subspace runs (only the k
@@ -75,15 +77,20 @@ def _sync() -> None:
         torch.cuda.synchronize()
 
 
+PRECISION = "fp32"
+"""The flowstudy columns' TrainConfig.precision (--precision); the plain loops are always fp32."""
+
+
 def _config(arch: str, model: dict, steps: int, batch: int, **extra) -> TrainConfig:
     """The architecture's recipe at this length and batch, as a user's run resolves it."""
-    return resolve_config(None, dict(arch=arch, model=model, steps=steps, batch_size=batch, val_every=10**9, device=DEVICE, **extra))
+    values = dict(arch=arch, model=model, steps=steps, batch_size=batch, val_every=10**9, device=DEVICE, precision=PRECISION)
+    return resolve_config(None, {**values, **extra})
 
 
-def trainer_rate(arch, model, steps, batch, graph: bool, workdir: Path) -> tuple[float, Path]:
-    """Steps/s between the first and last logged step (setup and capture excluded)."""
-    clock, run_dir = _Clock(), workdir / f"{arch}-{model.get('backend', '')}-{graph}"
-    Trainer(_config(arch, model, steps, batch, graph=graph), run_dir, callbacks=[clock], progress=False).fit()
+def trainer_rate(arch, model, steps, batch, graph: bool, workdir: Path, compile: str | None = None) -> tuple[float, Path]:
+    """Steps/s between the first and last logged step (setup, compile and capture excluded)."""
+    clock, run_dir = _Clock(), workdir / f"{arch}-{model.get('backend', '')}-{graph}-{compile}"
+    Trainer(_config(arch, model, steps, batch, graph=graph, compile=compile), run_dir, callbacks=[clock], progress=False).fit()
     (s0, t0), (s1, t1) = clock.marks[0], clock.marks[-1]
     return (s1 - s0) / (t1 - t0), run_dir
 
@@ -114,7 +121,7 @@ def stacked_rate(arch, model, steps, batch, members: int, workdir: Path, vectori
     return members * (s1 - s0) / (t1 - t0), group.step_kind + ("" if group.vmapped else ", networks one by one")
 
 
-COLUMNS = ("plain", "eager", "captured", "stacked", "sampling")
+COLUMNS = ("plain", "eager", "captured", "compiled", "stacked", "sampling")
 STACKED_STEPS = {"auto": [None], "vectorised": [True], "per-member": [False], "both": [True, False]}
 """--stacked-step -> StackedGroup's ``vectorise`` per measured group."""
 
@@ -166,10 +173,14 @@ def main() -> None:
         "--compile-velocity", choices=COMPILE_MODES, default=None, help="also sample with the velocity torch.compile'd in this mode (bf16)"
     )
     parser.add_argument("--sample-rows", type=int, default=None, help="rows per sampling batch (default: by network)")
+    parser.add_argument("--precision", choices=["fp32", "tf32", "bf16"], default="fp32", help="the trainer's and groups' TrainConfig.precision")
+    parser.add_argument(
+        "--compile-step", choices=COMPILE_MODES, default="default", help="the compiled column: the captured trainer with TrainConfig.compile = MODE"
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    global DEVICE
-    DEVICE = args.device
+    global DEVICE, PRECISION
+    DEVICE, PRECISION = args.device, args.precision
     torch.backends.cuda.matmul.allow_tf32 = False  # fp32 as the trainer runs it
     train = torch.from_numpy(load_dataset("builtin:sonar-gsm8k-1k").embeddings)
     x = Standardizer.fit(train).transform(train).float()
@@ -189,6 +200,8 @@ def main() -> None:
                     row["eager"], _ = trainer_rate(arch, model, steps, args.batch, False, Path(tmp))
                 if "captured" in args.columns or "sampling" in args.columns:
                     row["captured"], run_dir = trainer_rate(arch, model, steps, args.batch, True, Path(tmp))
+                if "compiled" in args.columns:
+                    row["compiled"], _ = trainer_rate(arch, model, steps, args.batch, True, Path(tmp), compile=args.compile_step)
                 if "stacked" in args.columns:
                     members = args.members if arch == "mlp" else max(2, args.members // 4)
                     row["stacked_members"] = members
@@ -223,17 +236,19 @@ def table(rows: list[dict], args) -> list[str]:
     f = lambda r, k, spec=",.0f": format(r[k], spec) if k in r else "—"  # noqa: E731
     ratio = lambda r, a, b: f"{r[a] / r[b]:.1f}×" if a in r and b in r else "—"  # noqa: E731
     lines = [
-        f"device: {device}; torch {torch.__version__}; triton {triton.__version__}; batch {args.batch}; fp32 training of the recipes",
+        f"device: {device}; torch {torch.__version__}; triton {triton.__version__}; batch {args.batch}; the recipes trained in {args.precision} "
+        f"(plain loops: fp32); compiled: TrainConfig.compile = {args.compile_step!r}",
         "",
-        "| network | plain loop, network alone | plain loop, recipe field | eager trainer | captured trainer | captured / plain (alone) | captured / plain (recipe) | stacked model-steps/s (K, draws) |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| network | plain loop, network alone | plain loop, recipe field | eager trainer | captured trainer | captured, compiled "
+        "| captured / plain (alone) | compiled / plain (alone) | captured / plain (recipe) | stacked model-steps/s (K, draws) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
         kinds = [k.removeprefix("stacked_model_steps_") for k in r if k.startswith("stacked_model_steps_")]
         stacked = "; ".join(f"{f(r, f'stacked_model_steps_{k}')} ({r['stacked_members']}, {k})" for k in kinds) or "—"
         lines.append(
             f"| {r['network']} | {f(r, 'plain', '.1f')} | {f(r, 'plain_recipe', '.1f')} | {f(r, 'eager', '.1f')} | {f(r, 'captured', '.1f')} "
-            f"| {ratio(r, 'captured', 'plain')} | {ratio(r, 'captured', 'plain_recipe')} | {stacked} |" + (f" error: {r['error']}" if "error" in r else "")
+            f"| {f(r, 'compiled', '.1f')} | {ratio(r, 'captured', 'plain')} | {ratio(r, 'compiled', 'plain')} | {ratio(r, 'captured', 'plain_recipe')} | {stacked} |" + (f" error: {r['error']}" if "error" in r else "")
         )
     lines += [
         "",

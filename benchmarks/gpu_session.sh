@@ -3,6 +3,7 @@
 #   bash benchmarks/gpu_session.sh check|bench|study SPEC [WORKERS] [PREVIOUS_TAR]
 #   bash benchmarks/gpu_session.sh validate      # graph/stacked/sampling GPU tests, then bench_gpu_train.py (BENCH_ARGS)
 #   bash benchmarks/gpu_session.sh profile       # profile_gpu_steps.py (fp32/tf32/bf16, compiled fields) and bench_scan.py --members
+#   bash benchmarks/gpu_session.sh speed         # bench_gpu_train.py in tf32 and fp32 with compiled step fields (captured, stacked, plain loops)
 #   bash benchmarks/gpu_session.sh final         # the architectures study with runs in stacked groups of up to 64
 #   bash benchmarks/gpu_session.sh scan          # Mamba GPU tests (Triton scan against float64, torch and fused), then bench_scan.py
 #   bash benchmarks/gpu_session.sh subspace      # bench_subspace_sampling.py: eigenbasis against plain-field sampling
@@ -12,7 +13,8 @@
 # (bg + snap: a study longer than one call runs on while the machine is held; each call's snap copies
 #  the state out, and a fresh machine resumes from the last copy given as PREVIOUS_TAR.
 #  MAMBA_BACKEND=triton|fused|auto sets the Mamba layers' backend for a study or bg study whose
-#  cells are all Mamba networks: the spec is copied with `model = {backend = ...}` in its [base].)
+#  cells are all Mamba networks: the spec is copied with `model = {backend = ...}` in its [base];
+#  STUDY_PRECISION=fp32|tf32|bf16 likewise sets `precision` in the copy's [base].)
 # (study: GROUP_SIZE=N trains runs that share a network in stacked groups of up to N.)
 # Outputs go to $OUT (logs, Markdown tables, a tarball of the study directory without checkpoints).
 set -uo pipefail
@@ -28,19 +30,22 @@ part=$1
 with_backend() {
   local spec=$1 name
   name=$(basename "$spec" .toml)
-  [ -z "${MAMBA_BACKEND:-}" ] && { echo "$spec"; return; }
+  [ -z "${MAMBA_BACKEND:-}" ] && [ -z "${STUDY_PRECISION:-}" ] && { echo "$spec"; return; }
   mkdir -p /tmp/specs
   python3 -c "
 import sys, re
-text = open(sys.argv[1]).read()
-text = re.sub(r'^\[base\]\n', '[base]\nmamba_backend_placeholder\n', text, count=1, flags=re.M)
-if re.search(r'^model = \{', text, flags=re.M):  # merge into the base's model table
-    text = text.replace('mamba_backend_placeholder\n', '')
-    text = re.sub(r'^model = \{', 'model = {backend = \"' + sys.argv[3] + '\", ', text, count=1, flags=re.M)
-else:
-    text = text.replace('mamba_backend_placeholder', 'model = {backend = \"' + sys.argv[3] + '\"}')
+text, backend, precision = open(sys.argv[1]).read(), sys.argv[3], sys.argv[4]
+if backend:
+    text = re.sub(r'^\[base\]\n', '[base]\nmamba_backend_placeholder\n', text, count=1, flags=re.M)
+    if re.search(r'^model = \{', text, flags=re.M):  # merge into the base's model table
+        text = text.replace('mamba_backend_placeholder\n', '')
+        text = re.sub(r'^model = \{', 'model = {backend = \"' + backend + '\", ', text, count=1, flags=re.M)
+    else:
+        text = text.replace('mamba_backend_placeholder', 'model = {backend = \"' + backend + '\"}')
+if precision:
+    text = re.sub(r'^\[base\]\n', '[base]\nprecision = \"' + precision + '\"\n', text, count=1, flags=re.M)
 open(sys.argv[2], 'w').write(text)
-" "$spec" "/tmp/specs/$name.toml" "$MAMBA_BACKEND"
+" "$spec" "/tmp/specs/$name.toml" "${MAMBA_BACKEND:-}" "${STUDY_PRECISION:-}"
   echo "/tmp/specs/$name.toml"
 }
 case "$part" in
@@ -146,8 +151,22 @@ if __name__ == '__main__':
       --compile default --top 10 --out "$OUT/profile-compile" 2>&1 | grep -v "^USDT\|^STAGE" | tail -12
     timeout ${SCAN_TIMEOUT:-60} python3 benchmarks/bench_scan.py --members "8,256;32,64" --out "$OUT/scan-members" 2>&1 | tail -12
     ;;
+  speed)  # the trainer's columns in tf32 and fp32, with compiled step fields, beside the plain loop (one process each)
+    nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total --format=csv
+    timeout ${TEST_TIMEOUT:-90} python3 -m pytest -q -m gpu tests/train/test_precision.py tests/train/test_stacked.py tests/models/test_mamba_backends.py \
+      -p no:cacheprovider -o addopts="" 2>&1 | tail -4
+    timeout ${TF32_TIMEOUT:-300} python3 benchmarks/bench_gpu_train.py --precision tf32 --columns plain captured compiled stacked --stacked-step vectorised \
+      --only mlp unet dit "mamba (triton scan)" --out "$OUT/train-tf32" 2>&1 | grep -v "^USDT\|^STAGE" | tail -8
+    timeout ${FP32_TIMEOUT:-170} python3 benchmarks/bench_gpu_train.py --precision fp32 --columns plain captured compiled \
+      --only mlp unet dit --out "$OUT/train-fp32" 2>&1 | grep -v "^USDT\|^STAGE" | tail -7
+    ;;
   final)
     nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total --format=csv
     GROUP_SIZE=64 STUDY_TIMEOUT=${STUDY_TIMEOUT:-480} bash benchmarks/gpu_session.sh study studies/architectures.toml ${WORKERS:-12} 2>&1 | tail -25
+    find /tmp/studies/architectures/runs -name train_summary.json 2>/dev/null | head -80 | xargs -r python3 -c "
+import json, sys
+for f in sys.argv[1:]:
+    s = json.load(open(f)); print(f.split('/')[-2], s.get('group_size'), s.get('group_step'), round(s.get('seconds', 0), 1), s.get('steps'))
+" 2>/dev/null | sort | head -70
     ;;
 esac

@@ -91,9 +91,12 @@ def test_group_training_phase_is_recorded_with_its_failures(tmp_path):
 
     from flowstudy.study.runner import GROUP_TRAINING, _train_groups
 
+    seen_between = []
+
     class Outcomes:  # an executor's map_cells: each group's result or its exception
         def map_cells(self, fn, groups, on_done=None):
             yield groups[0], {"runs": ["a"], "seconds": 1.0}
+            seen_between.append(json.loads((tmp_path / GROUP_TRAINING).read_text()))  # as a timeout would find it
             yield groups[1], RuntimeError("device-side assert triggered")
 
     groups = [[SimpleNamespace(run_name="a")], [SimpleNamespace(run_name="b"), SimpleNamespace(run_name="c")]]
@@ -101,3 +104,6 @@ def test_group_training_phase_is_recorded_with_its_failures(tmp_path):
     record = json.loads((tmp_path / GROUP_TRAINING).read_text())
     assert record["groups"] == 2 and record["runs"] == 3 and record["seconds"] >= 0
     assert record["failed"] == [{"runs": ["b", "c"], "error": "RuntimeError: device-side assert triggered"}]
+    assert record["complete"] and [g["runs"] for g in record["finished"]] == [["a"], ["b", "c"]]
+    (partial,) = seen_between
+    assert not partial["complete"] and [g["runs"] for g in partial["finished"]] == [["a"]] and partial["failed"] == []

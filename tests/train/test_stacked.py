@@ -94,6 +94,7 @@ def test_captured_group_matches_separate_runs_on_gpu(tmp_path, tiny_config, arch
     configs = [replace(c, device="cuda", arch=arch, model=model) for c in _members(tiny_config)]
     group = _check_against_separate_runs(tmp_path, configs, tol=1e-3)  # cuBLAS picks other kernels for bmm
     assert group.graph is not None
+    assert group.vmapped  # with mamba-ssm installed, "auto" scans switch to Triton (models.ssm.backend.scans_for_vmap)
 
 
 @pytest.mark.parametrize("vectorise", [True, False])

@@ -77,7 +77,8 @@ def run_study(
 
 
 GROUP_TRAINING = "group_training.json"
-"""STUDY/group_training.json: the last run's group-training phase (groups, runs, wall seconds, failed groups)."""
+"""STUDY/group_training.json: the last run's group-training phase (groups, runs, wall seconds, failed groups,
+whether it completed, and when each group finished), rewritten as each group ends."""
 
 
 def _train_groups(runner, groups, study_dir: Path, progress: bool) -> None:
@@ -85,8 +86,17 @@ def _train_groups(runner, groups, study_dir: Path, progress: bool) -> None:
     runs are left to the cells, which train them one by one. The phase's wall time and failures
     go to STUDY/group_training.json (the study's training time apart from its evaluations)."""
     fn = partial(train_cell_group, study_dir=study_dir)
-    started, failed = time.perf_counter(), []
+    started, failed, done = time.perf_counter(), [], []
+
+    def record(complete: bool) -> None:  # after every group, so that an interrupted phase leaves its progress
+        atomic_write_json(
+            study_dir / GROUP_TRAINING,
+            {"groups": len(groups), "runs": sum(len(g) for g in groups), "seconds": time.perf_counter() - started,
+             "failed": failed, "complete": complete, "finished": done},
+        )
+
     for group, outcome in runner.map_cells(fn, groups):
+        done.append({"runs": [cell.run_name for cell in group], "seconds": time.perf_counter() - started})
         if isinstance(outcome, BaseException):
             names = [cell.run_name for cell in group]
             failed.append({"runs": names, "error": f"{type(outcome).__name__}: {outcome}"[:1000]})
@@ -95,8 +105,8 @@ def _train_groups(runner, groups, study_dir: Path, progress: bool) -> None:
 
                 message = f"group training failed ({outcome}); its runs train one by one: {', '.join(names)}"
                 make_console(stderr=True).print(message, highlight=False)
-    record = {"groups": len(groups), "runs": sum(len(g) for g in groups), "seconds": time.perf_counter() - started, "failed": failed}
-    atomic_write_json(study_dir / GROUP_TRAINING, record)
+        record(complete=False)
+    record(complete=True)
 
 
 def write_study_files(spec: StudySpec, study_dir: Path) -> None:

@@ -78,6 +78,10 @@ class TrainConfig:
     # On CUDA, replay each training step as one CUDA graph (flowstudy.train.graph); False keeps the
     # eager step (debugging). The CPU always runs eagerly.
     graph: bool = True
+    # torch.compile the step's velocity field (a mode of flowstudy.graph_solver.COMPILE_MODES,
+    # static shapes) before the step runs or is captured: fused kernels, fewer of them per step.
+    # Costs one compile per run (tens of seconds); None: off.
+    compile: str | None = None
     tracker: str | None = None  # "tensorboard" | "mlflow"
     subset: int | None = None  # train on a nested subset of this many rows (data-size studies)
     subset_seed: int = 0
@@ -100,6 +104,7 @@ class TrainConfig:
         if self.steps is None and self.epochs is None:
             raise ConfigError("the run length is unset: give steps or epochs")
         from flowstudy.flows.subspace import RESIDUAL_INPUTS
+        from flowstudy.graph_solver import COMPILE_MODES
         from flowstudy.train.selection import SELECT_BY
 
         checks = [
@@ -125,6 +130,8 @@ class TrainConfig:
              "residual_scales needs a subspace residual (residual_rank; residual_rank = D acts everywhere)"),
             (all(a >= 0 for a in self.residual_scales), f"residual_scales must be >= 0; got {self.residual_scales}"),
             (self.select_by in SELECT_BY, f"select_by must be one of {', '.join(SELECT_BY)}; got {self.select_by!r}"),
+            (self.compile is None or self.compile in COMPILE_MODES,
+             f"compile must be one of {', '.join(COMPILE_MODES)} (or unset); got {self.compile!r}"),
             (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}; got {self.precision!r}"),
             (self.tracker in (None, "tensorboard", "mlflow"), f"tracker must be tensorboard or mlflow; got {self.tracker}"),
         ]

@@ -47,6 +47,7 @@ from torch import Tensor
 
 from flowstudy.errors import ConfigError
 from flowstudy.flows.method import velocity_loss
+from flowstudy.models.ssm.backend import scans_for_vmap
 from flowstudy.train.checkpoint import save_checkpoint
 from flowstudy.train.config import TrainConfig
 from flowstudy.train.graph import WARMUP_STEPS, uncapturable_reason
@@ -136,7 +137,14 @@ class StackedGroup:
         self.exp_avg, self.exp_avg_sq = self._moments(named)
         self._counters()
         self.template = copy.deepcopy(first.step_net).to("meta")  # the network the step calls (Trainer._step_space)
+        # mamba-ssm's fused scan cannot be vmapped: the group's network scans on Triton where "auto"
+        # would pick it (the members' own models keep "auto"), unless that does not vmap either
+        switched = scans_for_vmap(self.template, self.device) if self.vmap is not False else []
         self.vmapped = self._can_vmap() if self.vmap is None else self.vmap
+        for layer in switched if not self.vmapped else []:
+            layer.backend = "auto"
+        if switched and self.vmapped:
+            print(f"group network runs its {len(switched)} Mamba scans on Triton: mamba-ssm's fused scan cannot be vmapped", file=sys.stderr)
         self.batches = self._group_batches(records)
 
     def _group_batches(self, records: list[dict | None]) -> GroupBatches | None:

@@ -141,6 +141,8 @@ class Trainer:
         self.field = compose_field(self.model, self.base)
         self.ema_field = compose_field(self.ema.model, self.base)
         self._step_space(self.eigenbasis)
+        if cfg.compile is not None:  # fused kernels for the step (eager or captured); validation stays eager
+            self.step_field = torch.compile(self.step_field, mode=cfg.compile, dynamic=False)
         self.batcher = Batcher(self.train_x1.shape[0], cfg.batch_size, self.generator)
         self.step, self.best_val, self.bad_evals, self.last_val = 0, math.inf, 0, math.nan
         self._pending: list[torch.Tensor] = []
