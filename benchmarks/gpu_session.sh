@@ -162,6 +162,8 @@ if __name__ == '__main__':
     ;;
   final)
     nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total --format=csv
+    [ -n "${FINAL_TESTS:-}" ] && timeout ${TEST_TIMEOUT:-60} python3 -m pytest -q -m gpu tests/train/test_graph.py tests/train/test_stacked.py \
+      tests/train/test_precision.py -p no:cacheprovider -o addopts="" 2>&1 | tail -6
     GROUP_SIZE=64 STUDY_TIMEOUT=${STUDY_TIMEOUT:-480} bash benchmarks/gpu_session.sh study studies/architectures.toml ${WORKERS:-12} 2>&1 | tail -25
     find /tmp/studies/architectures/runs -name train_summary.json 2>/dev/null | head -80 | xargs -r python3 -c "
 import json, sys

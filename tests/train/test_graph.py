@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from flowstudy.train import Trainer, load_checkpoint
-from flowstudy.train.graph import CapturedStep, host_work, make_train_step, uncapturable_reason
+from flowstudy.train.graph import CapturedStep, host_work, make_train_step, split_pairing, uncapturable_reason
 
 
 def _setup(cfg, path):
@@ -38,6 +38,8 @@ def _assert_same_state(a: Trainer, b: Trainer, rtol=1e-5, atol=1e-6):
     [
         dict(aug=["noise:0.3"]),
         dict(flow="si-linear", aug=["dropout:0.1"], base_field="gaussian", weight_decay=0.01),
+        # exact OT: draws and cost, the host's assignment, then the paired step (two graphs on CUDA)
+        dict(flow="otcfm", aug=["noise:0.3"], residual_rank=4, base_field="gaussian"),
     ],
 )
 def test_device_side_step_matches_eager_step_on_cpu(tmp_path, tiny_config, overrides):
@@ -46,6 +48,7 @@ def test_device_side_step_matches_eager_step_on_cpu(tmp_path, tiny_config, overr
     eager, fast = _setup(cfg, tmp_path / "a"), _setup(cfg, tmp_path / "b")
     initial = [p.detach().clone() for p in eager.model.parameters()]
     step = CapturedStep(fast, capture=False)
+    assert (step.pairing is not None) == (cfg.flow == "otcfm")
     eager_losses, fast_losses = [], []
     for _ in range(20):
         eager_losses.append(float(eager._train_step()[0].detach()))
@@ -61,6 +64,17 @@ def test_cpu_trains_eagerly_and_host_couplings_are_named(tmp_path, tiny_config):
     trainer = _setup(tiny_config(flow="otcfm"), tmp_path / "run")
     assert make_train_step(trainer) == trainer._train_step
     assert "CUDA" in uncapturable_reason(trainer)
+
+
+def test_exact_ot_splits_around_the_host_and_other_host_work_does_not(tmp_path, tiny_config):
+    from flowstudy.data import parse_augmentations
+    from flowstudy.flows import create_flow
+    from flowstudy.flows.couplings import ExactOT
+
+    assert isinstance(split_pairing(create_flow("otcfm"), []), ExactOT)
+    assert split_pairing(create_flow("otcfm"), parse_augmentations(["mixup:0.2"])) is None  # mixup still needs the host
+    assert split_pairing(create_flow("otcfm-sinkhorn"), []) is None
+    assert split_pairing(create_flow("icfm"), []) is None
 
 
 @pytest.mark.parametrize(
@@ -94,6 +108,37 @@ def test_captured_steps_match_eager_steps_on_gpu(tmp_path, tiny_config, arch):
         torch.testing.assert_close(b["ema"]["model"][key], a["ema"]["model"][key], rtol=1e-4, atol=1e-5, msg=key)
     assert torch.equal(a["rng"]["generator"], b["rng"]["generator"])  # same random draws consumed
     assert a["best_val"] == pytest.approx(b["best_val"], rel=1e-4)
+
+
+def _eager_and_captured(tmp_path, cfg) -> tuple[dict, dict, Trainer]:
+    from dataclasses import replace
+
+    Trainer(replace(cfg, graph=False), tmp_path / "eager", progress=False).fit()
+    graph = Trainer(cfg, tmp_path / "graph", progress=False)
+    graph.fit()
+    a, b = (load_checkpoint(tmp_path / name / "checkpoints/last.pt") for name in ("eager", "graph"))
+    for key in a["model"]:
+        torch.testing.assert_close(b["model"][key], a["model"][key], rtol=1e-4, atol=1e-5, msg=key)
+    assert torch.equal(a["rng"]["generator"], b["rng"]["generator"])
+    return a, b, graph
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_exact_ot_step_is_captured_in_two_graphs_on_gpu(tmp_path, tiny_config):
+    cfg = tiny_config(device="cuda", flow="otcfm", steps=30, val_every=15, aug=["noise:0.3"], residual_rank=4, base_field="gaussian")
+    _, _, graph = _eager_and_captured(tmp_path, cfg)
+    assert graph._step_fn.pair_graph is not None and graph._step_fn.graph is not None
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_run_whose_epoch_is_one_batch_is_captured_on_gpu(tmp_path, tiny_config):
+    """A subset no larger than a batch: every step starts an epoch, and the capture's warm-up steps
+    must read within it (they ran past it before: a device-side index assert)."""
+    cfg = tiny_config(device="cuda", steps=12, val_every=6, subset=40, batch_size=64)
+    _, _, graph = _eager_and_captured(tmp_path, cfg)
+    assert graph._step_fn.graph is not None and graph.batcher.batch_size == 40
 
 
 @pytest.mark.gpu

@@ -67,6 +67,15 @@ def test_group_matches_separate_runs(tmp_path, tiny_config, vmap):
     assert load_checkpoint(tmp_path / "group1/checkpoints/last.pt")["optimizer"]["state"]
 
 
+def test_group_with_exact_ot_members_matches_separate_runs(tmp_path, tiny_config):
+    """Exact-OT members draw, are paired on the host, then step with the others (on CUDA: between
+    two graphs); each still trains what it trains alone."""
+    configs = _members(tiny_config)
+    configs[0], configs[2] = replace(configs[0], flow="otcfm"), replace(configs[2], flow="otcfm", subset=None)
+    group = _check_against_separate_runs(tmp_path, configs)
+    assert sorted(group.pairings) == [0, 2] and group.step_kind == "per-member"
+
+
 def test_members_stop_early_on_their_own(tmp_path, tiny_config):
     # Member 1's validation loss rises from its second validation: with patience 1 it stops at
     # step 16 with its checkpoints written; member 0 (no patience) trains on to step 32.
@@ -95,6 +104,19 @@ def test_captured_group_matches_separate_runs_on_gpu(tmp_path, tiny_config, arch
     group = _check_against_separate_runs(tmp_path, configs, tol=1e-3)  # cuBLAS picks other kernels for bmm
     assert group.graph is not None
     assert group.vmapped  # with mamba-ssm installed, "auto" scans switch to Triton (models.ssm.backend.scans_for_vmap)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_captured_group_with_exact_ot_and_one_batch_epochs_on_gpu(tmp_path, tiny_config):
+    """Exact-OT members between two graphs; members whose subset is one batch (every step starts an
+    epoch; the capture's warm-up steps must stay within it)."""
+    configs = [replace(c, device="cuda", flow="otcfm") for c in _members(tiny_config)[:2]]
+    group = _check_against_separate_runs(tmp_path / "ot", configs, tol=1e-3)
+    assert group.graph is not None and group.pair_graph is not None
+    small = [replace(c, device="cuda", subset=40, batch_size=64) for c in _members(tiny_config)[:2]]
+    group = _check_against_separate_runs(tmp_path / "small", small, tol=1e-3)
+    assert group.graph is not None
 
 
 @pytest.mark.parametrize("vectorise", [True, False])

@@ -85,10 +85,19 @@ class ExactOT:
 
     def __call__(self, x0: Tensor, x1: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         _check_batches(x0, x1)
-        cost = squared_distances(x0.detach().double(), x1.detach().double())  # [B, B]
-        _, cols = linear_sum_assignment(cost.cpu().numpy())  # rows come back as 0..B-1
-        perm = torch.as_tensor(cols, dtype=torch.long, device=x1.device)  # [B]
+        perm = self.assign(self.cost(x0, x1).cpu()).to(x1.device)  # [B]
         return x0, x1[perm]
+
+    @staticmethod
+    def cost(x0: Tensor, x1: Tensor) -> Tensor:
+        """[B, B] float64 squared distances on the rows' device: what :meth:`assign` solves."""
+        return squared_distances(x0.detach().double(), x1.detach().double())
+
+    @staticmethod
+    def assign(cost: Tensor) -> Tensor:
+        """The optimal permutation of a host [B, B] cost: [B] long, x0 row i pairs with x1 row perm[i]."""
+        _, cols = linear_sum_assignment(cost.numpy())  # rows come back as 0..B-1
+        return torch.as_tensor(cols, dtype=torch.long)
 
 
 @dataclass(frozen=True)

@@ -11,14 +11,14 @@ a per-coordinate mean, so losses compare across dimensions D and (through w) acr
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import torch
 from torch import Tensor
 
 from flowstudy.errors import ConfigError
-from flowstudy.flows.couplings import Coupling, Independent
+from flowstudy.flows.couplings import Coupling, Independent, Paired
 from flowstudy.flows.path_sample import PathSample
 from flowstudy.flows.paths import InterpolantPath, Straight
 from flowstudy.flows.time_samplers import TimeSampler, UniformTime
@@ -59,7 +59,7 @@ class FlowMethod:
         if x0 is None:
             if self.coupling.requires_x0:
                 raise ConfigError(f"flow {self.name!r} uses a paired coupling: pass x0 with x1 (e.g. reflow pairs)")
-            x0 = torch.randn(x1.shape, generator=generator, device=x1.device, dtype=x1.dtype)  # [B, D]
+            x0 = self.draw_source(x1, generator)
         x0, x1 = self.coupling(x0, x1, generator)
         t = self.time_sampler(x1.shape[0], device=x1.device, dtype=x1.dtype, generator=generator)  # [B]
         z = None
@@ -67,6 +67,17 @@ class FlowMethod:
             z = torch.randn(x1.shape, generator=generator, device=x1.device, dtype=x1.dtype)  # [B, D]
         x_t, u_t = self.path.interpolate(x0, x1, t, z)
         return PathSample(t=t, x_t=x_t, u_t=u_t, x0=x0, x1=x1)
+
+    @staticmethod
+    def draw_source(x1: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """x0 ~ N(0, I) in x1's shape, dtype and device: :meth:`sample_path`'s first draw when x0 is not given."""
+        return torch.randn(x1.shape, generator=generator, device=x1.device, dtype=x1.dtype)  # [B, D]
+
+    def with_pairs_given(self) -> FlowMethod:
+        """This method with its coupling replaced by the identity (:class:`Paired`): for callers that
+        drew x0 (:meth:`draw_source`) and paired the rows themselves, e.g. a training step that
+        solves an exact OT coupling between two CUDA graphs (flowstudy.train.graph)."""
+        return replace(self, coupling=Paired())
 
     def loss(
         self,

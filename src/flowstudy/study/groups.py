@@ -4,8 +4,9 @@ Cells whose runs share a network, its shapes, batch size, precision and device â
 seeds of one configuration, its data-size subsets, its learning rates â€” are trained as one
 stacked model: one group per worker task, so a GPU trains many runs in the time of a few. The
 executor maps groups as it maps cells (a local process pool on this machine's GPU, or one Ray
-task per group with the cell's GPU share). Runs whose step works on the host (exact OT,
-mixup) are grouped apart from capturable ones, so the latter keep their CUDA graph.
+task per group with the cell's GPU share). Runs whose step needs the host every step (exact OT
+solves its assignment between two CUDA graphs; mixup's step runs eagerly) are grouped apart from
+the others, so that the host's work holds up only their own group.
 
 Each run is still an ordinary run directory; the cells' sampling and evaluation then find it
 finished and go on as for a run trained alone. A group that fails leaves its runs to the cells,
@@ -43,7 +44,7 @@ def _rows_per_batch(config) -> int:
 
 
 def _host_step(config) -> bool:
-    """True when the run's step needs the host every step (exact OT, mixup): it cannot be captured."""
+    """True when the run's step needs the host every step (exact OT's assignment, mixup's draws)."""
     from flowstudy.data import parse_augmentations
     from flowstudy.flows import create_flow
     from flowstudy.train.graph import host_work

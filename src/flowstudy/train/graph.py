@@ -17,9 +17,15 @@ permutation eagerly (``torch.randperm`` is not capturable), exactly when the eag
 so both paths consume the generator in the same order. The loss is copied out per step and read
 back only when logged.
 
-Not capturable, and then the step runs eagerly with a message: couplings that work on the host
-(exact OT via scipy; Sinkhorn's NaN check), mixup (its Beta draws come from numpy), and any network whose forward
-syncs with the host (the capture's error is in the message).
+The exact OT coupling solves its assignment on the host (scipy). Its step is captured as two
+graphs around that solve (:func:`split_pairing`): the first draws the batch and x0 and computes the
+[B, B] float64 cost; the host copies the cost out, solves it and writes the permutation into a
+device buffer; the second pairs the rows and runs the rest of the step. The draws, the cost and so
+the pairing are the eager step's, in the same order.
+
+Not capturable, and then the step runs eagerly with a message: Sinkhorn pairing (its NaN check
+syncs), mixup (its Beta draws come from numpy), and any network whose forward syncs with the host
+(the capture's error is in the message).
 """
 
 from __future__ import annotations
@@ -48,12 +54,24 @@ def host_work(flow, augmentations) -> str | None:
     return f"augmentation {host_augs[0]} draws on the host" if host_augs else None
 
 
+def split_pairing(flow, augmentations):
+    """The coupling when a step's only host work is an assignment solved from a cost matrix (exact
+    OT, ``coupling.cost`` / ``coupling.assign``): such a step is captured as two graphs around the
+    host's solve. None otherwise."""
+    coupling = flow.coupling
+    if not (callable(getattr(coupling, "cost", None)) and callable(getattr(coupling, "assign", None))):
+        return None
+    return coupling if not any(name in HOST_AUGMENTATIONS for name, _ in augmentations) else None
+
+
 def uncapturable_reason(trainer: Trainer) -> str | None:
     """Why ``trainer``'s step cannot be captured, or None when it can."""
     if trainer.device.type != "cuda":
         return "graphs need a CUDA device"
     if not hasattr(torch.cuda.CUDAGraph, "register_generator_state"):
         return f"torch {torch.__version__} cannot capture a non-default generator (needs torch >= 2.4)"
+    if split_pairing(trainer.flow, trainer.augmentations) is not None:
+        return None
     return host_work(trainer.flow, trainer.augmentations)
 
 
@@ -94,7 +112,12 @@ class CapturedStep:
         self.ema_updates = torch.tensor([float(trainer.ema.num_updates)], device=self.device, dtype=torch.float64)
         self.lr_table = self._lr_table(trainer)  # [groups, total_steps]
         self.lrs = [torch.tensor(float(g["lr"]), device=self.device, dtype=self.lr_table.dtype) for g in trainer.optimizer.param_groups]
-        self.graph = None
+        # exact OT: the pairing is solved on the host between two graphs (module docstring)
+        self.pairing = split_pairing(trainer.flow, trainer.augmentations)
+        if self.pairing is not None:
+            self.paired_flow = trainer.flow.with_pairs_given()
+            self.pairs = torch.arange(batcher.batch_size, device=self.device)  # [B] x0 row i pairs with x1 row pairs[i]
+        self.graph = self.pair_graph = None
         if capture:
             self._capture()
 
@@ -110,16 +133,49 @@ class CapturedStep:
     # ----------------------------------------------------------------- the step's maths
     def _body(self) -> tuple[Tensor, Tensor]:
         """One step on device state only (what the graph records). Returns (loss, grad_norm)."""
+        x1, x0 = self._batch()
+        return self._train(self.trainer.flow, x1, x0)
+
+    def _batch(self) -> tuple[Tensor, Tensor | None]:
+        """The step's rows (augmented) and paired x0 rows (or None): [B, D] each."""
         from flowstudy.data import apply_augmentations
-        from flowstudy.train.trainer import autocast_for
 
         tr = self.trainer
         idx = self.perm.index_select(0, self.pos + self.offsets)  # [B]
         self.pos.add_(self.offsets.numel())
         x1 = apply_augmentations(tr.step_x1.index_select(0, idx), tr.augmentations, tr.generator)  # [B, D]
-        x0 = tr.step_x0.index_select(0, idx) if tr.step_x0 is not None else None
+        return x1, (tr.step_x0.index_select(0, idx) if tr.step_x0 is not None else None)
+
+    def _draw_pairs(self) -> None:
+        """The pairing step's first part (device only): rows, x0 and their [B, B] cost."""
+        x1, _ = self._batch()
+        x0 = self.trainer.flow.draw_source(x1, self.trainer.generator)  # the draw sample_path would make
+        self.drawn, self.cost = (x0, x1), self.pairing.cost(x0, x1)
+
+    def _assign(self) -> None:
+        """On the host, between the two parts: solve the cost and write the permutation to the device."""
+        self.pairs.copy_(self.pairing.assign(self.cost.cpu()))
+
+    def _paired_body(self) -> tuple[Tensor, Tensor]:
+        """The pairing step's second part (device only): paired rows, then the step."""
+        x0, x1 = self.drawn
+        return self._train(self.paired_flow, x1.index_select(0, self.pairs), x0)
+
+    def _eager_body(self) -> tuple[Tensor, Tensor]:
+        """The whole step without a graph (warm-up, ``capture=False``)."""
+        if self.pairing is None:
+            return self._body()
+        self._draw_pairs()
+        self._assign()
+        return self._paired_body()
+
+    def _train(self, flow, x1: Tensor, x0: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Loss, backward, clipping, AdamW and EMA for one batch (device only)."""
+        from flowstudy.train.trainer import autocast_for
+
+        tr = self.trainer
         with autocast_for(self.device, tr.config.precision):
-            loss = tr.flow.loss(tr.step_field, x1, x0, generator=tr.generator)  # Trainer._step_space
+            loss = flow.loss(tr.step_field, x1, x0, generator=tr.generator)  # Trainer._step_space
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, tr.config.grad_clip)  # foreach on CUDA: no sync
         step = self.step.clamp(max=self.lr_table.shape[1] - 1)
@@ -147,20 +203,27 @@ class CapturedStep:
     def _capture(self) -> None:
         tr = self.trainer
         saved = self._snapshot()
-        self.pos.zero_()  # the warm-up steps read from an epoch's start, never past its rows (restored below)
         stream = torch.cuda.Stream(device=self.device)
         stream.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(stream), self._lr_tensors():
             for _ in range(WARMUP_STEPS):
+                # each warm-up step reads an epoch's first batch: never past its rows, even when the
+                # epoch holds a single batch (a small subset); restored below
+                self.pos.zero_()
                 tr.optimizer.zero_grad(set_to_none=True)
-                self._body()
+                self._eager_body()
         torch.cuda.current_stream(self.device).wait_stream(stream)
         self._restore(saved)
         tr.optimizer.zero_grad(set_to_none=True)
+        if self.pairing is not None:
+            self.pair_graph = torch.cuda.CUDAGraph()
+            self.pair_graph.register_generator_state(tr.generator)
+            with torch.cuda.graph(self.pair_graph):
+                self._draw_pairs()
         self.graph = torch.cuda.CUDAGraph()
         self.graph.register_generator_state(tr.generator)
         with self._lr_tensors(), torch.cuda.graph(self.graph):
-            self.loss, self.grad_norm = self._body()
+            self.loss, self.grad_norm = self._body() if self.pairing is None else self._paired_body()
         torch.cuda.synchronize(self.device)
 
     def _lr_tensors(self):
@@ -220,8 +283,11 @@ class CapturedStep:
         if self.graph is None:
             with self._lr_tensors():
                 tr.optimizer.zero_grad(set_to_none=True)
-                loss, grad_norm = self._body()
+                loss, grad_norm = self._eager_body()
         else:
+            if self.pair_graph is not None:
+                self.pair_graph.replay()
+                self._assign()  # waits for the cost: the host solves while the GPU is idle
             self.graph.replay()
             loss, grad_norm = self.loss.clone(), self.grad_norm
         tr.scheduler.step()  # host bookkeeping only (float learning rates), for checkpoints and logs
@@ -229,4 +295,4 @@ class CapturedStep:
         return loss, grad_norm
 
 
-__all__ = ["CapturedStep", "HOST_AUGMENTATIONS", "host_work", "make_train_step", "uncapturable_reason"]
+__all__ = ["CapturedStep", "HOST_AUGMENTATIONS", "host_work", "make_train_step", "split_pairing", "uncapturable_reason"]

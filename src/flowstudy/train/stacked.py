@@ -28,8 +28,9 @@ Two ways to draw a group step's batches, noise and times:
   member and per step, and the host advances every member's batcher.
 
 On CUDA the whole group step is captured as one CUDA graph (the group generator, or every
-member's generator, registered with it), as :mod:`flowstudy.train.graph` does for one run;
-elsewhere, or for flows that work on the host (exact OT, mixup), it runs eagerly.
+member's generator, registered with it), as :mod:`flowstudy.train.graph` does for one run; with
+exact-OT members as two graphs around their host assignments (per-member step). Elsewhere, or for
+Sinkhorn pairing or mixup, it runs eagerly.
 
     results = StackedGroup([cfg_seed0, cfg_seed1, cfg_seed2], ["runs/s0", "runs/s1", "runs/s2"]).fit()
 """
@@ -50,7 +51,7 @@ from flowstudy.flows.method import velocity_loss
 from flowstudy.models.ssm.backend import scans_for_vmap
 from flowstudy.train.checkpoint import save_checkpoint
 from flowstudy.train.config import TrainConfig
-from flowstudy.train.graph import WARMUP_STEPS, uncapturable_reason
+from flowstudy.train.graph import WARMUP_STEPS, split_pairing, uncapturable_reason
 from flowstudy.train.group_batch import GroupBatches, heterogeneity
 from flowstudy.train.schedule import lr_factor
 from flowstudy.train.trackers import make_trackers
@@ -146,6 +147,11 @@ class StackedGroup:
         if switched and self.vmapped:
             print(f"group network runs its {len(switched)} Mamba scans on Triton: mamba-ssm's fused scan cannot be vmapped", file=sys.stderr)
         self.batches = self._group_batches(records)
+        # exact-OT members pair on the host between two graphs (flowstudy.train.graph); per-member step only
+        pairings = {k: split_pairing(m.flow, m.augmentations) for k, m in enumerate(self.members)} if self.batches is None else {}
+        self.pairings = {k: c for k, c in pairings.items() if c is not None}
+        self.paired_flows = {k: self.members[k].flow.with_pairs_given() for k in self.pairings}
+        self.pairs = {k: torch.arange(first.batcher.batch_size, device=self.device) for k in self.pairings}  # [B] each
 
     def _group_batches(self, records: list[dict | None]) -> GroupBatches | None:
         """The vectorised step's draws, or None for the per-member step (with the reason, on stderr)."""
@@ -232,16 +238,46 @@ class StackedGroup:
             v = self.batches.with_base(v, s.x_t, s.t)
         return self.batches.losses(v, s.u_t)
 
-    def _member_losses(self) -> Tensor:
-        """The per-member step's losses: each member's own draws from its own generator. [K]"""
+    def _member_batch(self, k: int) -> tuple[Tensor, Tensor | None]:
+        """Member k's rows (augmented) and paired x0 rows (or None), from its own generator: [B, D]."""
         from flowstudy.data import apply_augmentations
 
+        m, pos = self.members[k], self.positions[k]
+        idx = self.perms[k].index_select(0, pos + self.offsets)  # [B]
+        pos.add_(self.offsets.numel())
+        x1 = apply_augmentations(m.step_x1.index_select(0, idx), m.augmentations, m.generator)  # [B, D]
+        return x1, (m.step_x0.index_select(0, idx) if m.step_x0 is not None else None)
+
+    def _draw_pairs(self) -> None:
+        """The first part of a step with exact-OT members (device only; flowstudy.train.graph): their
+        rows, x0 and [B, B] costs. The other members draw in the second part."""
+        self.drawn, self.costs = {}, {}
+        for k, coupling in self.pairings.items():
+            x1, _ = self._member_batch(k)
+            x0 = self.members[k].flow.draw_source(x1, self.members[k].generator)
+            self.drawn[k], self.costs[k] = (x0, x1), coupling.cost(x0, x1)
+
+    def _assign(self) -> None:
+        """On the host, between the two parts: each exact-OT member's permutation, to the device."""
+        for k, coupling in self.pairings.items():
+            self.pairs[k].copy_(coupling.assign(self.costs[k].cpu()))
+
+    def _eager_body(self) -> tuple[Tensor, Tensor]:
+        """The whole group step without a graph."""
+        if self.pairings:
+            self._draw_pairs()
+            self._assign()
+        return self._body()
+
+    def _member_losses(self) -> Tensor:
+        """The per-member step's losses: each member's own draws from its own generator. [K]"""
         samples = []
-        for m, perm, pos in zip(self.members, self.perms, self.positions):
-            idx = perm.index_select(0, pos + self.offsets)  # [B]
-            pos.add_(self.offsets.numel())
-            x1 = apply_augmentations(m.step_x1.index_select(0, idx), m.augmentations, m.generator)  # [B, D]
-            x0 = m.step_x0.index_select(0, idx) if m.step_x0 is not None else None
+        for k, m in enumerate(self.members):
+            if k in self.pairings:  # drawn and paired before (_draw_pairs, _assign)
+                x0, x1 = self.drawn[k]
+                samples.append(self.paired_flows[k].sample_path(x1.index_select(0, self.pairs[k]), x0, m.generator))
+                continue
+            x1, x0 = self._member_batch(k)
             samples.append(m.flow.sample_path(x1, x0, m.generator))  # the member's own draws, in its order
         x_t = torch.stack([s.x_t for s in samples])  # [K, B, D]
         t = torch.stack([s.t for s in samples])  # [K, B]
@@ -294,17 +330,23 @@ class StackedGroup:
     # ----------------------------------------------------------------- capture
     def _capture(self):
         saved = self._snapshot()
-        for pos in self._positions():  # the warm-up steps read from an epoch's start: never past its rows
-            pos.zero_()
         stream = torch.cuda.Stream(device=self.device)
         stream.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(stream):
             for _ in range(WARMUP_STEPS):
+                for pos in self._positions():  # each warm-up step reads an epoch's first batch: never past its rows
+                    pos.zero_()
                 self._zero_grad()
-                self._body()
+                self._eager_body()
         torch.cuda.current_stream(self.device).wait_stream(stream)
         self._restore(saved)
         self._zero_grad()
+        if self.pairings:
+            self.pair_graph = torch.cuda.CUDAGraph()
+            for generator in self._generators():
+                self.pair_graph.register_generator_state(generator)
+            with torch.cuda.graph(self.pair_graph):
+                self._draw_pairs()
         graph = torch.cuda.CUDAGraph()
         for generator in self._generators():
             graph.register_generator_state(generator)
@@ -358,6 +400,7 @@ class StackedGroup:
         return [TrainResult(m.paths.root, m.step, m.total_steps, m.best_val, m.last_val, outcome[k], seconds) for k, m in enumerate(self.members)]
 
     def _make_graph(self):
+        self.pair_graph = None
         reasons = {uncapturable_reason(m) for m in self.members} - {None}
         wanted = self.capture if self.capture is not None else (self.device.type == "cuda" and all(m.config.graph for m in self.members))
         if not wanted:
@@ -371,7 +414,10 @@ class StackedGroup:
         self._advance_epochs()
         if graph is None:
             self._zero_grad()
-            return self._body()
+            return self._eager_body()
+        if self.pair_graph is not None:
+            self.pair_graph.replay()
+            self._assign()  # waits for the costs: the host solves while the GPU is idle
         graph.replay()
         return self.out[0].clone(), self.out[1]
 
