@@ -11,7 +11,7 @@ seconds, the ratio and the largest difference between the two paths' samples.
     python benchmarks/bench_subspace_sampling.py --nll 100 --only mlp   # exact held-out NLL of 100 test rows instead:
                                                                         # factorised (k-dim ODE) against the whole state
     python benchmarks/bench_subspace_sampling.py --train 20            # training steps/s of each recipe (Trainer._step_space):
-                                                                        # eigen-coordinates against data coordinates
+                                                                        # data coordinates, eigen-coordinates, k leading ones
     python benchmarks/bench_subspace_sampling.py --fit 600 --only mlp  # whole runs both ways, 3 seeds: validation loss and seconds
 """
 
@@ -52,12 +52,12 @@ def _run(arch: str, rank: int, options: dict, device: str) -> SimpleNamespace:
     return SimpleNamespace(model=model, standardizer=std, config={"precision": "fp32"})
 
 
-def _alternate(fn, repeats: int, device: str, warmup: bool) -> tuple[dict, dict]:
-    """fn(new_path) for new_path in (True, False), alternating order each round; median seconds and
-    the last output of each (the first round is not timed when ``warmup``)."""
-    times, out = {True: [], False: []}, {}
+def _alternate(fn, repeats: int, device: str, warmup: bool, keys=(True, False)) -> tuple[dict, dict]:
+    """fn(key) for each key (the new path True, the old False), the order reversed every round;
+    median seconds and the last output of each (the first round is not timed when ``warmup``)."""
+    times, out = {key: [] for key in keys}, {}
     for i in range(repeats + int(warmup)):
-        for new_path in (True, False) if i % 2 == 0 else (False, True):
+        for new_path in keys if i % 2 == 0 else keys[::-1]:
             if device == "cuda":
                 torch.cuda.synchronize()
             tic = time.perf_counter()
@@ -123,9 +123,14 @@ def nll_main(args) -> None:
         print(f"| {label} | {t[False]:.1f} | {t[True]:.1f} | {t[False] / t[True]:.2f}× | {abs(nll[True] - nll[False]):.1e} |", flush=True)
 
 
+STEP_SPACES = {"data": dict(eigenbasis=False), "eigen": dict(leading=False), "leading": {}}
+"""Trainer options of the three step spaces: data coordinates; eigen-coordinates, all D; the k leading ones."""
+
+
 def train_main(args) -> None:
-    """Steps/s of each recipe's Trainer (its step function: captured on CUDA) stepping in the base's
-    eigen-coordinates against data coordinates, built from the same seed."""
+    """Steps/s of each recipe's Trainer (its step function: captured on CUDA) stepping in data
+    coordinates, in the base's eigen-coordinates (all D) and in its k leading eigen-coordinates
+    (Trainer._leading_coordinates), built from the same seed."""
     import tempfile
     from pathlib import Path
 
@@ -134,46 +139,65 @@ def train_main(args) -> None:
     from flowstudy.train.graph import make_train_step
 
     print(f"device {args.device}; torch {torch.__version__}; threads {torch.get_num_threads()}; {args.train} steps per timing, batch 256, the recipes")
-    print("| recipe | data coordinates steps/s | eigen-coordinates steps/s | eigen / data |")
-    print("| --- | ---: | ---: | ---: |")
+    print("| recipe | data coordinates steps/s | eigen-coordinates, all D | k leading eigen-coordinates | eigen / data | leading / data | leading / eigen |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     with tempfile.TemporaryDirectory() as tmp:
         for label, arch, _, _ in _recipes(args):
-            cfg = resolve_config(None, {"arch": arch, "device": args.device, "steps": args.train * (2 * args.repeats + 4), "val_every": 10**9})
+            cfg = resolve_config(None, {"arch": arch, "device": args.device, "steps": args.train * (3 * args.repeats + 6), "val_every": 10**9})
             steps = {}
-            for eigen in (True, False):
-                trainer = Trainer(cfg, Path(tmp) / f"{arch}-{eigen}", progress=False, eigenbasis=eigen)
+            for space, options in STEP_SPACES.items():
+                trainer = Trainer(cfg, Path(tmp) / f"{arch}-{space}", progress=False, **options)
                 trainer._setup(None)
-                assert (trainer.step_rotation is not None) == eigen
-                steps[eigen] = make_train_step(trainer, message=lambda _: None)
-            t, _ = _alternate(lambda eigen: [steps[eigen]() for _ in range(args.train)][-1][0], args.repeats, args.device, warmup=True)
-            print(f"| {label} | {args.train / t[False]:.1f} | {args.train / t[True]:.1f} | {t[False] / t[True]:.2f}× |", flush=True)
+                assert (trainer.step_rotation is not None) == (space != "data") and (trainer.step_loss_scale < 1) == (space == "leading")
+                steps[space] = make_train_step(trainer, message=lambda _: None)
+            t, _ = _alternate(lambda space: [steps[space]() for _ in range(args.train)][-1][0], args.repeats, args.device, warmup=True, keys=tuple(STEP_SPACES))
+            rate = {space: args.train / t[space] for space in STEP_SPACES}
+            print(
+                f"| {label} | {rate['data']:.1f} | {rate['eigen']:.1f} | {rate['leading']:.1f} | {t['data'] / t['eigen']:.2f}× "
+                f"| {t['data'] / t['leading']:.2f}× | {t['eigen'] / t['leading']:.2f}× |",
+                flush=True,
+            )
 
 
 def fit_main(args) -> None:
-    """Whole runs of each recipe, seeds 0-2, stepping in eigen- and in data coordinates: the final
-    validation loss (EMA weights, data coordinates) and the run's seconds. The two differ only in
-    their draws (rotations of each other's, in law), so the losses should agree within seed noise."""
+    """Whole runs of each recipe, seeds 0-2, stepping in each step space (STEP_SPACES): the final
+    validation loss (EMA weights, data coordinates) and the run's seconds. They differ only in
+    their draws (equal in law), so the losses should agree within seed noise."""
     import statistics
     import tempfile
+    from pathlib import Path
 
     from flowstudy.train import Trainer
     from flowstudy.train.config import resolve_config
 
     print(f"device {args.device}; torch {torch.__version__}; threads {torch.get_num_threads()}; {args.fit} steps, seeds 0-2")
-    print("| recipe | steps in | validation loss (mean ± sd) | seconds per run |")
-    print("| --- | --- | ---: | ---: |")
+    print("| recipe | steps in | validation loss (mean ± sd) | last logged training loss (mean) | seconds per run |")
+    print("| --- | --- | ---: | ---: | ---: |")
     for label, arch, _, _ in _recipes(args):
-        runs = {True: [], False: []}
+        runs = {space: [] for space in STEP_SPACES}
         with tempfile.TemporaryDirectory() as tmp:
             for seed in range(3):
-                for eigen in (True, False):
+                for space, options in STEP_SPACES.items():
                     cfg = resolve_config(None, {"arch": arch, "device": args.device, "steps": args.fit, "val_every": max(1, args.fit // 3), "seed": seed})
-                    result = Trainer(cfg, f"{tmp}/{arch}-{seed}-{eigen}", progress=False, eigenbasis=eigen).fit()
-                    runs[eigen].append((result.last_val_loss, result.seconds))
-        for eigen in (True, False):
-            losses, seconds = zip(*runs[eigen])
-            where = "eigen-coordinates" if eigen else "data coordinates"
-            print(f"| {label} | {where} | {statistics.mean(losses):.4f} ± {statistics.stdev(losses):.4f} | {statistics.mean(seconds):.1f} |", flush=True)
+                    result = Trainer(cfg, f"{tmp}/{arch}-{seed}-{space}", progress=False, **options).fit()
+                    runs[space].append((result.last_val_loss, _last_train_loss(Path(tmp) / f"{arch}-{seed}-{space}"), result.seconds))
+        for space in STEP_SPACES:
+            losses, logged, seconds = zip(*runs[space])
+            where = {"data": "data coordinates", "eigen": "eigen-coordinates, all D", "leading": "k leading eigen-coordinates"}[space]
+            print(
+                f"| {label} | {where} | {statistics.mean(losses):.4f} ± {statistics.stdev(losses):.4f} | {statistics.mean(logged):.4f} "
+                f"| {statistics.mean(seconds):.1f} |",
+                flush=True,
+            )
+
+
+def _last_train_loss(run_dir) -> float:
+    """The mean of the last 100 logged training losses of a run (its metrics file)."""
+    import json
+
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    losses = [r["loss"] for r in rows if "loss" in r][-100:]
+    return statistics.mean(losses)
 
 
 if __name__ == "__main__":

@@ -338,14 +338,17 @@ def test_subspace_members_train_in_their_own_eigenbasis_like_separate_runs(tmp_p
     rotations = [m.step_rotation for m in group.members]
     assert all(r is not None for r in rotations)
     assert not torch.allclose(rotations[0].abs(), rotations[2].abs(), atol=1e-2)  # member 2: its subset's own fit
-    # the vectorised step gathers each member's rotated rows and adds its elementwise base
+    # the vectorised step gathers each member's rotated rows, their r leading coordinates, and adds
+    # its elementwise base there (Trainer._leading_coordinates)
     group = StackedGroup(_subspace_members(tiny_config), [tmp_path / f"v{k}" for k in range(3)], vectorise=True)
     group._prepare([False] * 3)
+    r = group.members[0].model.rank
+    assert r < 16 and group.loss_scale == r / 16 and bool((group.loss_offsets > 0).all())
     x, t = torch.randn(3, 5, 16), torch.rand(3, 5)
     for k, m in enumerate(group.members):
-        torch.testing.assert_close(group.batches.x1[k, : m.train_x1.shape[0]], m.train_x1 @ m.step_rotation)
-    own = torch.stack([m.field.base(x[k] @ m.step_rotation.T, t[k]) @ m.step_rotation for k, m in enumerate(group.members)])
-    torch.testing.assert_close(group.batches.with_base(torch.zeros(3, 5, 16), x, t), own, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(group.batches.x1[k, : m.train_x1.shape[0]], (m.train_x1 @ m.step_rotation)[:, :r])
+    own = torch.stack([(m.field.base(x[k] @ m.step_rotation.T, t[k]) @ m.step_rotation)[:, :r] for k, m in enumerate(group.members)])
+    torch.testing.assert_close(group.batches.with_base(torch.zeros(3, 5, r), x[..., :r], t), own, rtol=1e-4, atol=1e-5)
 
 
 def test_a_group_with_a_member_that_cannot_rotate_trains_in_data_coordinates(tmp_path, tiny_config):

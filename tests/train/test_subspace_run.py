@@ -174,27 +174,57 @@ def test_train_command_takes_the_residual_options(tiny_data, tmp_path):
 
 
 def test_subspace_run_steps_in_its_bases_eigenbasis(tmp_path, tiny_config):
-    """The step's rows and field are the run's, rotated into the base's eigenbasis: the same loss
-    on the same (rotated) draws; runs that cannot rotate step in data coordinates, and say why."""
+    """The step's rows and field are the run's, rotated into the base's eigenbasis and cut to the k
+    leading coordinates: on the same draws the whole loss is (k / D) x the step's loss plus a term
+    without parameters, so the gradients are the whole step's; runs that cannot rotate step in data
+    coordinates, and say why."""
     from flowstudy.flows.subspace import EigenSubspaceNet
 
     cfg = tiny_config(steps=5, base_field="gaussian", base_fit="train", residual_rank=4, aug=["noise:0.3"])
     trainer = Trainer(cfg, tmp_path / "run", progress=False)
     trainer.fit()
-    rotation = trainer.step_rotation
-    assert isinstance(trainer.step_net, EigenSubspaceNet) and trainer.eigenbasis_refusal() is None
-    torch.testing.assert_close(trainer.step_x1, trainer.train_x1 @ rotation)
-    x0 = torch.randn(32, 16, generator=torch.Generator().manual_seed(0))
-    losses = [
-        trainer.flow.loss(field, rows[:32], noise, generator=torch.Generator().manual_seed(1))
-        for field, rows, noise in ((trainer.field, trainer.train_x1, x0), (trainer.step_field, trainer.step_x1, x0 @ rotation))
+    rotation, k, dim = trainer.step_rotation, 4, 16
+    assert isinstance(trainer.step_net, EigenSubspaceNet) and trainer.eigenbasis_refusal() is None and trainer.leading_refusal() is None
+    torch.testing.assert_close(trainer.step_x1, (trainer.train_x1 @ rotation)[:, :k])
+    assert trainer.step_loss_scale == k / dim and trainer.step_loss_offset > 0
+    full_base = trainer.base.in_eigenbasis()
+
+    def losses(x0: torch.Tensor, rows: torch.Tensor, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(whole loss in data coordinates, the step's loss, the D - k coordinates' term), one draw of t."""
+        whole = trainer.flow.loss(trainer.field, rows, x0, generator=torch.Generator().manual_seed(seed))
+        w1, w0 = rows @ rotation, x0 @ rotation
+        step = trainer.flow.loss(trainer.step_field, w1[:, :k], w0[:, :k], generator=torch.Generator().manual_seed(seed))
+        t = torch.rand(rows.shape[0], generator=torch.Generator().manual_seed(seed))  # the loss's one draw (straight path, given x0)
+        x_t = (1 - t[:, None]) * w0 + t[:, None] * w1
+        rest = (full_base(x_t[:, k:], t, dims=slice(k, None)) - (w1 - w0)[:, k:]).square().sum(1).mean() / dim
+        return whole, step, rest
+
+    x0 = torch.randn(32, dim, generator=torch.Generator().manual_seed(0))
+    whole, step, rest = losses(x0, trainer.train_x1[:32])
+    torch.testing.assert_close(whole, step * k / dim + rest, atol=1e-6, rtol=1e-5)
+    params = list(trainer.model.parameters())
+    grads = [torch.autograd.grad(loss, params) for loss in (whole, step * k / dim)]
+    for a, b in zip(*grads):
+        torch.testing.assert_close(b, a, atol=1e-7, rtol=1e-5)
+    assert any(float(g.abs().max()) > 0 for g in grads[0])
+    # the logged loss's offset is the D - k coordinates' expected term (here over the raw rows:
+    # their augmentation adds noise 0.3 to the rows the offset saw)
+    generator = torch.Generator().manual_seed(7)
+    noisy = [
+        losses(torch.randn(32, dim, generator=generator), trainer.train_x1[torch.randint(256, (32,), generator=generator)] + 0.3 * torch.randn(32, dim, generator=generator), seed)[2]
+        for seed in range(400)
     ]
-    torch.testing.assert_close(losses[1], losses[0], atol=1e-6, rtol=1e-5)
+    assert float(torch.stack(noisy).mean()) == pytest.approx(trainer.step_loss_offset, rel=0.02)  # Monte Carlo: < 1 % each
     # the step trains the run's own weights (what the checkpoint saves), not a copy
     assert [id(p) for p in trainer.step_field.parameters()] == [id(p) for p in trainer.model.parameters()]
     initial = Trainer(cfg, tmp_path / "init", progress=False)
     initial._setup(None)
     assert any(not torch.equal(a, b) for a, b in zip(trainer.model.parameters(), initial.model.parameters()))
+    # exact OT pairs by distances over every coordinate: eigen-coordinates, all of them
+    ot = Trainer(tiny_config(steps=2, flow="otcfm", base_field="gaussian", base_fit="train", residual_rank=4), tmp_path / "ot", progress=False)
+    ot.fit()
+    assert "ExactOT" in ot.leading_refusal() and ot.step_x1.shape[1] == dim and ot.step_rotation is not None
+    assert (ot.step_loss_scale, ot.step_loss_offset) == (1.0, 0.0)
     refusals = {
         "dropout": dict(aug=["noise:0.3", "dropout:0.1"]),
         "whole state": dict(residual_input="full"),

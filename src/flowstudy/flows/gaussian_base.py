@@ -133,6 +133,11 @@ class DiagonalGaussianBase(GaussianBaseField):
     def in_eigenbasis(self) -> DiagonalGaussianBase:
         return self
 
+    def leading(self, k: int) -> DiagonalGaussianBase:
+        """This field on its first k coordinates alone (each depends only on itself): ``mean`` and
+        ``eigvals`` cut to their first k entries; ``eigvecs`` stays R [D, D], the step's rotation."""
+        return DiagonalGaussianBase(self.path, self.mean[:k], self.eigvecs, self.eigvals[:k], self.shrinkage)
+
     def forward(self, w: Tensor, t: float | Tensor, dims: slice = slice(None)) -> Tensor:
         """w: [B, D] eigen-coordinates (or the coordinates ``dims`` alone, each of which depends
         only on itself), t: float or [B] -> w's shape in w's dtype."""

@@ -176,6 +176,8 @@ class CapturedStep:
         tr = self.trainer
         with autocast_for(self.device, tr.config.precision):
             loss = flow.loss(tr.step_field, x1, x0, generator=tr.generator)  # Trainer._step_space
+        if tr.step_loss_scale != 1.0:
+            loss = loss * tr.step_loss_scale
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, tr.config.grad_clip)  # foreach on CUDA: no sync
         step = self.step.clamp(max=self.lr_table.shape[1] - 1)
@@ -184,7 +186,7 @@ class CapturedStep:
         tr.optimizer.step()
         self.step.add_(1)
         self._ema_update()
-        return loss.detach(), grad_norm
+        return loss.detach() + tr.step_loss_offset, grad_norm
 
     @torch.no_grad()
     def _ema_update(self) -> None:

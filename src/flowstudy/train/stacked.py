@@ -124,7 +124,12 @@ class StackedGroup:
         if len({m.step_rotation is None for m in self.members}) > 1:  # one stacked network: one coordinate system
             for member in self.members:
                 member._step_space(False)
+        elif len({m.step_x1.shape[1] for m in self.members}) > 1:  # and one width of the step's rows
+            for member in self.members:
+                member._step_space(True, leading=False)
         first = self.members[0]
+        self.loss_scale = first.step_loss_scale  # k / D: one k and D per group
+        self.loss_offsets = torch.tensor([m.step_loss_offset for m in self.members], device=first.device)  # [K]
         self.device, self.K = first.device, len(self.members)
         self.names = [n for n, p in first.model.named_parameters() if p.requires_grad]
         no_decay = {n for n, p in first.model.named_parameters() if p.ndim < 2 or getattr(p, "_no_weight_decay", False)}
@@ -199,7 +204,7 @@ class StackedGroup:
 
     def _can_vmap(self) -> bool:
         """Whether the network runs under vmap (a forward and backward on two rows per member)."""
-        x = torch.zeros(self.K, 2, self.members[0].dim, device=self.device)
+        x = torch.zeros(self.K, 2, self.members[0].step_x1.shape[1], device=self.device)
         t = torch.full((self.K, 2), 0.5, device=self.device)
         params = [p.detach().clone().requires_grad_(True) for p in self.params]
         try:
@@ -223,12 +228,14 @@ class StackedGroup:
     def _body(self) -> tuple[Tensor, Tensor]:
         """One group step on device state only (what the graph records). Returns losses, grad norms: [K]."""
         losses = self._member_losses() if self.batches is None else self._group_losses()  # [K]
+        if self.loss_scale != 1.0:  # the k leading coordinates' share (Trainer._leading_coordinates)
+            losses = losses * self.loss_scale
         losses.sum().backward()  # members' parameters are disjoint: each gets its own loss's gradient
         with torch.no_grad():
             norms = self._clip()
             self._adamw()
             self._ema()
-        return losses.detach(), norms
+        return losses.detach() + self.loss_offsets, norms
 
     def _group_losses(self) -> Tensor:
         """The vectorised step's losses: O(1) kernels whatever K (flowstudy.train.group_batch). [K]"""

@@ -26,6 +26,7 @@ from flowstudy.data import Standardizer, apply_augmentations, parse_augmentation
 from flowstudy.data.resolve import load_train_val
 from flowstudy.errors import CheckpointError, ConfigError, TrainingError
 from flowstudy.data.augment import ROTATION_EQUIVARIANT
+from flowstudy.flows.couplings import Independent, Paired
 from flowstudy.flows.gaussian_base import DiagonalGaussianBase, GaussianBaseField, WithBaseField
 from flowstudy.flows.subspace import SubspaceNet, compose_field, effective_rank
 from flowstudy.io import atomic_write_json
@@ -100,10 +101,18 @@ class Trainer:
     """Train ``config`` into ``run_dir``. Call :meth:`fit` (``resume=True`` continues last.pt)."""
 
     def __init__(
-        self, config: TrainConfig, run_dir: str | Path, *, callbacks: list[Any] = (), progress: bool = True, eigenbasis: bool = True
+        self,
+        config: TrainConfig,
+        run_dir: str | Path,
+        *,
+        callbacks: list[Any] = (),
+        progress: bool = True,
+        eigenbasis: bool = True,
+        leading: bool = True,
     ):
         self.config = config.validate()
         self.eigenbasis = eigenbasis  # False: subspace residuals train in data coordinates (_step_space)
+        self.leading = leading  # False: eigen-coordinate steps keep all D coordinates (_step_space)
         self.paths = RunPaths(Path(run_dir))
         self.callbacks = list(callbacks)
         self.progress = progress
@@ -140,7 +149,7 @@ class Trainer:
         # The velocity field the loss sees: the network, plus the base field when the run has one.
         self.field = compose_field(self.model, self.base)
         self.ema_field = compose_field(self.ema.model, self.base)
-        self._step_space(self.eigenbasis)
+        self._step_space(self.eigenbasis, self.leading)
         if cfg.compile is not None:  # fused kernels for the step (eager or captured); validation stays eager
             self.step_field = torch.compile(self.step_field, mode=cfg.compile, dynamic=False)
         self.batcher = Batcher(self.train_x1.shape[0], cfg.batch_size, self.generator)
@@ -149,9 +158,10 @@ class Trainer:
         if resume_state is not None:
             self._restore(resume_state)
 
-    def _step_space(self, eigen: bool) -> None:
+    def _step_space(self, eigen: bool, leading: bool = True) -> None:
         """The rows and field the training step works on (``step_x1``, ``step_x0``, ``step_net``,
-        ``step_base``, ``step_field``).
+        ``step_base``, ``step_field``), and how its loss maps to the run's (``step_loss_scale``,
+        ``step_loss_offset``).
 
         A subspace residual that reads its k coordinates trains in its base's eigen-coordinates
         w = Rᵀx when ``eigen`` and the run allows it (:meth:`eigenbasis_refusal`): the rows are
@@ -160,13 +170,62 @@ class Trainer:
         mixup augmentations commute with the rotation, and the loss is rotation-invariant: a step
         has the loss and gradients of the data-space step on the rotated draws (a rotation of
         N(0, I) noise is N(0, I)). Validation, checkpoints and sampling stay in data coordinates.
+
+        There, with ``leading`` and where the coupling pairs rows independently of their values
+        (:meth:`leading_refusal`), the step keeps only the k leading coordinates (:meth:`_leading_coordinates`).
         Elsewhere the step's rows and field are the run's own."""
         self.step_x1, self.step_x0, self.step_net, self.step_base, self.step_field = self.train_x1, self.train_x0, self.model, self.base, self.field
+        self.step_loss_scale, self.step_loss_offset = 1.0, 0.0
         if eigen and self.eigenbasis_refusal() is None:
             self.step_net, self.step_base = self.model.in_eigenbasis(), self.base.in_eigenbasis()
             self.step_field = WithBaseField(self.step_net, self.step_base)
             self.step_x1 = self.train_x1 @ self.step_rotation
             self.step_x0 = self.train_x0 @ self.step_rotation if self.train_x0 is not None else None
+            if leading and self.leading_refusal() is None:
+                self._leading_coordinates()
+
+    def leading_refusal(self) -> str | None:
+        """Why an eigen-coordinate step cannot keep only the k leading coordinates (None: it can)."""
+        if not isinstance(self.flow.coupling, (Independent, Paired)):
+            return f"the {type(self.flow.coupling).__name__} coupling pairs rows by distances over every coordinate"
+        if self.model.rank >= self.dim:
+            return "the subspace is the whole space"
+        return None
+
+    def _leading_coordinates(self) -> None:
+        """Step on the k leading eigen-coordinates alone: [B, k] draws, rows, base and loss.
+
+        Outside them the network adds nothing and the velocity is the base field's, which has no
+        parameters. With draws that pair rows independently of their values, every path and
+        augmentation here is coordinatewise, so those D - k coordinates add a term to the loss that
+        does not depend on the weights, and the gradient is that of the k coordinates' squared
+        error. The step's loss (a mean over k coordinates) is scaled by k / D, so the gradient (and
+        so clipping) is the whole step's for the same draws of those coordinates. The logged loss
+        adds the D - k coordinates' term as its expectation (:meth:`_complement_loss`), so it
+        estimates what the whole step's loss does. D / k times fewer draws and elementwise work.
+        """
+        k, full = self.model.rank, self.step_base
+        self.step_loss_offset = self._complement_loss(full, k)
+        self.step_loss_scale = k / self.dim
+        self.step_base = full.leading(k)
+        self.step_field = WithBaseField(self.step_net, self.step_base)
+        self.step_x1 = self.step_x1[:, :k].contiguous()
+        self.step_x0 = self.step_x0[:, :k].contiguous() if self.step_x0 is not None else None
+
+    @torch.no_grad()
+    def _complement_loss(self, base: DiagonalGaussianBase, k: int, samples: int = 8192, chunk: int = 1024) -> float:
+        """The whole eigen-coordinate step's loss from coordinates k.. (the base field alone there):
+        its mean over ``samples`` of the step's draws, from a generator of its own (the run's stream
+        is untouched). A constant of the run; its Monte Carlo error is ~1 % of it."""
+        generator = torch.Generator(device=self.device).manual_seed(self.config.seed + 48_611)
+        rows, total = self.step_x1.shape[0], 0.0
+        for _ in range(samples // chunk):
+            idx = torch.randint(rows, (chunk,), generator=generator, device=self.device)
+            x1 = apply_augmentations(self.step_x1[idx], self.augmentations, generator)
+            sample = self.flow.sample_path(x1, self.step_x0[idx] if self.step_x0 is not None else None, generator)
+            v = base(sample.x_t[:, k:], sample.t, dims=slice(k, None))  # [chunk, D - k]
+            total += float((v.float() - sample.u_t[:, k:].float()).square().sum(1).mean())
+        return self.flow.loss_weight * total / (samples // chunk) / self.dim
 
     @property
     def step_rotation(self) -> torch.Tensor | None:
@@ -329,6 +388,8 @@ class Trainer:
         try:
             with autocast_for(self.device, self.config.precision):
                 loss = self.flow.loss(self.step_field, x1, x0, generator=self.generator)
+            if self.step_loss_scale != 1.0:  # the k leading coordinates' share of the loss (_leading_coordinates)
+                loss = loss * self.step_loss_scale
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
         except torch.cuda.OutOfMemoryError as err:
@@ -339,7 +400,7 @@ class Trainer:
         self.optimizer.step()
         self.scheduler.step()
         self.ema.update(self.model)
-        return loss, grad_norm
+        return loss.detach() + self.step_loss_offset, grad_norm
 
     def _check_finite(self, losses: torch.Tensor) -> None:
         bad = (~torch.isfinite(losses)).nonzero()
