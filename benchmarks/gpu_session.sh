@@ -4,6 +4,7 @@
 #   bash benchmarks/gpu_session.sh validate      # graph/stacked/sampling GPU tests, then bench_gpu_train.py (BENCH_ARGS)
 #   bash benchmarks/gpu_session.sh profile       # profile_gpu_steps.py (fp32/tf32/bf16, compiled fields) and bench_scan.py --members
 #   bash benchmarks/gpu_session.sh speed         # bench_gpu_train.py in tf32 and fp32 with compiled step fields (captured, stacked, plain loops)
+#   bash benchmarks/gpu_session.sh next          # GPU tests, then steps on the k leading eigen-coordinates (bench_subspace_sampling --train, profile_gpu_steps)
 #   bash benchmarks/gpu_session.sh final         # the architectures study with runs in stacked groups of up to 64
 #   bash benchmarks/gpu_session.sh scan          # Mamba GPU tests (Triton scan against float64, torch and fused), then bench_scan.py
 #   bash benchmarks/gpu_session.sh subspace      # bench_subspace_sampling.py: eigenbasis against plain-field sampling
@@ -159,6 +160,14 @@ if __name__ == '__main__':
       --only mlp unet dit "mamba (triton scan)" --out "$OUT/train-tf32" 2>&1 | grep -v "^USDT\|^STAGE" | tail -8
     timeout ${FP32_TIMEOUT:-170} python3 benchmarks/bench_gpu_train.py --precision fp32 --columns plain captured compiled \
       --only mlp unet dit --out "$OUT/train-fp32" 2>&1 | grep -v "^USDT\|^STAGE" | tail -7
+    ;;
+  next)  # what the CPU-side work since the last GPU call changed: k-leading steps captured and stacked, fp32 and tf32
+    nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total --format=csv
+    timeout ${TEST_TIMEOUT:-90} python3 -m pytest -q -m gpu tests/train/test_graph.py tests/train/test_stacked.py tests/train/test_subspace_run.py \
+      -p no:cacheprovider -o addopts="" 2>&1 | tail -6
+    timeout ${BENCH_TIMEOUT:-150} python3 benchmarks/bench_subspace_sampling.py --device cuda --train 100 --repeats 3 --only mlp unet dit 2>&1 | tee "$OUT/leading_training.md"
+    timeout ${PROFILE_TIMEOUT:-200} python3 benchmarks/profile_gpu_steps.py --cases mlp:1 unet:1 mlp:64 unet:16 --precision fp32 tf32 --top 6 \
+      --out "$OUT/profile-leading" 2>&1 | grep -v "^USDT\|^STAGE" | tail -12
     ;;
   final)
     nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total --format=csv

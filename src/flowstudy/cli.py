@@ -137,6 +137,12 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from checkpoints/last.pt."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
     no_graph: bool = typer.Option(False, "--no-graph", help="Run each step eagerly instead of as a CUDA graph."),
+    precision: Optional[str] = typer.Option(
+        None, help="fp32, tf32 (TF32 matrix products on CUDA) or bf16 (autocast on CUDA); the CPU computes in fp32."
+    ),
+    compile_mode: Optional[str] = typer.Option(
+        None, "--compile", help="torch.compile the step's velocity field first: default or max-autotune-no-cudagraphs."
+    ),
 ) -> None:
     """Train a flow-matching prior; writes config, metrics.jsonl and checkpoints/{best,last}.pt."""
     from flowstudy.api import fit
@@ -147,7 +153,7 @@ def train(
         base_fit=base_fit, residual_rank=residual_rank, residual_input=residual_input, residual_scale=residual_scale,
         residual_scales=residual_scales or None, select_by=select_by,
         model=parse_options(model_opt, "--model-opt") or None, flow_options=parse_options(flow_opt, "--flow-opt") or None,
-        graph=False if no_graph else None,
+        graph=False if no_graph else None, precision=precision, compile=compile_mode,
     )
     run = fit(data, out=out, arch=arch, val=val, config=config, resume=resume, progress=not quiet, **options)
     result, cfg = run.result, run.config

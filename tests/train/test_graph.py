@@ -169,3 +169,6 @@ def test_cli_no_graph_is_saved_with_the_run(tmp_path, tiny_data):
     assert json.loads((run / "config.json").read_text())["graph"] is False
     assert main([*args, "--out", str(tmp_path / "default")]) == 0
     assert json.loads((tmp_path / "default" / "config.json").read_text())["graph"] is True
+    assert main([*args, "--out", str(tmp_path / "tf32"), "--precision", "tf32"]) == 0
+    assert json.loads((tmp_path / "tf32" / "config.json").read_text())["precision"] == "tf32"
+    assert main([*args, "--out", str(tmp_path / "bad"), "--compile", "fast"]) != 0  # named in a ConfigError
