@@ -347,6 +347,7 @@ def test_subspace_members_train_in_their_own_eigenbasis_like_separate_runs(tmp_p
     x, t = torch.randn(3, 5, 16), torch.rand(3, 5)
     for k, m in enumerate(group.members):
         torch.testing.assert_close(group.batches.x1[k, : m.train_x1.shape[0]], (m.train_x1 @ m.step_rotation)[:, :r])
+    assert "eigvecs" not in group.batches.base_buffers  # the diagonal base never reads R: K x D x D floats not stacked
     own = torch.stack([(m.field.base(x[k] @ m.step_rotation.T, t[k]) @ m.step_rotation)[:, :r] for k, m in enumerate(group.members)])
     torch.testing.assert_close(group.batches.with_base(torch.zeros(3, 5, r), x[..., :r], t), own, rtol=1e-4, atol=1e-5)
 

@@ -51,6 +51,7 @@ from torch import Tensor
 
 from flowstudy.data.augment import ELEMENTWISE
 from flowstudy.flows.couplings import Independent, Paired
+from flowstudy.flows.gaussian_base import DiagonalGaussianBase
 from flowstudy.flows.method import velocity_loss
 from flowstudy.train.graph import host_work
 
@@ -145,7 +146,9 @@ class GroupBatches:
         self.base_mask = None if bool(mask.all()) else mask[:, None, None]  # [K, 1, 1]
         try:
             self.base_template = copy.deepcopy(present[0]).to("meta")
-            names = [n for n, _ in present[0].named_buffers()]
+            # a diagonal base never reads its rotation R [D, D]: not stacked (K x D x D floats)
+            unread = {"eigvecs"} if isinstance(present[0], DiagonalGaussianBase) else set()
+            names = [n for n, _ in present[0].named_buffers() if n not in unread]
             self.base_buffers = {n: torch.stack([dict((b or present[0]).named_buffers())[n] for b in self.bases]) for n in names}
             x = torch.zeros(self.K, 2, self.x1.shape[2], device=self.device)
             self._stacked_base(x, torch.full((self.K, 2), 0.5, device=self.device))
