@@ -37,3 +37,29 @@ def test_compiled_step_trains_like_the_eager_one(tmp_path, tiny_config, residual
         torch.testing.assert_close(b["model"][key], a["model"][key], rtol=0, atol=5e-4)
     assert b["step"] == a["step"] == 10
     assert runs["default"].last_val == pytest.approx(runs[None].last_val, rel=1e-4)
+
+
+@needs_compiler
+def test_compiled_group_trains_like_the_plain_group_and_mamba_falls_back(tmp_path, tiny_config, capsys):
+    """A stacked group compiles its K vmapped networks; vmapped Mamba scans cannot be traced, so
+    that group says so and runs them uncompiled."""
+    from flowstudy.train.stacked import StackedGroup, _CompiledOrPlain
+
+    def fit(name, **extra):
+        configs = [tiny_config(steps=6, val_every=3, seed=s, **extra) for s in (0, 1)]
+        group = StackedGroup(configs, [tmp_path / f"{name}{k}" for k in range(2)])
+        group.fit()
+        return group, [load_checkpoint(tmp_path / f"{name}{k}/checkpoints/last.pt")["model"] for k in range(2)]
+
+    plain, plain_weights = fit("plain")
+    compiled, compiled_weights = fit("compiled", compile="default")
+    assert isinstance(compiled.network, _CompiledOrPlain) and compiled.network.compiled is not None and compiled.vmapped
+    for a, b in zip(plain_weights, compiled_weights):
+        for key in a:
+            torch.testing.assert_close(b[key], a[key], rtol=0, atol=5e-4)
+    mamba = dict(arch="mamba-tiny", model={"chunk_size": 4, "backend": "torch"})
+    _, eager_weights = fit("mamba", **mamba)
+    fallback, fallback_weights = fit("mamba-compiled", compile="default", **mamba)
+    assert fallback.network.compiled is None and "torch.compile failed" in capsys.readouterr().err
+    for a, b in zip(eager_weights, fallback_weights):  # the same eager networks
+        assert all(torch.equal(a[key], b[key]) for key in a)

@@ -57,7 +57,7 @@ from flowstudy.train.schedule import lr_factor
 from flowstudy.train.trackers import make_trackers
 from flowstudy.train.trainer import LOG_EVERY, Trainer, TrainingInterrupted, TrainResult, autocast_for, matmul_precision
 
-SHARED_FIELDS = ("arch", "model", "residual_rank", "residual_input", "batch_size", "betas", "precision", "device")
+SHARED_FIELDS = ("arch", "model", "residual_rank", "residual_input", "batch_size", "betas", "precision", "compile", "device")
 """TrainConfig fields that must be equal within a group (the stacked network and its batch)."""
 
 
@@ -151,6 +151,8 @@ class StackedGroup:
             layer.backend = "auto"
         if switched and self.vmapped:
             print(f"group network runs its {len(switched)} Mamba scans on Triton: mamba-ssm's fused scan cannot be vmapped", file=sys.stderr)
+        mode = first.config.compile  # TrainConfig.compile: the K networks' forward and backward through torch.compile
+        self.network = _CompiledOrPlain(self._velocities, mode) if mode is not None else self._velocities
         self.batches = self._group_batches(records)
         # exact-OT members pair on the host between two graphs (flowstudy.train.graph); per-member step only
         pairings = {k: split_pairing(m.flow, m.augmentations) for k, m in enumerate(self.members)} if self.batches is None else {}
@@ -241,7 +243,7 @@ class StackedGroup:
         """The vectorised step's losses: O(1) kernels whatever K (flowstudy.train.group_batch). [K]"""
         s = self.batches.sample()  # [K, B, ...]
         with autocast_for(self.device, self.members[0].config.precision):
-            v = self._velocities(s.x_t, s.t, self.params, self.vmapped)  # [K, B, D]
+            v = self.network(s.x_t, s.t, self.params, self.vmapped)  # [K, B, D]
             v = self.batches.with_base(v, s.x_t, s.t)
         return self.batches.losses(v, s.u_t)
 
@@ -289,7 +291,7 @@ class StackedGroup:
         x_t = torch.stack([s.x_t for s in samples])  # [K, B, D]
         t = torch.stack([s.t for s in samples])  # [K, B]
         with autocast_for(self.device, self.members[0].config.precision):
-            v = self._velocities(x_t, t, self.params, self.vmapped)  # [K, B, D]
+            v = self.network(x_t, t, self.params, self.vmapped)  # [K, B, D]
             fields = [v[k] if m.step_base is None else v[k] + m.step_base(s.x_t, s.t) for k, (m, s) in enumerate(zip(self.members, samples))]
         return torch.stack([velocity_loss(f, s.u_t, m.flow.loss_weight) for f, s, m in zip(fields, samples, self.members)])  # [K]
 
@@ -519,6 +521,23 @@ class StackedGroup:
         if self.batches is not None:  # the member's epoch, and the group's stream for an exact resume
             m.batcher.perm, m.batcher.pos = self.batches.member_epoch(k)
             m.group_record = {**self.batches.record(), "index": k}
+
+
+class _CompiledOrPlain:
+    """``fn`` through ``torch.compile`` (static shapes); if compiling fails on the first call (e.g.
+    vmapped Mamba scans, which dynamo cannot batch), ``fn`` itself from then on, with a message."""
+
+    def __init__(self, fn, mode: str):
+        self.fn, self.compiled, self.failure = fn, torch.compile(fn, mode=mode, dynamic=False), None
+
+    def __call__(self, *args):
+        if self.compiled is not None:
+            try:
+                return self.compiled(*args)
+            except Exception as err:  # raised while tracing, before anything ran
+                self.compiled, self.failure = None, f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"[:300]
+                print(f"group network runs uncompiled: torch.compile failed ({self.failure})", file=sys.stderr)
+        return self.fn(*args)
 
 
 def train_group(configs: Sequence[TrainConfig], run_dirs: Sequence[str | Path], resume: bool | Sequence[bool] = False) -> list[TrainResult]:
