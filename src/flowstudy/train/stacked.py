@@ -528,16 +528,21 @@ class _CompiledOrPlain:
     vmapped Mamba scans, which dynamo cannot batch), ``fn`` itself from then on, with a message."""
 
     def __init__(self, fn, mode: str):
-        self.fn, self.compiled, self.failure = fn, torch.compile(fn, mode=mode, dynamic=False), None
+        self.fn, self.compiled, self.failure, self.traced = fn, torch.compile(fn, mode=mode, dynamic=False), None, False
 
     def __call__(self, *args):
-        if self.compiled is not None:
-            try:
-                return self.compiled(*args)
-            except Exception as err:  # raised while tracing, before anything ran
-                self.compiled, self.failure = None, f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"[:300]
-                print(f"group network runs uncompiled: torch.compile failed ({self.failure})", file=sys.stderr)
-        return self.fn(*args)
+        if self.compiled is None:
+            return self.fn(*args)
+        if self.traced:  # later errors are the network's own: raised
+            return self.compiled(*args)
+        try:
+            out = self.compiled(*args)
+        except Exception as err:  # raised while tracing, before anything ran
+            self.compiled, self.failure = None, f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"[:300]
+            print(f"group network runs uncompiled: torch.compile failed ({self.failure})", file=sys.stderr)
+            return self.fn(*args)
+        self.traced = True
+        return out
 
 
 def train_group(configs: Sequence[TrainConfig], run_dirs: Sequence[str | Path], resume: bool | Sequence[bool] = False) -> list[TrainResult]:
