@@ -343,7 +343,7 @@ def test_subspace_members_train_in_their_own_eigenbasis_like_separate_runs(tmp_p
     group = StackedGroup(_subspace_members(tiny_config), [tmp_path / f"v{k}" for k in range(3)], vectorise=True)
     group._prepare([False] * 3)
     r = group.members[0].model.rank
-    assert r < 16 and group.loss_scale == r / 16 and bool((group.loss_offsets > 0).all())
+    assert r < 16 and group.members[0].step_loss_scale == r / 16 and bool((group.loss_offsets > 0).all())
     x, t = torch.randn(3, 5, 16), torch.rand(3, 5)
     for k, m in enumerate(group.members):
         torch.testing.assert_close(group.batches.x1[k, : m.train_x1.shape[0]], (m.train_x1 @ m.step_rotation)[:, :r])

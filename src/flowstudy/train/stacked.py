@@ -128,7 +128,6 @@ class StackedGroup:
             for member in self.members:
                 member._step_space(True, leading=False)
         first = self.members[0]
-        self.loss_scale = first.step_loss_scale  # k / D: one k and D per group
         self.loss_offsets = torch.tensor([m.step_loss_offset for m in self.members], device=first.device)  # [K]
         self.device, self.K = first.device, len(self.members)
         self.names = [n for n, p in first.model.named_parameters() if p.requires_grad]
@@ -230,8 +229,9 @@ class StackedGroup:
     def _body(self) -> tuple[Tensor, Tensor]:
         """One group step on device state only (what the graph records). Returns losses, grad norms: [K]."""
         losses = self._member_losses() if self.batches is None else self._group_losses()  # [K]
-        if self.loss_scale != 1.0:  # the k leading coordinates' share (Trainer._leading_coordinates)
-            losses = losses * self.loss_scale
+        scale = self.members[0].step_loss_scale  # k / D: one width per group (Trainer._leading_coordinates)
+        if scale != 1.0:
+            losses = losses * scale
         losses.sum().backward()  # members' parameters are disjoint: each gets its own loss's gradient
         with torch.no_grad():
             norms = self._clip()

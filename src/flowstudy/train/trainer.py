@@ -160,7 +160,7 @@ class Trainer:
 
     def _step_space(self, eigen: bool, leading: bool = True) -> None:
         """The rows and field the training step works on (``step_x1``, ``step_x0``, ``step_net``,
-        ``step_base``, ``step_field``), and how its loss maps to the run's (``step_loss_scale``,
+        ``step_base``, ``step_field``), and how its loss maps to the run's (:attr:`step_loss_scale`,
         ``step_loss_offset``).
 
         A subspace residual that reads its k coordinates trains in its base's eigen-coordinates
@@ -175,7 +175,7 @@ class Trainer:
         (:meth:`leading_refusal`), the step keeps only the k leading coordinates (:meth:`_leading_coordinates`).
         Elsewhere the step's rows and field are the run's own."""
         self.step_x1, self.step_x0, self.step_net, self.step_base, self.step_field = self.train_x1, self.train_x0, self.model, self.base, self.field
-        self.step_loss_scale, self.step_loss_offset = 1.0, 0.0
+        self.step_loss_offset = 0.0
         if eigen and self.eigenbasis_refusal() is None:
             self.step_net, self.step_base = self.model.in_eigenbasis(), self.base.in_eigenbasis()
             self.step_field = WithBaseField(self.step_net, self.step_base)
@@ -206,7 +206,6 @@ class Trainer:
         """
         k, full = self.model.rank, self.step_base
         self.step_loss_offset = self._complement_loss(full, k)
-        self.step_loss_scale = k / self.dim
         self.step_base = full.leading(k)
         self.step_field = WithBaseField(self.step_net, self.step_base)
         self.step_x1 = self.step_x1[:, :k].contiguous()
@@ -226,6 +225,11 @@ class Trainer:
             v = base(sample.x_t[:, k:], sample.t, dims=slice(k, None))  # [chunk, D - k]
             total += float((v.float() - sample.u_t[:, k:].float()).square().sum(1).mean())
         return self.flow.loss_weight * total / (samples // chunk) / self.dim
+
+    @property
+    def step_loss_scale(self) -> float:
+        """k / D when the step keeps the k leading eigen-coordinates (its loss is their mean), else 1."""
+        return self.step_x1.shape[1] / self.dim
 
     @property
     def step_rotation(self) -> torch.Tensor | None:
