@@ -38,8 +38,11 @@ Sinkhorn pairing or mixup, it runs eagerly.
 from __future__ import annotations
 
 import copy
+import functools
+import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Sequence
 
@@ -267,9 +270,13 @@ class StackedGroup:
             self.drawn[k], self.costs[k] = (x0, x1), coupling.cost(x0, x1)
 
     def _assign(self) -> None:
-        """On the host, between the two parts: each exact-OT member's permutation, to the device."""
-        for k, coupling in self.pairings.items():
-            self.pairs[k].copy_(coupling.assign(self.costs[k].cpu()))
+        """On the host, between the two parts: each exact-OT member's permutation, to the device.
+        The members' assignments are solved on threads (scipy releases the GIL while it solves)."""
+        costs = {k: cost.cpu() for k, cost in self.costs.items()}
+        solve = lambda k: self.pairings[k].assign(costs[k])  # noqa: E731
+        perms = _solver_pool().map(solve, costs) if len(costs) > 1 else map(solve, costs)
+        for k, perm in zip(costs, perms):
+            self.pairs[k].copy_(perm)
 
     def _eager_body(self) -> tuple[Tensor, Tensor]:
         """The whole group step without a graph."""
@@ -521,6 +528,12 @@ class StackedGroup:
         if self.batches is not None:  # the member's epoch, and the group's stream for an exact resume
             m.batcher.perm, m.batcher.pos = self.batches.member_epoch(k)
             m.group_record = {**self.batches.record(), "index": k}
+
+
+@functools.lru_cache(maxsize=1)
+def _solver_pool() -> ThreadPoolExecutor:
+    """Threads for the exact-OT members' host assignments (one pool per process)."""
+    return ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1), thread_name_prefix="flowstudy-ot")
 
 
 class _CompiledOrPlain:
