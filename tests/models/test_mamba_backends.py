@@ -107,23 +107,23 @@ def test_fused_path_layout_with_reference_kernel(monkeypatch):
 
 
 def test_auto_scans_switch_to_triton_for_vmap_only_where_fused_would_run(monkeypatch):
-    from flowstudy.models.ssm import backend
+    from flowstudy.models.ssm import stacking
     from flowstudy.models.ssm.bimamba_layer import BiMambaLayer
 
     net = create_model("mamba-tiny", input_dim=16, chunk_size=4)
     merged = create_model("mamba-merged", input_dim=16, chunk_size=4, hidden_dim=8, num_layers=1)
     pinned = create_model("mamba-tiny", input_dim=16, chunk_size=4, backend="torch")
     cpu = torch.device("cpu")
-    assert backend.scans_for_vmap(net, cpu) == []  # "auto" runs the torch scan here: nothing to do
-    monkeypatch.setattr(backend, "resolve_backend", lambda name, device: "fused")  # as on a CUDA machine with mamba-ssm
-    monkeypatch.setattr(backend, "triton_status", lambda: (False, "no triton"))
-    assert backend.scans_for_vmap(net, cpu) == []  # no Triton: the fused scan stays, run member by member
-    monkeypatch.setattr(backend, "triton_status", lambda: (True, "test"))
-    switched = backend.scans_for_vmap(net, cpu)
+    assert stacking.scans_for_vmap(net, cpu) == []  # "auto" runs the torch scan here: nothing to do
+    monkeypatch.setattr(stacking, "resolve_backend", lambda name, device: "fused")  # as on a CUDA machine with mamba-ssm
+    monkeypatch.setattr(stacking, "triton_status", lambda: (False, "no triton"))
+    assert stacking.scans_for_vmap(net, cpu) == []  # no Triton: the fused scan stays, run member by member
+    monkeypatch.setattr(stacking, "triton_status", lambda: (True, "test"))
+    switched = stacking.scans_for_vmap(net, cpu)
     layers = [m for m in net.modules() if isinstance(m, MambaLayer)]
     assert len(switched) == len(layers) > 0
     assert all(m.backend == "triton" for m in layers)
-    merged_layers = backend.scans_for_vmap(merged, cpu)
+    merged_layers = stacking.scans_for_vmap(merged, cpu)
     assert merged_layers and all(type(m) is BiMambaLayer and m.backend == "triton" for m in merged_layers)
-    assert backend.scans_for_vmap(pinned, cpu) == []  # a backend the user chose is kept
+    assert stacking.scans_for_vmap(pinned, cpu) == []  # a backend the user chose is kept
     assert all(m.backend == "torch" for m in pinned.modules() if isinstance(m, MambaLayer))

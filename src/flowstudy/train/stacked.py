@@ -51,7 +51,7 @@ from torch import Tensor
 
 from flowstudy.errors import ConfigError
 from flowstudy.flows.method import velocity_loss
-from flowstudy.models.ssm.backend import scans_for_vmap
+from flowstudy.models.ssm.stacking import scans_for_vmap
 from flowstudy.train.checkpoint import save_checkpoint
 from flowstudy.train.config import TrainConfig
 from flowstudy.train.graph import WARMUP_STEPS, split_pairing, uncapturable_reason

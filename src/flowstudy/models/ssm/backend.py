@@ -18,7 +18,7 @@ import torch
 from flowstudy.errors import ConfigError
 from flowstudy.models.ssm.fused import fused_status
 
-__all__ = ["BACKENDS", "FUSED_HOWTO", "check_backend", "resolve_backend", "scans_for_vmap", "triton_status"]
+__all__ = ["BACKENDS", "FUSED_HOWTO", "check_backend", "resolve_backend", "triton_status"]
 
 BACKENDS = ("auto", "torch", "fused", "triton")
 FUSED_HOWTO = (
@@ -80,20 +80,3 @@ def resolve_backend(backend: str, device: torch.device) -> str:
             raise RuntimeError(f"backend='fused' runs on CUDA tensors only; got a tensor on {device}")
         return "fused"
     raise ConfigError(f"unknown Mamba backend {backend!r}; valid backends: {', '.join(BACKENDS)}")
-
-
-def scans_for_vmap(module: torch.nn.Module, device: torch.device) -> list[torch.nn.Module]:
-    """Switch ``module``'s Mamba layers whose "auto" would run mamba-ssm's fused scan on ``device``
-    to the Triton scan, which has a vmap rule (the fused kernel has none): the same parameters and
-    maths, so stacked members can run as one vmapped network. Returns the switched layers (set
-    their ``backend`` back to "auto" to undo); none where Triton cannot run or "auto" would not
-    pick the fused kernel."""
-    from flowstudy.models.ssm.bimamba_layer import BiMambaLayer
-    from flowstudy.models.ssm.mamba_layer import MambaLayer
-
-    layers = [m for m in module.modules() if isinstance(m, (MambaLayer, BiMambaLayer)) and m.backend == "auto"]
-    if not layers or resolve_backend("auto", device) != "fused" or not triton_status()[0]:
-        return []
-    for layer in layers:
-        layer.backend = "triton"
-    return layers
