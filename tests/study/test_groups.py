@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from flowstudy.study import LocalExecutor, load_spec, run_study
+from flowstudy.study import load_spec
 from flowstudy.study.groups import pack_cells, train_cell_group
 from flowstudy.train import load_checkpoint
 
@@ -46,10 +46,33 @@ def test_grouped_runs_match_the_one_by_one_runs_and_are_skipped_once_done(refere
     assert train_cell_group(first, tmp_path)["runs"] == []  # finished runs are not trained again
 
 
+def test_cli_group_size_is_checked(reference_study, tmp_path):
+    import typer
+    from typer.testing import CliRunner
+
+    from flowstudy.study.commands import register
+
+    app = typer.Typer()
+    register(app)
+    result = CliRunner().invoke(app, ["study", str(reference_study[0]), "--out", str(tmp_path / "s"), "--group-size", "0", "--quiet"])
+    assert result.exit_code != 0 and "--group-size must be >= 1; got 0" in str(result.exception)
+
+
 @pytest.mark.slow
 def test_grouped_study_matches_the_one_by_one_study(reference_study, tmp_path):
+    """Through the CLI's --group-size, as a user packs a study."""
+    import typer
+    from typer.testing import CliRunner
+
+    from flowstudy.study.commands import register
+    from flowstudy.study.store import STORE_NAME, ResultStore
+
     spec_path, _, alone = reference_study
-    grouped = run_study(spec_path, tmp_path / "tiny", executor=LocalExecutor(workers=1), progress=False, group_size=8)
+    app = typer.Typer()
+    register(app)
+    result = CliRunner().invoke(app, ["study", str(spec_path), "--out", str(tmp_path / "tiny"), "--group-size", "8", "--workers", "1", "--quiet"])
+    assert result.exit_code == 0, result.output
+    grouped = ResultStore(tmp_path / "tiny" / STORE_NAME).results([r["id"] for r in alone])
     assert [r["id"] for r in grouped] == [r["id"] for r in alone]
     for a, g in zip(alone, grouped):
         assert g["train_steps"] == a["train_steps"] == 30

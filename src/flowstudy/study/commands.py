@@ -20,10 +20,14 @@ def study_command(
     executor: Optional[str] = typer.Option(None, "--executor", help="local (worker processes) or ray."),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (implies --executor ray)."),
     workers: Optional[int] = typer.Option(None, "--workers", help="Local worker processes (default: the spec's, else 1)."),
+    group_size: Optional[int] = typer.Option(
+        None, "--group-size", help="Train runs that share a network in stacked groups of up to N (default: the spec's [study] group_size)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Run a study: train, sample and evaluate every cell not yet done; print the comparison table."""
     from flowstudy.console import make_console
+    from flowstudy.errors import ConfigError
 
     from flowstudy.study.runner import DEFAULT_ROOT, run_study
     from flowstudy.study.spec import load_spec
@@ -31,7 +35,9 @@ def study_command(
 
     parsed = load_spec(spec)
     study_dir = Path(out) if out else DEFAULT_ROOT / parsed.name
-    results = run_study(parsed, study_dir, executor=executor, address=address, workers=workers, progress=not quiet)
+    if group_size is not None and group_size < 1:
+        raise ConfigError(f"--group-size must be >= 1; got {group_size}")
+    results = run_study(parsed, study_dir, executor=executor, address=address, workers=workers, progress=not quiet, group_size=group_size)
     console = make_console()
     if results:
         console.print(comparison_table(results, parsed.name))
