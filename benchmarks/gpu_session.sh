@@ -166,7 +166,7 @@ if __name__ == '__main__':
     timeout ${TEST_TIMEOUT:-90} python3 -m pytest -q -m gpu tests/train/test_graph.py tests/train/test_stacked.py tests/train/test_subspace_run.py \
       -p no:cacheprovider -o addopts="" 2>&1 | tail -6
     timeout ${BENCH_TIMEOUT:-150} python3 benchmarks/bench_subspace_sampling.py --device cuda --train 100 --repeats 3 --only mlp unet dit 2>&1 | tee "$OUT/leading_training.md"
-    timeout ${PROFILE_TIMEOUT:-200} python3 benchmarks/profile_gpu_steps.py --cases mlp:1 unet:1 mlp:64 unet:16 --precision fp32 tf32 --top 6 \
+    timeout ${PROFILE_TIMEOUT:-240} python3 benchmarks/profile_gpu_steps.py --cases mlp:1 unet:1 mlp:64 unet:16 --precision fp32 tf32 --coordinates leading all --top 6 \
       --out "$OUT/profile-leading" 2>&1 | grep -v "^USDT\|^STAGE" | tail -12
     ;;
   final)

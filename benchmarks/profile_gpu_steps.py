@@ -8,7 +8,9 @@ graph), replays it, and reports
                       a ratio well under 1 means the replay is bound by launching its kernels
     kernels/step      kernels per replay
     top kernels       the kernels that take the most GPU time (with --top N)
-Precision per case: fp32, tf32 (TF32 products, TrainConfig.precision = "tf32") or bf16 autocast.
+Precision per case: fp32, tf32 (TF32 products, TrainConfig.precision = "tf32") or bf16 autocast;
+``--coordinates leading all``: the subspace recipes' steps on their k leading eigen-coordinates
+(the default) and on all D, side by side.
 ``--compile MODE`` also times single runs whose step field is torch.compile'd (static shapes)
 before capture: fewer, fused kernels per replay.
 
@@ -47,11 +49,11 @@ def _config(arch: str, backend: str | None, seed: int, precision: str, steps: in
     return resolve_config(None, dict(arch=arch, model=model, steps=steps, val_every=10**9, device=DEVICE, seed=seed, precision=precision))
 
 
-def build(arch: str, members: int, backend: str | None, precision: str, compile_mode: str | None, workdir: Path):
+def build(arch: str, members: int, backend: str | None, precision: str, compile_mode: str | None, workdir: Path, leading: bool = True):
     """A replay function for one captured step of the case, and K."""
     steps = 10**5  # long schedules: the replays stay in the warm-up-free part of the table
     if members == 1:
-        trainer = Trainer(_config(arch, backend, 0, precision, steps), workdir / "single", progress=False)
+        trainer = Trainer(_config(arch, backend, 0, precision, steps), workdir / "single", progress=False, leading=leading)
         trainer._setup(None)
         if compile_mode is not None:
             trainer.step_field = torch.compile(trainer.step_field, mode=compile_mode, dynamic=False)
@@ -59,7 +61,7 @@ def build(arch: str, members: int, backend: str | None, precision: str, compile_
             step = CapturedStep(trainer, capture=DEVICE == "cuda")
         return step  # the trainer's per-step call: host bookkeeping (epochs), then the replay
     configs = [_config(arch, backend, s, precision, steps) for s in range(members)]
-    group = StackedGroup(configs, [workdir / f"m{s}" for s in range(members)])
+    group = StackedGroup(configs, [workdir / f"m{s}" for s in range(members)], leading=leading)
     group._prepare([False] * members)
     with matmul_precision(group.device, precision):
         graph = group._make_graph()
@@ -105,6 +107,10 @@ def main() -> None:
     parser.add_argument("--cases", nargs="+", default=["mlp:1", "unet:1", "mlp:64", "mamba:9:triton"], help="ARCH:K[:BACKEND]")
     parser.add_argument("--precision", nargs="+", default=["fp32", "tf32"], choices=["fp32", "tf32", "bf16"])
     parser.add_argument("--compile", default=None, help="also time single runs with the step field compiled in this mode")
+    parser.add_argument(
+        "--coordinates", nargs="+", default=["leading"], choices=["leading", "all"],
+        help="subspace recipes' steps on their k leading eigen-coordinates, or on all D (Trainer's leading)",
+    )
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--top", type=int, default=8)
     parser.add_argument("--device", default="cuda", help="cuda; cpu only to smoke-test this script (no graphs)")
@@ -117,14 +123,14 @@ def main() -> None:
     for case in args.cases:
         arch, k, *rest = case.split(":")
         members, backend = int(k), (rest[0] if rest else None)
-        variants = [(p, None) for p in args.precision]
+        variants = [(p, None, c) for c in args.coordinates for p in args.precision]
         if args.compile and members == 1:
-            variants += [(p, args.compile) for p in args.precision]
-        for precision, compile_mode in variants:
-            row = {"case": case, "precision": precision, "compile": compile_mode}
+            variants += [(p, args.compile, c) for c in args.coordinates for p in args.precision]
+        for precision, compile_mode, coordinates in variants:
+            row = {"case": case, "precision": precision, "compile": compile_mode, "coordinates": coordinates}
             try:
                 with tempfile.TemporaryDirectory() as tmp:
-                    replay = build(arch, members, backend, precision, compile_mode, Path(tmp))
+                    replay = build(arch, members, backend, precision, compile_mode, Path(tmp), leading=coordinates == "leading")
                     row.update(measure(replay, members, args.repeats if members < 16 else max(10, args.repeats // 3), args.top))
             except Exception as err:  # one case's failure must not lose the others
                 row["error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:300] if str(err) else ''}"
@@ -135,14 +141,14 @@ def main() -> None:
                 (args.out / "profile_gpu_steps.json").write_text(json.dumps(rows, indent=2))
             if DEVICE == "cuda":
                 torch.cuda.empty_cache()
-    print("\n| case | precision | compile | model-steps/s | wall ms | GPU busy ms | busy | kernels/step |")
-    print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    print("\n| case | coordinates | precision | compile | model-steps/s | wall ms | GPU busy ms | busy | kernels/step |")
+    print("| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
         if "error" in r:
-            print(f"| {r['case']} | {r['precision']} | {r['compile'] or ''} | {r['error']} | | | | |")
+            print(f"| {r['case']} | {r['coordinates']} | {r['precision']} | {r['compile'] or ''} | {r['error']} | | | | |")
             continue
         print(
-            f"| {r['case']} | {r['precision']} | {r['compile'] or ''} | {r['model_steps_per_s']:,.0f} | {r['wall_ms']:.3f} | "
+            f"| {r['case']} | {r['coordinates']} | {r['precision']} | {r['compile'] or ''} | {r['model_steps_per_s']:,.0f} | {r['wall_ms']:.3f} | "
             f"{r['gpu_busy_ms']:.3f} | {r['busy_fraction']:.2f} | {r['kernels_per_step']:.0f} |"
         )
 

@@ -88,7 +88,8 @@ class StackedGroup:
     ``vmap``: batch the K networks with vmap (default: when the network runs under vmap), else
     evaluate them one after another within the step; ``vectorise``: draw for all members at once
     (default: when the members are homogeneous; True fails with the reason when they are not),
-    else member by member. After :meth:`fit` starts, ``step_kind`` is "vectorised" or
+    else member by member; ``leading=False``: subspace members step on all D eigen-coordinates
+    (Trainer's ``leading``). After :meth:`fit` starts, ``step_kind`` is "vectorised" or
     "per-member" and ``fallback_reason`` says why a group drew per member.
     """
 
@@ -100,13 +101,14 @@ class StackedGroup:
         capture: bool | None = None,
         vmap: bool | None = None,
         vectorise: bool | None = None,
+        leading: bool = True,
     ):
         if not configs or len(configs) != len(run_dirs):
             raise ConfigError(f"a group needs one run directory per config; got {len(configs)} configs, {len(run_dirs)} directories")
         keys = {group_key(c.validate()) for c in configs}
         if len(keys) > 1:
             raise ConfigError(f"configs of one group must share {', '.join(SHARED_FIELDS)}; got {len(keys)} different combinations")
-        self.members = [GroupMember(c, d, progress=False) for c, d in zip(configs, run_dirs)]
+        self.members = [GroupMember(c, d, progress=False, leading=leading) for c, d in zip(configs, run_dirs)]
         self.capture, self.vmap, self.vectorise = capture, vmap, vectorise  # None: decided in _prepare
 
     # ----------------------------------------------------------------- setup
