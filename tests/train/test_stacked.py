@@ -348,6 +348,9 @@ def test_subspace_members_train_in_their_own_eigenbasis_like_separate_runs(tmp_p
     for k, m in enumerate(group.members):
         torch.testing.assert_close(group.batches.x1[k, : m.train_x1.shape[0]], (m.train_x1 @ m.step_rotation)[:, :r])
     assert "eigvecs" not in group.batches.base_buffers  # the diagonal base never reads R: K x D x D floats not stacked
+    whole = StackedGroup(_subspace_members(tiny_config), [tmp_path / f"w{k}" for k in range(3)], vectorise=True, leading=False)
+    whole._prepare([False] * 3)
+    assert whole.batches.x1.shape[2] == 16 and all(m.step_loss_scale == 1.0 and m.step_rotation is not None for m in whole.members)
     own = torch.stack([(m.field.base(x[k] @ m.step_rotation.T, t[k]) @ m.step_rotation)[:, :r] for k, m in enumerate(group.members)])
     torch.testing.assert_close(group.batches.with_base(torch.zeros(3, 5, r), x[..., :r], t), own, rtol=1e-4, atol=1e-5)
 
