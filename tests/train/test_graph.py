@@ -66,7 +66,7 @@ def test_cpu_trains_eagerly_and_host_couplings_are_named(tmp_path, tiny_config):
     assert "CUDA" in uncapturable_reason(trainer)
 
 
-def test_exact_ot_splits_around_the_host_and_other_host_work_does_not(tmp_path, tiny_config):
+def test_exact_ot_splits_around_the_host_and_other_host_work_does_not():
     from flowstudy.data import parse_augmentations
     from flowstudy.flows import create_flow
     from flowstudy.flows.couplings import ExactOT

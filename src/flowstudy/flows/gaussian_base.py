@@ -130,6 +130,9 @@ class DiagonalGaussianBase(GaussianBaseField):
     are named as a GaussianBaseField's (so stacked training groups stack them alike): ``mean`` holds
     m̃, ``eigvals`` the sorted eigenvalues, ``eigvecs`` R (unused by :meth:`forward`)."""
 
+    unread_buffers = ("eigvecs",)
+    """Buffers :meth:`forward` never reads (stacked training groups do not stack them)."""
+
     def in_eigenbasis(self) -> DiagonalGaussianBase:
         return self
 

@@ -124,7 +124,8 @@ class EigenSubspaceNet(SubspaceNet):
         return self.read(w[:, : self.rank], t)
 
     def forward(self, w: Tensor, t: float | Tensor) -> Tensor:
-        """w: [B, D] eigen-coordinates, t: float or [B] -> [B, D] in w's dtype."""
+        """w: [B, D] eigen-coordinates (or their first k alone, as a training step on the leading
+        coordinates passes them), t: float or [B] -> w's shape in w's dtype."""
         h = self.scale * self.coordinates(w, times_per_row(t, w))  # [B, k]
         return torch.nn.functional.pad(h, (0, w.shape[1] - self.rank)).to(w.dtype)
 

@@ -24,8 +24,8 @@ from flowstudy.study.grid import Cell
 
 def pack_cells(cells: Sequence[Cell], group_size: int) -> list[list[Cell]]:
     """One cell per training run, grouped by :func:`~flowstudy.train.stacked.group_key`, whether
-    the step can be captured and the rows a step draws, in chunks of at most ``group_size``; in
-    cell order."""
+    the step needs the host every step and the rows a step draws, in chunks of at most
+    ``group_size``; in cell order."""
     from flowstudy.train.stacked import group_key
 
     by_key: dict[tuple, list[Cell]] = {}

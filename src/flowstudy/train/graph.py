@@ -64,6 +64,41 @@ def split_pairing(flow, augmentations):
     return coupling if not any(name in HOST_AUGMENTATIONS for name, _ in augmentations) else None
 
 
+class HostPairing:
+    """One run's exact-OT pairing between the two parts of a step (module docstring):
+    :meth:`draw` (device: x0 and the [B, B] cost), :meth:`solve` (host), :meth:`rows` (device: the
+    paired rows, for :attr:`flow`, the run's flow with the pairing taken as given). The step's
+    first part draws what the eager step's ``sample_path`` draws first, x0, so the draws and the
+    pairing are the eager step's."""
+
+    def __init__(self, flow, batch: int, device: torch.device):
+        self.coupling, self.flow = flow.coupling, flow.with_pairs_given()
+        self.perm = torch.arange(batch, device=device)  # [B] x0 row i pairs with x1 row perm[i]
+
+    @classmethod
+    def of(cls, flow, augmentations, batch: int, device: torch.device) -> HostPairing | None:
+        """The pairing of a run whose step splits around its host assignment (:func:`split_pairing`), else None."""
+        return cls(flow, batch, device) if split_pairing(flow, augmentations) is not None else None
+
+    def draw(self, x1: Tensor, generator: torch.Generator) -> None:
+        """Device only: x0 for the rows x1 [B, D] and their cost."""
+        self.x0, self.x1 = self.flow.draw_source(x1, generator), x1
+        self.cost = self.coupling.cost(self.x0, self.x1)
+
+    def host_cost(self) -> Tensor:
+        """The cost copied to the host, waiting for it on the calling thread's current stream (a
+        capture's warm-up runs on a side stream: copy on the thread that launched the draws)."""
+        return self.cost.cpu()
+
+    def solve(self, cost: Tensor) -> Tensor:
+        """On the host: the permutation of :meth:`host_cost`'s copy, [B] long on the CPU."""
+        return self.coupling.assign(cost)
+
+    def rows(self) -> tuple[Tensor, Tensor]:
+        """Device only: (x1 paired to x0, x0), after :attr:`perm` holds the solved permutation."""
+        return self.x1.index_select(0, self.perm), self.x0
+
+
 def uncapturable_reason(trainer: Trainer) -> str | None:
     """Why ``trainer``'s step cannot be captured, or None when it can."""
     if trainer.device.type != "cuda":
@@ -113,10 +148,7 @@ class CapturedStep:
         self.lr_table = self._lr_table(trainer)  # [groups, total_steps]
         self.lrs = [torch.tensor(float(g["lr"]), device=self.device, dtype=self.lr_table.dtype) for g in trainer.optimizer.param_groups]
         # exact OT: the pairing is solved on the host between two graphs (module docstring)
-        self.pairing = split_pairing(trainer.flow, trainer.augmentations)
-        if self.pairing is not None:
-            self.paired_flow = trainer.flow.with_pairs_given()
-            self.pairs = torch.arange(batcher.batch_size, device=self.device)  # [B] x0 row i pairs with x1 row pairs[i]
+        self.pairing = HostPairing.of(trainer.flow, trainer.augmentations, batcher.batch_size, self.device)
         self.graph = self.pair_graph = None
         if capture:
             self._capture()
@@ -148,18 +180,15 @@ class CapturedStep:
 
     def _draw_pairs(self) -> None:
         """The pairing step's first part (device only): rows, x0 and their [B, B] cost."""
-        x1, _ = self._batch()
-        x0 = self.trainer.flow.draw_source(x1, self.trainer.generator)  # the draw sample_path would make
-        self.drawn, self.cost = (x0, x1), self.pairing.cost(x0, x1)
+        self.pairing.draw(self._batch()[0], self.trainer.generator)
 
     def _assign(self) -> None:
         """On the host, between the two parts: solve the cost and write the permutation to the device."""
-        self.pairs.copy_(self.pairing.assign(self.cost.cpu()))
+        self.pairing.perm.copy_(self.pairing.solve(self.pairing.host_cost()))
 
     def _paired_body(self) -> tuple[Tensor, Tensor]:
         """The pairing step's second part (device only): paired rows, then the step."""
-        x0, x1 = self.drawn
-        return self._train(self.paired_flow, x1.index_select(0, self.pairs), x0)
+        return self._train(self.pairing.flow, *self.pairing.rows())
 
     def _eager_body(self) -> tuple[Tensor, Tensor]:
         """The whole step without a graph (warm-up, ``capture=False``)."""
@@ -297,4 +326,4 @@ class CapturedStep:
         return loss, grad_norm
 
 
-__all__ = ["CapturedStep", "HOST_AUGMENTATIONS", "host_work", "make_train_step", "split_pairing", "uncapturable_reason"]
+__all__ = ["CapturedStep", "HOST_AUGMENTATIONS", "HostPairing", "host_work", "make_train_step", "split_pairing", "uncapturable_reason"]

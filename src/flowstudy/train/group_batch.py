@@ -51,7 +51,6 @@ from torch import Tensor
 
 from flowstudy.data.augment import ELEMENTWISE
 from flowstudy.flows.couplings import Independent, Paired
-from flowstudy.flows.gaussian_base import DiagonalGaussianBase
 from flowstudy.flows.method import velocity_loss
 from flowstudy.train.graph import host_work
 
@@ -146,8 +145,7 @@ class GroupBatches:
         self.base_mask = None if bool(mask.all()) else mask[:, None, None]  # [K, 1, 1]
         try:
             self.base_template = copy.deepcopy(present[0]).to("meta")
-            # a diagonal base never reads its rotation R [D, D]: not stacked (K x D x D floats)
-            unread = {"eigvecs"} if isinstance(present[0], DiagonalGaussianBase) else set()
+            unread = getattr(present[0], "unread_buffers", ())  # e.g. a diagonal base's R: K x D x D floats not stacked
             names = [n for n, _ in present[0].named_buffers() if n not in unread]
             self.base_buffers = {n: torch.stack([dict((b or present[0]).named_buffers())[n] for b in self.bases]) for n in names}
             x = torch.zeros(self.K, 2, self.x1.shape[2], device=self.device)

@@ -54,7 +54,7 @@ from flowstudy.flows.method import velocity_loss
 from flowstudy.models.ssm.stacking import scans_for_vmap
 from flowstudy.train.checkpoint import save_checkpoint
 from flowstudy.train.config import TrainConfig
-from flowstudy.train.graph import WARMUP_STEPS, split_pairing, uncapturable_reason
+from flowstudy.train.graph import WARMUP_STEPS, HostPairing, uncapturable_reason
 from flowstudy.train.group_batch import GroupBatches, heterogeneity
 from flowstudy.train.schedule import lr_factor
 from flowstudy.train.trackers import make_trackers
@@ -159,10 +159,8 @@ class StackedGroup:
         self.network = _CompiledOrPlain(self._velocities, mode) if mode is not None else self._velocities
         self.batches = self._group_batches(records)
         # exact-OT members pair on the host between two graphs (flowstudy.train.graph); per-member step only
-        pairings = {k: split_pairing(m.flow, m.augmentations) for k, m in enumerate(self.members)} if self.batches is None else {}
-        self.pairings = {k: c for k, c in pairings.items() if c is not None}
-        self.paired_flows = {k: self.members[k].flow.with_pairs_given() for k in self.pairings}
-        self.pairs = {k: torch.arange(first.batcher.batch_size, device=self.device) for k in self.pairings}  # [B] each
+        pairings = [HostPairing.of(m.flow, m.augmentations, first.batcher.batch_size, self.device) for m in self.members] if self.batches is None else []
+        self.pairings = {k: p for k, p in enumerate(pairings) if p is not None}
 
     def _group_batches(self, records: list[dict | None]) -> GroupBatches | None:
         """The vectorised step's draws, or None for the per-member step (with the reason, on stderr)."""
@@ -265,20 +263,17 @@ class StackedGroup:
     def _draw_pairs(self) -> None:
         """The first part of a step with exact-OT members (device only; flowstudy.train.graph): their
         rows, x0 and [B, B] costs. The other members draw in the second part."""
-        self.drawn, self.costs = {}, {}
-        for k, coupling in self.pairings.items():
-            x1, _ = self._member_batch(k)
-            x0 = self.members[k].flow.draw_source(x1, self.members[k].generator)
-            self.drawn[k], self.costs[k] = (x0, x1), coupling.cost(x0, x1)
+        for k, pairing in self.pairings.items():
+            pairing.draw(self._member_batch(k)[0], self.members[k].generator)
 
     def _assign(self) -> None:
         """On the host, between the two parts: each exact-OT member's permutation, to the device.
         The members' assignments are solved on threads (scipy releases the GIL while it solves)."""
-        costs = {k: cost.cpu() for k, cost in self.costs.items()}
-        solve = lambda k: self.pairings[k].assign(costs[k])  # noqa: E731
-        perms = _solver_pool().map(solve, costs) if len(costs) > 1 else map(solve, costs)
-        for k, perm in zip(costs, perms):
-            self.pairs[k].copy_(perm)
+        pairings = list(self.pairings.values())
+        costs = [p.host_cost() for p in pairings]  # on this thread: its stream ordered the draws
+        perms = (_solver_pool().map if len(pairings) > 1 else map)(HostPairing.solve, pairings, costs)
+        for pairing, perm in zip(pairings, perms):
+            pairing.perm.copy_(perm)
 
     def _eager_body(self) -> tuple[Tensor, Tensor]:
         """The whole group step without a graph."""
@@ -292,8 +287,7 @@ class StackedGroup:
         samples = []
         for k, m in enumerate(self.members):
             if k in self.pairings:  # drawn and paired before (_draw_pairs, _assign)
-                x0, x1 = self.drawn[k]
-                samples.append(self.paired_flows[k].sample_path(x1.index_select(0, self.pairs[k]), x0, m.generator))
+                samples.append(self.pairings[k].flow.sample_path(*self.pairings[k].rows(), m.generator))
                 continue
             x1, x0 = self._member_batch(k)
             samples.append(m.flow.sample_path(x1, x0, m.generator))  # the member's own draws, in its order

@@ -28,6 +28,7 @@ from flowstudy.errors import CheckpointError, ConfigError, TrainingError
 from flowstudy.data.augment import ROTATION_EQUIVARIANT
 from flowstudy.flows.couplings import Independent, Paired
 from flowstudy.flows.gaussian_base import DiagonalGaussianBase, GaussianBaseField, WithBaseField
+from flowstudy.flows.method import velocity_loss
 from flowstudy.flows.subspace import SubspaceNet, compose_field, effective_rank
 from flowstudy.io import atomic_write_json
 from flowstudy.train.checkpoint import load_checkpoint, save_checkpoint
@@ -217,14 +218,14 @@ class Trainer:
         its mean over ``samples`` of the step's draws, from a generator of its own (the run's stream
         is untouched). A constant of the run; its Monte Carlo error is ~1 % of it."""
         generator = torch.Generator(device=self.device).manual_seed(self.config.seed + 48_611)
-        rows, total = self.step_x1.shape[0], 0.0
-        for _ in range(samples // chunk):
+        rows, total, chunks = self.step_x1.shape[0], 0.0, samples // chunk
+        for _ in range(chunks):
             idx = torch.randint(rows, (chunk,), generator=generator, device=self.device)
             x1 = apply_augmentations(self.step_x1[idx], self.augmentations, generator)
             sample = self.flow.sample_path(x1, self.step_x0[idx] if self.step_x0 is not None else None, generator)
             v = base(sample.x_t[:, k:], sample.t, dims=slice(k, None))  # [chunk, D - k]
-            total += float((v.float() - sample.u_t[:, k:].float()).square().sum(1).mean())
-        return self.flow.loss_weight * total / (samples // chunk) / self.dim
+            total += float(velocity_loss(v, sample.u_t[:, k:], self.flow.loss_weight))  # a mean over D - k coordinates
+        return total / chunks * (self.dim - k) / self.dim
 
     @property
     def step_loss_scale(self) -> float:
@@ -404,7 +405,7 @@ class Trainer:
         self.optimizer.step()
         self.scheduler.step()
         self.ema.update(self.model)
-        return loss.detach() + self.step_loss_offset, grad_norm
+        return (loss.detach() + self.step_loss_offset if self.step_loss_offset else loss), grad_norm
 
     def _check_finite(self, losses: torch.Tensor) -> None:
         bad = (~torch.isfinite(losses)).nonzero()
