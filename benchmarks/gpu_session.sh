@@ -6,6 +6,7 @@
 #   bash benchmarks/gpu_session.sh speed         # bench_gpu_train.py in tf32 and fp32 with compiled step fields (captured, stacked, plain loops)
 #   bash benchmarks/gpu_session.sh next          # GPU tests, then steps on the k leading eigen-coordinates (bench_subspace_sampling --train, profile_gpu_steps)
 #   bash benchmarks/gpu_session.sh final         # the architectures study with runs in stacked groups of up to 64
+#   bash benchmarks/gpu_session.sh threads       # GPU tests, then bench_concurrent_groups.py: groups one after another, in threads, in processes
 #   bash benchmarks/gpu_session.sh scan          # Mamba GPU tests (Triton scan against float64, torch and fused), then bench_scan.py
 #   bash benchmarks/gpu_session.sh subspace      # bench_subspace_sampling.py: eigenbasis against plain-field sampling
 #   bash benchmarks/gpu_session.sh eigen         # bench_subspace_sampling.py --train: captured steps in eigen- against data coordinates
@@ -16,7 +17,8 @@
 #  MAMBA_BACKEND=triton|fused|auto sets the Mamba layers' backend for a study or bg study whose
 #  cells are all Mamba networks: the spec is copied with `model = {backend = ...}` in its [base];
 #  STUDY_PRECISION=fp32|tf32|bf16 likewise sets `precision` in the copy's [base].)
-# (study: GROUP_SIZE=N trains runs that share a network in stacked groups of up to N.)
+# (study: GROUP_SIZE=N trains runs that share a network in stacked groups of up to N; EXECUTOR=threads
+#  runs its tasks in threads of one process, a CUDA stream each, instead of worker processes.)
 # Outputs go to $OUT (logs, Markdown tables, a tarball of the study directory without checkpoints).
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
@@ -67,9 +69,9 @@ import sys, time
 from flowstudy.study import run_study
 if __name__ == '__main__':
     tic = time.perf_counter()
-    rows = run_study(sys.argv[1], sys.argv[2], workers=int(sys.argv[3]), progress=False, group_size=int(sys.argv[4]))
-    print(len(rows), 'cells done in', round(time.perf_counter() - tic, 1), 's; group_size', sys.argv[4])
-" "$spec" "/tmp/studies/$name" "$workers" "${GROUP_SIZE:-1}" > /tmp/study.log 2>&1  # no pipe: orphaned workers would hold it open past the timeout
+    rows = run_study(sys.argv[1], sys.argv[2], executor=sys.argv[5] or None, workers=int(sys.argv[3]), progress=False, group_size=int(sys.argv[4]))
+    print(len(rows), 'cells done in', round(time.perf_counter() - tic, 1), 's; group_size', sys.argv[4], 'executor', sys.argv[5] or 'spec')
+" "$spec" "/tmp/studies/$name" "$workers" "${GROUP_SIZE:-1}" "${EXECUTOR:-}" > /tmp/study.log 2>&1  # no pipe: orphaned workers would hold it open past the timeout
     tail -40 /tmp/study.log
     cat "/tmp/studies/$name/group_training.json" 2>/dev/null
     # Transfer copy: metadata without checkpoints; samples cut to 200 rows in float16 (enough for
@@ -168,6 +170,14 @@ if __name__ == '__main__':
     timeout ${BENCH_TIMEOUT:-150} python3 benchmarks/bench_subspace_sampling.py --device cuda --train 100 --repeats 3 --only mlp unet dit 2>&1 | tee "$OUT/leading_training.md"
     timeout ${PROFILE_TIMEOUT:-240} python3 benchmarks/profile_gpu_steps.py --cases mlp:1 unet:1 mlp:64 unet:16 --precision fp32 tf32 --coordinates leading all --top 6 \
       --out "$OUT/profile-leading" 2>&1 | grep -v "^USDT\|^STAGE" | tail -12
+    ;;
+  threads)  # groups side by side in threads of one process (a CUDA stream each) against processes
+    nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total --format=csv
+    timeout ${TEST_TIMEOUT:-150} python3 -m pytest -q -m gpu tests/train/test_stacked.py tests/train/test_graph.py tests/test_graph_solver.py \
+      tests/train/test_precision.py -p no:cacheprovider -o addopts="" > "$OUT/gpu_tests.log" 2>&1; tail -4 "$OUT/gpu_tests.log"
+    grep -E "^(FAILED|ERROR)" "$OUT/gpu_tests.log" | head -10
+    timeout ${BENCH_TIMEOUT:-300} python3 benchmarks/bench_concurrent_groups.py --jobs ${JOBS:-mamba:3 mamba-tied:3 mamba-merged:3 dit:3} \
+      --steps ${STEPS:-600} --precision ${PRECISION:-tf32} --out "$OUT/concurrent" 2>&1 | grep -v "^USDT\|^STAGE" | tail -12
     ;;
   final)
     nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total --format=csv

@@ -26,6 +26,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from flowstudy.cudagraphs import CAPTURE_LOCK, capture_stream, recording
 from flowstudy.errors import ConfigError
 from flowstudy.solvers import VelocityFn, solve
 
@@ -82,14 +83,15 @@ class GraphSolver:
     @torch.no_grad()
     def _capture(self) -> torch.cuda.CUDAGraph:
         self.x_in = torch.randn(self.shape, device=self.device)  # [B, D] static input
-        stream = torch.cuda.Stream(device=self.device)
-        stream.wait_stream(torch.cuda.current_stream(self.device))
-        with torch.cuda.stream(stream):  # one evaluation first: library handles, lazy modules
-            self.velocity_fn(self.x_in, torch.zeros(self.shape[0], device=self.device))
-        torch.cuda.current_stream(self.device).wait_stream(stream)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            self.x_out = self._solve(self.x_in)  # [B, D] static output
+        with CAPTURE_LOCK:  # beside other threads' work (flowstudy.cudagraphs)
+            stream = capture_stream(self.device)
+            stream.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(stream):  # one evaluation first: library handles, lazy modules
+                self.velocity_fn(self.x_in, torch.zeros(self.shape[0], device=self.device))
+            torch.cuda.current_stream(self.device).wait_stream(stream)
+            graph = torch.cuda.CUDAGraph()
+            with recording(graph, stream):
+                self.x_out = self._solve(self.x_in)  # [B, D] static output
         return graph
 
     @torch.no_grad()

@@ -38,6 +38,36 @@ def test_tf32_block_sets_and_restores_the_flags_and_nests(fp32_flags):
     assert _flags() == (False, False)  # restored on an exception too
 
 
+def test_tf32_blocks_in_two_threads_restore_the_flags_when_the_last_ends(fp32_flags):
+    """Runs trained in threads of one process (the study's threads executor) open their blocks in
+    any order; the first to end must not switch TF32 off under the other."""
+    import threading
+
+    a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
+    seen = {}
+
+    def first():
+        with TF32Matmuls():
+            a_in.set()
+            b_in.wait(5)
+        a_out.set()
+
+    def second():
+        a_in.wait(5)
+        with TF32Matmuls():
+            b_in.set()
+            a_out.wait(5)
+            seen["after the first ended"] = _flags()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert seen["after the first ended"] == (True, True)
+    assert _flags() == (False, False)
+
+
 def test_tf32_applies_on_cuda_only(fp32_flags):
     cuda, cpu = torch.device("cuda"), torch.device("cpu")
     assert isinstance(matmul_precision(cuda, "tf32"), TF32Matmuls)

@@ -119,6 +119,40 @@ def test_captured_group_with_exact_ot_and_one_batch_epochs_on_gpu(tmp_path, tiny
     assert group.graph is not None
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_groups_captured_and_replayed_at_once_in_threads_match_one_after_another_on_gpu(tmp_path, tiny_config):
+    """The threads executor trains groups at once, each on its own stream: captures (one at a time,
+    beside other threads' replays and allocations), exact-OT host steps and a single captured run
+    give each run what it gets when trained on its own."""
+    from flowstudy.study.executors import ThreadExecutor
+
+    members = [replace(c, device="cuda", steps=40, val_every=20) for c in _members(tiny_config)[:2]]
+    jobs = {
+        "mlp": members,
+        "otcfm": [replace(c, flow="otcfm") for c in members],
+        "mamba": [replace(c, arch="mamba-tiny", model={"chunk_size": 4}) for c in members],
+        "single": members[:1],
+    }
+
+    def train(root):
+        def fit(name):
+            configs, dirs = jobs[name], [root / f"{name}{k}" for k in range(len(jobs[name]))]
+            group = StackedGroup(configs, dirs) if len(configs) > 1 else Trainer(configs[0], dirs[0], progress=False)
+            group.fit()
+            return {"captured": (group.graph if len(configs) > 1 else getattr(group._step_fn, "graph", None)) is not None}
+        return fit
+
+    serial = {name: train(tmp_path / "serial")(name) for name in jobs}
+    threaded = dict(ThreadExecutor(workers=len(jobs)).map_cells(train(tmp_path / "threads"), list(jobs)))
+    assert threaded == serial and all(out["captured"] for out in serial.values()), threaded
+    for name, configs in jobs.items():
+        for k in range(len(configs)):
+            a, b = (load_checkpoint(tmp_path / mode / f"{name}{k}/checkpoints/last.pt") for mode in ("serial", "threads"))
+            _close(a["model"], b["model"], tol=1e-5)
+            assert torch.equal(a["rng"]["generator"], b["rng"]["generator"])
+
+
 @pytest.mark.parametrize("vectorise", [True, False])
 def test_interrupted_group_resumes_to_the_uninterrupted_weights(tmp_path, tiny_config, vectorise):
     configs = [tiny_config(seed=s, steps=10, batch_size=48, val_every=5, aug=["noise:0.3"]) for s in (0, 1)]

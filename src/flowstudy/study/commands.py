@@ -17,7 +17,7 @@ def register(app: typer.Typer) -> None:
 def study_command(
     spec: str = typer.Argument(..., help="Study file (TOML with tables study, base, axes and optional extra)."),
     out: Optional[str] = typer.Option(None, "--out", help="Study folder (default studies/runs/<name>)."),
-    executor: Optional[str] = typer.Option(None, "--executor", help="local (worker processes) or ray."),
+    executor: Optional[str] = typer.Option(None, "--executor", help="local (worker processes), threads (one process, a CUDA stream per task: runs side by side on one GPU) or ray."),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (implies --executor ray)."),
     workers: Optional[int] = typer.Option(None, "--workers", help="Local worker processes (default: the spec's, else 1)."),
     group_size: Optional[int] = typer.Option(

@@ -6,8 +6,10 @@ Both executors share one interface::
         ...   # outcome: fn(cell)'s result, or a CellError carrying the error and its traceback
 
 ``LocalExecutor`` uses a pool of worker processes on this machine (``spawn``: no state
-inherited from the parent, safe with torch threads). ``RayExecutor`` sends one Ray task per
-cell to a local or remote Ray cluster, with the CPUs/GPUs each cell asks for.
+inherited from the parent, safe with torch threads). ``ThreadExecutor`` runs cells in threads of
+this process, each on its own CUDA stream: on one GPU their kernels run side by side, where
+processes would take turns. ``RayExecutor`` sends one Ray task per cell to a local or remote Ray
+cluster, with the CPUs/GPUs each cell asks for.
 
 Each cell runs with a fixed number of torch threads (cores // workers locally,
 ``num_cpus_per_cell`` on Ray), so two workers do not fight over the same cores.
@@ -16,9 +18,12 @@ Each cell runs with a fixed number of torch threads (cores // workers locally,
 from __future__ import annotations
 
 import os
+import signal
+import threading
 import time
 import traceback
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from contextlib import contextmanager
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from typing import Any, Callable, Iterator, Sequence
 
 from flowstudy.errors import ConfigError, FlowstudyError
@@ -70,7 +75,7 @@ class LocalExecutor:
     """``workers`` worker processes on this machine, each with cores // workers torch threads."""
 
     def __init__(self, workers: int | None = None):
-        self.workers = int(workers or 1)
+        self.workers = 1 if workers is None else int(workers)
         if self.workers < 1:
             raise ConfigError(f"workers must be >= 1; got {workers}")
         # Fixed by the requested pool size, not by how many cells are left, so a resumed
@@ -89,18 +94,25 @@ class LocalExecutor:
             max_workers=min(self.workers, len(cells)), mp_context=context, initializer=_ignore_sigint
         )
         try:
-            pending = {pool.submit(call_cell, fn, cell, self.threads): cell for cell in cells}
-            while pending:
-                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    cell = pending.pop(future)
-                    err = future.exception()
-                    outcome = future.result() if err is None else _as_cell_error(err)
-                    if on_done is not None:
-                        on_done(cell, outcome)
-                    yield cell, outcome
+            yield from _as_completed({pool.submit(call_cell, fn, cell, self.threads): cell for cell in cells}, on_done)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _as_completed(pending: dict, on_done: OnDone | None) -> Iterator[tuple[Cell, Any]]:
+    """(cell, result or CellError) for each of ``pending``'s futures (future -> cell) as it completes,
+    popping it; cancelled ones are dropped."""
+    while pending:
+        finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+        for future in finished:
+            cell = pending.pop(future)
+            if future.cancelled():
+                continue
+            err = future.exception()
+            outcome = future.result() if err is None else _as_cell_error(err)
+            if on_done is not None:
+                on_done(cell, outcome)
+            yield cell, outcome
 
 
 def _ignore_sigint() -> None:
@@ -110,6 +122,88 @@ def _ignore_sigint() -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class ThreadExecutor(LocalExecutor):
+    """``workers`` threads of this process; on CUDA each cell runs on its own stream.
+
+    A GPU runs the kernels of one process's streams side by side but gives processes turns (time
+    slices), so worker processes sharing a GPU add up their GPU time, while threads' captured steps
+    overlap: a small network's step is a chain of short kernels that leaves most of the GPU idle.
+    Made for the study's stacked-group phase on one GPU (the current device; use Ray for several).
+    The Python work of all cells shares one interpreter lock: a replayed step needs little of it,
+    an eager step a lot. On CPU, :class:`LocalExecutor`'s processes are the better choice.
+
+    torch's CPU threads are process-wide: cores // workers while it runs, as for the local executor
+    (restored after). Ctrl-C or
+    SIGTERM (when the study runs in the main thread) stops the cells that are training at their
+    step's end with a resumable last.pt and starts no more; the study's next run resumes them.
+    """
+
+    def map_cells(self, fn: CellFn, cells: Sequence[Cell], on_done: OnDone | None = None) -> Iterator[tuple[Cell, Any]]:
+        """Run ``fn`` on every cell; yield (cell, result or CellError) as each completes."""
+        import torch
+
+        from flowstudy.train.trainer import stop_threaded_runs
+
+        cells = list(cells)
+        if not cells:
+            return
+        previous_threads = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+        stop_threaded_runs(None)
+        pool = ThreadPoolExecutor(max_workers=min(self.workers, len(cells)), thread_name_prefix="flowstudy-cell")
+        pending: dict = {}
+
+        def stop(signum: int) -> None:  # cells not started never start; training ones stop at the step's end
+            for future in list(pending):
+                future.cancel()
+            stop_threaded_runs(signum)
+
+        try:
+            with _stop_on_sigterm(stop):
+                pending.update({pool.submit(_call_on_stream, fn, cell): cell for cell in cells})
+                yield from _as_completed(pending, on_done)
+        except BaseException:  # Ctrl-C in the main thread, or the consumer stopped iterating
+            stop(signal.SIGINT)
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            torch.set_num_threads(previous_threads)
+
+
+def _call_on_stream(fn: CellFn, cell: Cell) -> dict[str, Any]:
+    """``fn(cell)`` on a CUDA stream of its own where CUDA is available; errors become CellErrors."""
+    import torch
+
+    started = time.perf_counter()
+    try:
+        if not torch.cuda.is_available():
+            return fn(cell)
+        from flowstudy.cudagraphs import work_stream
+
+        stream = work_stream(torch.device("cuda", torch.cuda.current_device()))
+        try:
+            with torch.cuda.stream(stream):
+                return fn(cell)
+        finally:
+            stream.synchronize()
+    except Exception as err:
+        raise CellError(f"{type(err).__name__}: {err}", traceback.format_exc(), time.perf_counter() - started) from None
+
+
+@contextmanager
+def _stop_on_sigterm(stop: Callable[[int], None]) -> Iterator[None]:
+    """While open in the main thread, SIGTERM calls ``stop(signum)`` (Ctrl-C raises KeyboardInterrupt
+    there instead)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, lambda signum, _frame: stop(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class RayExecutor:
@@ -173,7 +267,7 @@ def _import_ray():
     return ray
 
 
-EXECUTORS: dict[str, type] = {"local": LocalExecutor, "ray": RayExecutor}
+EXECUTORS: dict[str, type] = {"local": LocalExecutor, "threads": ThreadExecutor, "ray": RayExecutor}
 
 
 def make_executor(
@@ -184,12 +278,12 @@ def make_executor(
     num_cpus_per_cell: float = 1,
     num_gpus_per_cell: float = 0,
 ):
-    """The executor called ``name`` ("local" or "ray") with the options that apply to it."""
+    """The executor called ``name`` ("local", "threads" or "ray") with the options that apply to it."""
     if name not in EXECUTORS:
         raise ConfigError(f"unknown executor {name!r}; valid: {', '.join(EXECUTORS)}")
-    if name == "local":
-        return LocalExecutor(workers)
+    if name in ("local", "threads"):
+        return EXECUTORS[name](workers)
     return RayExecutor(address, num_cpus_per_cell=num_cpus_per_cell, num_gpus_per_cell=num_gpus_per_cell)
 
 
-__all__ = ["EXECUTORS", "CellError", "LocalExecutor", "RayExecutor", "available_cores", "call_cell", "make_executor"]
+__all__ = ["EXECUTORS", "CellError", "LocalExecutor", "RayExecutor", "ThreadExecutor", "available_cores", "call_cell", "make_executor"]

@@ -8,7 +8,7 @@ A study file is TOML::
     n_samples = 1000             # generated rows per cell
     solver = "midpoint"          # sampling ODE solver and its steps (default: midpoint, 25)
     steps = 25
-    executor = "local"           # local | ray
+    executor = "local"           # local | threads (one GPU, runs side by side) | ray
     workers = 2
     eval_seed = 0                # held-out splits, baselines, classifier folds: same for every cell
     reference = "mlp/icfm"       # configuration the report tests the others against (optional)

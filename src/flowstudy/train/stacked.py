@@ -49,6 +49,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
+from flowstudy.cudagraphs import CAPTURE_LOCK, capture_stream, recording
 from flowstudy.errors import ConfigError
 from flowstudy.flows.method import velocity_loss
 from flowstudy.models.ssm.stacking import scans_for_vmap
@@ -341,30 +342,31 @@ class StackedGroup:
 
     # ----------------------------------------------------------------- capture
     def _capture(self):
-        saved = self._snapshot()
-        stream = torch.cuda.Stream(device=self.device)
-        stream.wait_stream(torch.cuda.current_stream(self.device))
-        with torch.cuda.stream(stream):
-            for _ in range(WARMUP_STEPS):
-                for pos in self._positions():  # each warm-up step reads an epoch's first batch: never past its rows
-                    pos.zero_()
-                self._zero_grad()
-                self._eager_body()
-        torch.cuda.current_stream(self.device).wait_stream(stream)
-        self._restore(saved)
-        self._zero_grad()
-        if self.pairings:
-            self.pair_graph = torch.cuda.CUDAGraph()
+        with CAPTURE_LOCK:  # beside other threads' runs (flowstudy.cudagraphs)
+            saved = self._snapshot()
+            stream = capture_stream(self.device)
+            stream.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(stream):
+                for _ in range(WARMUP_STEPS):
+                    for pos in self._positions():  # each warm-up step reads an epoch's first batch: never past its rows
+                        pos.zero_()
+                    self._zero_grad()
+                    self._eager_body()
+            torch.cuda.current_stream(self.device).wait_stream(stream)
+            self._restore(saved)
+            self._zero_grad()
+            if self.pairings:
+                self.pair_graph = torch.cuda.CUDAGraph()
+                for generator in self._generators():
+                    self.pair_graph.register_generator_state(generator)
+                with recording(self.pair_graph, stream):
+                    self._draw_pairs()
+            graph = torch.cuda.CUDAGraph()
             for generator in self._generators():
-                self.pair_graph.register_generator_state(generator)
-            with torch.cuda.graph(self.pair_graph):
-                self._draw_pairs()
-        graph = torch.cuda.CUDAGraph()
-        for generator in self._generators():
-            graph.register_generator_state(generator)
-        with torch.cuda.graph(graph):
-            self.out = self._body()
-        torch.cuda.synchronize(self.device)
+                graph.register_generator_state(generator)
+            with recording(graph, stream):
+                self.out = self._body()
+            torch.cuda.synchronize(self.device)
         return graph
 
     def _generators(self) -> list[torch.Generator]:

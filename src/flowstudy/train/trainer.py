@@ -12,6 +12,7 @@ import math
 import platform
 import signal
 import sys
+import threading
 import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -39,6 +40,9 @@ from flowstudy.train.rundir import RunPaths
 from flowstudy.train.schedule import lr_factor
 from flowstudy.train.selection import choose_scale, validation_nll
 from flowstudy.train.trackers import make_trackers
+
+INIT_LOCK = threading.Lock()
+"""Held while a run seeds torch's global generator and draws its initial weights from it."""
 
 LOG_EVERY = 25  # optimiser steps between loss syncs / metric records
 
@@ -127,16 +131,19 @@ class Trainer:
 
         cfg = self.config
         self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
-        torch.manual_seed(cfg.seed)  # weight init
         self._load_data(resume_state)
         self.flow = create_flow(cfg.flow, **cfg.flow_options)
         self.augmentations = parse_augmentations(cfg.aug)
         self.base = self._base_field(resume_state)
         residual = cfg.residual()
         net_dim = effective_rank(residual["rank"], self.dim) if residual is not None and residual["reads"] == "subspace" else self.dim
-        self.model = create_model(cfg.arch, input_dim=net_dim, **cfg.model)
-        if residual is not None:  # the network, confined to the base's top principal subspace
-            self.model = SubspaceNet.around(self.model, self.base, **residual)
+        # Weights come from torch's global generator, seeded here; the lock keeps runs that set up in
+        # other threads (the study's "threads" executor) from drawing from it meanwhile.
+        with INIT_LOCK:
+            torch.manual_seed(cfg.seed)
+            self.model = create_model(cfg.arch, input_dim=net_dim, **cfg.model)
+            if residual is not None:  # the network, confined to the base's top principal subspace
+                self.model = SubspaceNet.around(self.model, self.base, **residual)
         self.model = self.model.to(self.device)
         self.total_steps = cfg.total_steps(self.train_x1.shape[0])
         # fused AdamW: one kernel per step on CUDA, where these small networks are launch-bound;
@@ -492,11 +499,18 @@ class Trainer:
 
     @contextmanager
     def _signals(self):
-        """SIGINT/SIGTERM set a flag; the loop writes last.pt and stops at the step's end."""
-        import threading
-
+        """SIGINT/SIGTERM set a flag; the loop writes last.pt and stops at the step's end. In a thread
+        other than the main one (which alone receives signals) :func:`stop_threaded_runs` sets it."""
         if threading.current_thread() is not threading.main_thread():
-            yield
+            with _THREADED_LOCK:
+                _THREADED_RUNS.add(self)
+                if _threaded_stop is not None:
+                    self._stop_signal = _threaded_stop
+            try:
+                yield
+            finally:
+                with _THREADED_LOCK:
+                    _THREADED_RUNS.discard(self)
             return
 
         def handler(signum, _frame):
@@ -508,6 +522,23 @@ class Trainer:
         finally:
             for s, h in previous.items():
                 signal.signal(s, h)
+
+
+_THREADED_LOCK = threading.Lock()
+_THREADED_RUNS: set[Trainer] = set()  # runs training in threads other than the main one
+_threaded_stop: int | None = None
+
+
+def stop_threaded_runs(signum: int | None = signal.SIGINT) -> None:
+    """Make every run that trains, or starts training, in a thread other than the main one stop at
+    its step's end with a resumable last.pt, as ``signum`` does to a run in the main thread. ``None``
+    lifts the request for runs started from then on (an executor's next batch of tasks)."""
+    global _threaded_stop
+    with _THREADED_LOCK:
+        _threaded_stop = signum
+        if signum is not None:
+            for run in _THREADED_RUNS:
+                run._stop_signal = signum
 
 
 def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -523,18 +554,29 @@ def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]
 class TF32Matmuls:
     """Inside the block, CUDA matrix products and convolutions of float32 tensors run on TF32
     tensor cores (inputs rounded to a 10-bit mantissa, float32 accumulation); the previous
-    settings come back after it. Re-entrant, and reusable as one object (as torch.autocast is).
-    The flags are process-wide: a CUDA graph keeps the kernels chosen while it was captured."""
+    settings come back when the last block ends. Re-entrant, across threads too (runs trained in
+    threads of one process), and reusable as one object (as torch.autocast is). The flags are
+    process-wide: a float32 run in one thread beside a tf32 run in another gets TF32 products in
+    its eager parts; a CUDA graph keeps the kernels chosen while it was captured."""
 
-    def __init__(self) -> None:
-        self._saved: list[tuple[bool, bool]] = []
+    _lock = threading.Lock()
+    _depth = 0  # blocks open in this process
+    _saved: tuple[bool, bool] = (False, False)  # the flags before the first of them
 
     def __enter__(self) -> None:
-        self._saved.append((torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32))
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        cls = TF32Matmuls
+        with cls._lock:
+            if cls._depth == 0:
+                cls._saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+                torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+            cls._depth += 1
 
     def __exit__(self, *exc) -> None:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = self._saved.pop()
+        cls = TF32Matmuls
+        with cls._lock:
+            cls._depth -= 1
+            if cls._depth == 0:
+                torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = cls._saved
 
 
 def matmul_precision(device: torch.device, precision: str):
@@ -579,4 +621,4 @@ def _progress(enabled: bool, total: int, start: int):
         yield lambda step, loss, rate: progress.update(task, completed=step, loss=loss, rate=rate)
 
 
-__all__ = ["Batcher", "TrainResult", "Trainer", "TrainingInterrupted", "resolve_device", "versions"]
+__all__ = ["Batcher", "TrainResult", "Trainer", "TrainingInterrupted", "resolve_device", "stop_threaded_runs", "versions"]

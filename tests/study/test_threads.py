@@ -1,0 +1,139 @@
+"""The threads executor: cells in threads of one process (on CUDA each on its own stream)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+import torch
+
+from flowstudy.study import run_study
+from flowstudy.study.executors import CellError, ThreadExecutor, make_executor
+from flowstudy.train import Trainer, TrainingInterrupted, load_checkpoint
+
+
+def test_a_study_in_threads_equals_the_one_in_worker_processes(reference_study, same_table, tmp_path):
+    """Two cells train and evaluate at once in one process, yet each gives what it gives alone."""
+    spec_path, _, reference = reference_study
+    results = run_study(spec_path, tmp_path / "tiny", executor="threads", workers=3, progress=False)
+    same_table(results, reference)
+
+
+def test_thread_executor_reports_errors_and_keeps_torch_threads():
+    before = torch.get_num_threads()
+
+    def fn(cell):
+        if cell == "bad":
+            raise ValueError(f"cell {cell} is broken")
+        return {"cell": cell, "threads": torch.get_num_threads()}
+
+    outcomes = dict(make_executor("threads", workers=2).map_cells(fn, ["a", "bad", "c"]))
+    assert outcomes["a"] == {"cell": "a", "threads": max(1, len(os.sched_getaffinity(0)) // 2)}
+    assert isinstance(outcomes["bad"], CellError) and outcomes["bad"].message == "ValueError: cell bad is broken"
+    assert "raise ValueError" in outcomes["bad"].traceback_text
+    assert torch.get_num_threads() == before
+    with pytest.raises(Exception, match="workers must be >= 1"):
+        ThreadExecutor(workers=0)
+
+
+class _SigtermAt:
+    """Sends SIGTERM to this process (its main thread handles it) when its run reaches ``step``."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_step(self, trainer, step, loss):
+        if step == self.step:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_sigterm_stops_training_threads_resumably_and_starts_no_more(tmp_path, tiny_data):
+    """SIGTERM reaches the main thread only; a run training in a worker thread still stops at its
+    step's end with a resumable last.pt, and cells not yet started never start."""
+    from flowstudy.train.config import TrainConfig
+
+    cfg = TrainConfig(data=f"{tiny_data}:train", arch="mlp-tiny", steps=200, batch_size=32, val_every=50, device="cpu", seed=1).validate()
+    started = []
+
+    def fn(name):
+        started.append(name)
+        callbacks = [_SigtermAt(25)] if name == "first" else []  # the first loss record
+        return Trainer(cfg, tmp_path / name, callbacks=callbacks, progress=False).fit()
+
+    outcomes = dict(ThreadExecutor(workers=1).map_cells(fn, ["first", "second"]))
+    assert started == ["first"] and list(outcomes) == ["first"]
+    assert isinstance(outcomes["first"], CellError) and "interrupted by SIGTERM" in outcomes["first"].message
+    state = load_checkpoint(tmp_path / "first/checkpoints/last.pt")
+    assert not state["finished"] and 25 <= state["step"] < 200
+    result = Trainer(cfg, tmp_path / "first", progress=False).fit(resume=True)  # the next run resumes it
+    assert result.steps == 200
+
+
+def test_a_stop_request_reaches_runs_in_threads_only_until_lifted(tmp_path, tiny_data):
+    from flowstudy.train.config import TrainConfig
+    from flowstudy.train.trainer import stop_threaded_runs
+
+    cfg = TrainConfig(data=f"{tiny_data}:train", arch="mlp-tiny", steps=40, batch_size=32, val_every=20, device="cpu", seed=1).validate()
+    outcome = {}
+
+    def train(name):
+        try:
+            outcome[name] = Trainer(cfg, tmp_path / name, progress=False).fit().steps
+        except TrainingInterrupted as err:
+            outcome[name] = str(err)
+
+    stop_threaded_runs(signal.SIGINT)
+    try:
+        thread = threading.Thread(target=train, args=("stopped",))
+        thread.start()
+        thread.join(60)
+        assert outcome["stopped"].startswith("interrupted by SIGINT at step 1/40")
+        train("main thread")  # the request is for other threads' runs
+        assert outcome["main thread"] == 40
+    finally:
+        stop_threaded_runs(None)
+    thread = threading.Thread(target=train, args=("after",))
+    thread.start()
+    thread.join(60)
+    assert outcome["after"] == 40
+
+
+def test_runs_set_up_in_threads_draw_the_weights_they_draw_alone(tmp_path, tiny_data, monkeypatch):
+    """Initial weights come from torch's global generator, seeded per run: runs that set up at once
+    in threads must not reseed it under one another."""
+    import flowstudy.models as models
+    from flowstudy.train.config import TrainConfig
+
+    original = models.create_model
+
+    def slow_create_model(*args, **kwargs):
+        time.sleep(0.05)  # after the run seeded the generator, before it draws: others would reseed here
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(models, "create_model", slow_create_model)
+    configs = [TrainConfig(data=f"{tiny_data}:train", arch="mlp-tiny", steps=10, device="cpu", seed=s).validate() for s in range(4)]
+
+    def weights(cfg, name):
+        trainer = Trainer(cfg, tmp_path / name, progress=False)
+        trainer._setup(None)
+        return trainer.model.state_dict()
+
+    alone = [weights(cfg, f"alone-{k}") for k, cfg in enumerate(configs)]
+    together, barrier = [None] * 4, threading.Barrier(4)
+
+    def build(k):
+        barrier.wait()
+        together[k] = weights(configs[k], f"together-{k}")
+
+    threads = [threading.Thread(target=build, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    for a, b in zip(alone, together):
+        assert all(torch.equal(a[name], b[name]) for name in a)
+    first = next(iter(alone[0]))
+    assert not torch.equal(alone[0][first], alone[1][first])  # the seeds differ
