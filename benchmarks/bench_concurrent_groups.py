@@ -8,9 +8,9 @@ turns, time slices, rather than running their kernels together).
 A job ARCH:MEMBERS trains MEMBERS seeds of ARCH's recipe (as ``flowstudy train --arch ARCH``
 resolves it) as one captured StackedGroup for --steps steps, without validation. Per mode:
 - wall: all jobs, setup and capture included (the processes' start too);
-- steady model-steps/s: for one after another, all model-steps over the sum of each job's time
-  between its first and last loss record; side by side, the model-steps all jobs made while all
-  of them were between those records, over that window (marks interpolated linearly).
+- steady model-steps/s: all jobs' model-steps between each job's first and last loss records,
+  over the union of those windows (one after another: the sum of the jobs' times);
+- each job's own model-steps/s between its records (side by side, while sharing the GPU).
 Writes DIR/bench_concurrent_groups.json and prints a markdown table.
 """
 
@@ -45,29 +45,22 @@ def fit_job(job: str, root: str, steps: int, precision: str, device: str = "cuda
     for member in group.members:  # no validation or checkpoints inside the timed steps
         member._validate_and_save = lambda trackers: False
     group.fit()
-    if device == "cuda":
-        torch.cuda.synchronize()
+    if device == "cuda":  # this thread's stream: a device-wide sync fails while another thread captures
+        torch.cuda.current_stream().synchronize()
     return {"job": job, "members": int(members), "marks": group.marks, "captured": group.graph is not None,
             "vmapped": group.vmapped, "step_kind": group.step_kind}
 
 
-def _steps_at(marks: list, t: float) -> float:
-    """Group steps done at time ``t`` (linear between marks)."""
-    for (s0, t0), (s1, t1) in zip(marks, marks[1:]):
-        if t0 <= t <= t1:
-            return s0 + (s1 - s0) * (t - t0) / max(t1 - t0, 1e-12)
-    raise ValueError("t outside the marks")
-
-
-def steady_rate(outs: list[dict], side_by_side: bool) -> float:
-    if not side_by_side:
-        steps = sum(o["members"] * (o["marks"][-1][0] - o["marks"][0][0]) for o in outs)
-        return steps / sum(o["marks"][-1][1] - o["marks"][0][1] for o in outs)
-    start, end = max(o["marks"][0][1] for o in outs), min(o["marks"][-1][1] for o in outs)
-    if end <= start:
-        return float("nan")  # the jobs never all ran at once
-    steps = sum(o["members"] * (_steps_at(o["marks"], end) - _steps_at(o["marks"], start)) for o in outs)
-    return steps / (end - start)
+def steady_rate(outs: list[dict]) -> float:
+    """All jobs' model-steps between their first and last loss records, over the time during which
+    at least one job was between them (the union of the windows: their sum when one ran after
+    another, the span from the first start to the last end when they overlap)."""
+    windows = sorted((o["marks"][0][1], o["marks"][-1][1]) for o in outs)
+    covered, end = 0.0, float("-inf")
+    for a, b in windows:
+        covered += max(0.0, b - max(a, end))
+        end = max(end, b)
+    return sum(o["members"] * (o["marks"][-1][0] - o["marks"][0][0]) for o in outs) / covered
 
 
 def job_rate(out: dict) -> float:
@@ -90,8 +83,8 @@ def run_mode(mode: str, jobs: list[str], steps: int, precision: str, device: str
             outs = [done[job] for job in jobs]
         wall = time.perf_counter() - started
     return {"mode": mode, "wall_s": wall, "model_steps": sum(o["members"] * steps for o in outs),
-            "steady_model_steps_per_s": steady_rate(outs, mode != "serial"),
-            "jobs": [{**{k: v for k, v in o.items() if k != "marks"}, "model_steps_per_s": job_rate(o)} for o in outs]}
+            "steady_model_steps_per_s": steady_rate(outs),
+            "jobs": [{**o, "model_steps_per_s": job_rate(o)} for o in outs]}
 
 
 def main() -> None:

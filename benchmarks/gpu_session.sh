@@ -173,8 +173,8 @@ if __name__ == '__main__':
     ;;
   threads)  # groups side by side in threads of one process (a CUDA stream each) against processes
     nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total --format=csv
-    timeout ${TEST_TIMEOUT:-150} python3 -m pytest -q -m gpu tests/train/test_stacked.py tests/train/test_graph.py tests/test_graph_solver.py \
-      tests/train/test_precision.py -p no:cacheprovider -o addopts="" > "$OUT/gpu_tests.log" 2>&1; tail -4 "$OUT/gpu_tests.log"
+    timeout ${TEST_TIMEOUT:-150} python3 -m pytest -q -m gpu tests/train/test_stacked.py tests/train/test_graph.py tests/train/test_precision.py \
+      tests/test_graph_solver.py -p no:cacheprovider -o addopts="" > "$OUT/gpu_tests.log" 2>&1; tail -4 "$OUT/gpu_tests.log"
     grep -E "^(FAILED|ERROR)" "$OUT/gpu_tests.log" | head -10
     timeout ${BENCH_TIMEOUT:-300} python3 benchmarks/bench_concurrent_groups.py --jobs ${JOBS:-mamba:3 mamba-tied:3 mamba-merged:3 dit:3} \
       --steps ${STEPS:-600} --precision ${PRECISION:-tf32} --out "$OUT/concurrent" 2>&1 | grep -v "^USDT\|^STAGE" | tail -12

@@ -14,7 +14,8 @@ executor, flowstudy.study.executors). A capture then has to hold three things:
 - nothing else enters the graph: the caching allocator routes only the capturing stream's
   allocations to the graph's private pool.
 
-With one thread all of this is what ``torch.cuda.graph`` does by default.
+With one thread all of this is what ``torch.cuda.graph`` does by default. Before threads start,
+:func:`prepare_threads` makes the lazy initialisations that torch does not guard against threads.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Iterator
 
 import torch
 
-__all__ = ["CAPTURE_LOCK", "capture_stream", "recording", "work_stream"]
+__all__ = ["CAPTURE_LOCK", "capture_stream", "prepare_threads", "recording", "work_stream"]
 
 CAPTURE_LOCK = threading.RLock()
 """Held for a whole warm-up and capture (re-entrant: a capture may record two graphs)."""
@@ -48,3 +49,11 @@ def recording(graph: torch.cuda.CUDAGraph, stream: torch.cuda.Stream) -> Iterato
     tolerating other threads' CUDA calls meanwhile."""
     with torch.cuda.graph(graph, stream=stream, capture_error_mode="thread_local"):
         yield
+
+
+def prepare_threads(device: torch.device) -> None:
+    """Call once on the main thread before threads work on ``device``: torch loads its CUDA linear
+    algebra library at the first linalg call on CUDA, and two threads making that call at once fail
+    with "lazy wrapper should be called at most once" (the base fields' eigendecompositions do)."""
+    torch.linalg.cholesky_ex(torch.ones(1, 1, device=device))
+    torch.cuda.synchronize(device)

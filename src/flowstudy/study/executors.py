@@ -149,6 +149,10 @@ class ThreadExecutor(LocalExecutor):
         cells = list(cells)
         if not cells:
             return
+        if torch.cuda.is_available():
+            from flowstudy.cudagraphs import prepare_threads
+
+            prepare_threads(torch.device("cuda", torch.cuda.current_device()))
         previous_threads = torch.get_num_threads()
         torch.set_num_threads(self.threads)
         stop_threaded_runs(None)
