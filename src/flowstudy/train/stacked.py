@@ -11,8 +11,10 @@ ordinary :class:`~flowstudy.train.trainer.Trainer` whose generator, batcher, dat
 flow draw exactly the batches, noise and times a separate run with its seed draws; gradient
 clipping, AdamW (the trainer's update, per member: its own learning-rate schedule, weight decay
 and step count), EMA, validation, early stopping, checkpoints and trackers are per member.
-Before a member validates, the group writes its slice of the stacked weights, EMA and AdamW
-moments back into its trainer, which then validates and writes its checkpoints itself: every
+The stacked weights live in one [K, P] tensor (and so do their gradient, EMA and AdamW moments;
+:class:`FlatStack`), so that clipping, AdamW and EMA are a few kernels per group step whatever the
+number of parameter tensors. Before a member validates, the group writes its slice of the stacked
+weights, EMA and AdamW moments back into its trainer, which then validates and writes its checkpoints itself: every
 member's run directory is loadable and resumable as an ordinary run.
 
 Two ways to draw a group step's batches, noise and times:
@@ -136,16 +138,22 @@ class StackedGroup:
         first = self.members[0]
         self.loss_offsets = torch.tensor([m.step_loss_offset for m in self.members], device=first.device)  # [K]
         self.device, self.K = first.device, len(self.members)
-        self.names = [n for n, p in first.model.named_parameters() if p.requires_grad]
         no_decay = {n for n, p in first.model.named_parameters() if p.ndim < 2 or getattr(p, "_no_weight_decay", False)}
-        self.decay = [n not in no_decay for n in self.names]
+        trained = [n for n, p in first.model.named_parameters() if p.requires_grad]
+        # decayed tensors first: weight decay is then one kernel on the leading columns of the flat weights
+        self.names = [n for n in trained if n not in no_decay] + [n for n in trained if n in no_decay]
+        self.decayed = sum(dict(first.model.named_parameters())[n].numel() for n in trained if n not in no_decay)
         stack = lambda tensors: torch.stack([t.detach() for t in tensors]).clone()  # noqa: E731
         named = [dict(m.model.named_parameters()) for m in self.members]
-        self.params = [stack([p[n] for p in named]).requires_grad_(True) for n in self.names]  # [K, ...] each
         ema_named = [dict(m.ema.model.named_parameters()) for m in self.members]
-        self.ema = [stack([p[n] for p in ema_named]) for n in self.names]
+        self.flat = FlatStack([named[0][n] for n in self.names], self.K)
+        self.weights = self.flat.pack([stack([p[n] for p in named]) for n in self.names]).requires_grad_(True)  # [K, P]
+        self.ema_weights = self.flat.pack([stack([p[n] for p in ema_named]) for n in self.names])  # [K, P]
+        self.params = self.flat.views(self.weights.detach())  # [K, ...] each, sharing the flat storage
+        self.ema = self.flat.views(self.ema_weights)
         self.buffers = {n: stack([dict(m.model.named_buffers())[n] for m in self.members]) for n, _ in first.model.named_buffers()}
-        self.exp_avg, self.exp_avg_sq = self._moments(named)
+        self.moments = [self.flat.pack(rows) for rows in self._moments(named)]  # AdamW's exp_avg, exp_avg_sq: [K, P]
+        self.exp_avg, self.exp_avg_sq = (self.flat.views(m) for m in self.moments)
         self._counters()
         self.template = copy.deepcopy(first.step_net).to("meta")  # the network the step calls (Trainer._step_space)
         # mamba-ssm's fused scan cannot be vmapped: the group's network scans on Triton where "auto"
@@ -185,7 +193,7 @@ class StackedGroup:
         for key in out:
             for i, n in enumerate(self.names):
                 rows = [m.optimizer.state.get(p[n], {}).get(key) for m, p in zip(self.members, named)]
-                out[key].append(torch.stack([r.to(self.device) if r is not None else torch.zeros_like(self.params[i][0]) for r in rows]).detach().clone())
+                out[key].append(torch.stack([r.to(self.device) if r is not None else torch.zeros_like(self.params[i][0]) for r in rows]))
         return out["exp_avg"], out["exp_avg_sq"]
 
     def _counters(self) -> None:
@@ -247,7 +255,7 @@ class StackedGroup:
         """The vectorised step's losses: O(1) kernels whatever K (flowstudy.train.group_batch). [K]"""
         s = self.batches.sample()  # [K, B, ...]
         with autocast_for(self.device, self.members[0].config.precision):
-            v = self.network(s.x_t, s.t, self.params, self.vmapped)  # [K, B, D]
+            v = self.network(s.x_t, s.t, self.flat.views(self.weights), self.vmapped)  # [K, B, D]
             v = self.batches.with_base(v, s.x_t, s.t)
         return self.batches.losses(v, s.u_t)
 
@@ -295,49 +303,40 @@ class StackedGroup:
         x_t = torch.stack([s.x_t for s in samples])  # [K, B, D]
         t = torch.stack([s.t for s in samples])  # [K, B]
         with autocast_for(self.device, self.members[0].config.precision):
-            v = self.network(x_t, t, self.params, self.vmapped)  # [K, B, D]
+            v = self.network(x_t, t, self.flat.views(self.weights), self.vmapped)  # [K, B, D]
             fields = [v[k] if m.step_base is None else v[k] + m.step_base(s.x_t, s.t) for k, (m, s) in enumerate(zip(self.members, samples))]
         return torch.stack([velocity_loss(f, s.u_t, m.flow.loss_weight) for f, s, m in zip(fields, samples, self.members)])  # [K]
 
-    def _view(self, values: Tensor, like: Tensor) -> Tensor:
-        """[K] -> [K, 1, ...] in like's dtype, to broadcast over a stacked tensor."""
-        return values.to(like.dtype).reshape((self.K,) + (1,) * (like.ndim - 1))
-
     def _clip(self) -> Tensor:
         """Per member: g *= min(1, clip / (||g|| + 1e-6)) (torch's clip_grad_norm_). Returns ||g||: [K]."""
-        grads = [p.grad for p in self.params]
-        per_tensor = torch.stack([torch.linalg.vector_norm(g.flatten(1), dim=1) for g in grads])  # [P, K]
-        total = torch.linalg.vector_norm(per_tensor, dim=0)  # [K]
+        grad = self.weights.grad  # [K, P]
+        total = torch.linalg.vector_norm(grad, dim=1)  # [K]
         coef = torch.clamp(self.grad_clip.to(total.dtype) / (total + 1e-6), max=1.0)  # [K]
-        for g in grads:
-            g.mul_(self._view(coef, g))
+        grad.mul_(coef[:, None])
         return total
 
     def _adamw(self) -> None:
         """torch.optim.AdamW's update (amsgrad off) for all members at once, with [K] rates, step
-        counts and weight decays: a few kernels per parameter tensor, none per member."""
+        counts and weight decays, on the flat [K, P] weights: a few kernels per group step."""
         beta1, beta2 = self.members[0].config.betas
         eps = self.members[0].optimizer.defaults["eps"]
         lr = self.lr_table.gather(1, self.opt_steps.long().clamp(max=self.lr_table.shape[1] - 1)[:, None])[:, 0]  # [K]
         self.opt_steps.add_(1)
-        step_size = lr / (1 - beta1**self.opt_steps)  # [K]
-        bias2_sqrt = torch.sqrt(1 - beta2**self.opt_steps)  # [K]
-        shrink = 1 - lr * self.weight_decay  # [K]
-        for p, m, v, decay in zip(self.params, self.exp_avg, self.exp_avg_sq, self.decay):
-            g = p.grad
-            if decay:
-                p.mul_(self._view(shrink, p))
-            m.lerp_(g, 1 - beta1)
-            v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-            denom = (v.sqrt() / self._view(bias2_sqrt, v)).add_(eps)
-            p.add_((m / denom) * self._view(-step_size, p))
+        column = lambda values: values.to(self.weights.dtype)[:, None]  # noqa: E731  [K] -> [K, 1]
+        step_size = column(lr / (1 - beta1**self.opt_steps))
+        bias2_sqrt = column(torch.sqrt(1 - beta2**self.opt_steps))
+        p, g, (m, v) = self.weights.detach(), self.weights.grad, self.moments
+        if self.decayed:
+            p[:, : self.decayed].mul_(column(1 - lr * self.weight_decay))  # the decayed tensors come first
+        m.lerp_(g, 1 - beta1)
+        v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+        denom = (v.sqrt() / bias2_sqrt).add_(eps)
+        p.add_((m / denom) * -step_size)
 
     def _ema(self) -> None:
         """ema += (1 - d)(p - ema), d = min(decay, (1 + n) / (10 + n)) per member."""
         d = torch.minimum((1 + self.ema_updates) / (10 + self.ema_updates), self.ema_decay)  # [K]
-        weight = (1 - d).to(self.ema[0].dtype)  # once, not per tensor: one kernel fewer per parameter
-        for e, p in zip(self.ema, self.params):
-            e.lerp_(p.detach(), self._view(weight, e))
+        self.ema_weights.lerp_(self.weights.detach(), (1 - d).to(self.ema_weights.dtype)[:, None])
         self.ema_updates.add_(1)
 
     # ----------------------------------------------------------------- capture
@@ -377,7 +376,7 @@ class StackedGroup:
 
     def _state_tensors(self) -> list[Tensor]:
         data = self.batches.state_tensors() if self.batches is not None else self.positions
-        return [*self.params, *self.ema, *self.exp_avg, *self.exp_avg_sq, self.opt_steps, self.ema_updates, *data]
+        return [self.weights, self.ema_weights, *self.moments, self.opt_steps, self.ema_updates, *data]
 
     def _snapshot(self) -> dict:
         return {"tensors": [t.detach().clone() for t in self._state_tensors()], "rng": [g.get_state() for g in self._generators()]}
@@ -390,8 +389,7 @@ class StackedGroup:
             generator.set_state(state)
 
     def _zero_grad(self) -> None:
-        for p in self.params:
-            p.grad = None
+        self.weights.grad = None
 
     # ----------------------------------------------------------------- loop
     def fit(self, resume: bool | Sequence[bool] = False) -> list[TrainResult]:
@@ -526,6 +524,31 @@ class StackedGroup:
         if self.batches is not None:  # the member's epoch, and the group's stream for an exact resume
             m.batcher.perm, m.batcher.pos = self.batches.member_epoch(k)
             m.group_record = {**self.batches.record(), "index": k}
+
+
+class FlatStack:
+    """The K members' parameter tensors [K, *shape_i] as consecutive columns of one [K, P] tensor.
+
+    One tensor makes the group's clipping, AdamW and EMA a few kernels per step instead of a few
+    per parameter tensor (a Mamba network has ~120 of them: ~1,500 small kernels per step, half of
+    a group step's kernels). The step's forward takes :meth:`views` of the flat weights: their
+    backward is one concatenation, so the gradient arrives as one [K, P] tensor too.
+    """
+
+    def __init__(self, like: Sequence[Tensor], members: int):
+        dtypes = {t.dtype for t in like}
+        if len(dtypes) > 1:
+            raise ConfigError(f"a stacked group keeps its parameters in one flat tensor of one dtype; got {sorted(map(str, dtypes))}")
+        self.K, self.shapes = members, [tuple(t.shape) for t in like]
+        self.sizes = [t.numel() for t in like]
+
+    def pack(self, tensors: Sequence[Tensor]) -> Tensor:
+        """[K, *shape_i] tensors -> a new [K, P] tensor."""
+        return torch.cat([t.detach().reshape(self.K, -1) for t in tensors], dim=1)
+
+    def views(self, flat: Tensor) -> list[Tensor]:
+        """[K, P] -> [K, *shape_i] views of it (differentiable when ``flat`` requires grad)."""
+        return [part.view(self.K, *shape) for part, shape in zip(flat.split(self.sizes, dim=1), self.shapes)]
 
 
 @functools.lru_cache(maxsize=1)
