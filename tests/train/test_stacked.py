@@ -396,3 +396,18 @@ def test_a_group_with_a_member_that_cannot_rotate_trains_in_data_coordinates(tmp
     group._prepare([False] * 3)
     assert all(m.step_rotation is None and m.step_x1 is m.train_x1 for m in group.members)
     assert "dropout" in group.members[1].eigenbasis_refusal() and group.members[0].eigenbasis_refusal() is None
+
+
+def test_flat_stack_round_trips_views_and_refuses_mixed_dtypes():
+    from flowstudy.train.stacked import FlatStack
+
+    tensors = [torch.randn(3, 4, 5), torch.randn(3, 7), torch.randn(3, 2, 1, 2)]  # K = 3 members
+    flat_stack = FlatStack([t[0] for t in tensors], members=3)
+    flat = flat_stack.pack(tensors)
+    assert flat.shape == (3, 20 + 7 + 4)
+    views = flat_stack.views(flat)
+    assert all(torch.equal(v, t) for v, t in zip(views, tensors))
+    flat[1, 20] = 42.0  # the views share the flat storage: member 1's first entry of the second tensor
+    assert views[1][1, 0] == 42.0
+    with pytest.raises(ConfigError, match="one dtype.*float32.*float64"):
+        FlatStack([torch.zeros(2), torch.zeros(2, dtype=torch.float64)], members=1)

@@ -147,13 +147,15 @@ class StackedGroup:
         named = [dict(m.model.named_parameters()) for m in self.members]
         ema_named = [dict(m.ema.model.named_parameters()) for m in self.members]
         self.flat = FlatStack([named[0][n] for n in self.names], self.K)
-        self.weights = self.flat.pack([stack([p[n] for p in named]) for n in self.names]).requires_grad_(True)  # [K, P]
+        self.weights = self.flat.pack([stack([p[n] for p in named]) for n in self.names])  # [K, P]
         self.ema_weights = self.flat.pack([stack([p[n] for p in ema_named]) for n in self.names])  # [K, P]
-        self.params = self.flat.views(self.weights.detach())  # [K, ...] each, sharing the flat storage
+        self.params = [v.requires_grad_(True) for v in self.flat.views(self.weights)]  # [K, ...] leaves on the flat storage
+        self.grad = torch.zeros_like(self.weights)  # [K, P]: the step's gradient, written in place
         self.ema = self.flat.views(self.ema_weights)
         self.buffers = {n: stack([dict(m.model.named_buffers())[n] for m in self.members]) for n, _ in first.model.named_buffers()}
         self.moments = [self.flat.pack(rows) for rows in self._moments(named)]  # AdamW's exp_avg, exp_avg_sq: [K, P]
         self.exp_avg, self.exp_avg_sq = (self.flat.views(m) for m in self.moments)
+        self.scratch = torch.empty_like(self.weights)  # AdamW's [K, P] temporary, allocated once
         self._counters()
         self.template = copy.deepcopy(first.step_net).to("meta")  # the network the step calls (Trainer._step_space)
         # mamba-ssm's fused scan cannot be vmapped: the group's network scans on Triton where "auto"
@@ -244,7 +246,10 @@ class StackedGroup:
         scale = self.members[0].step_loss_scale  # k / D: one width per group (Trainer._leading_coordinates)
         if scale != 1.0:
             losses = losses * scale
-        losses.sum().backward()  # members' parameters are disjoint: each gets its own loss's gradient
+        # members' parameters are disjoint: each gets its own loss's gradient; gathered into the flat
+        # gradient by one concatenation into a kept buffer (no fresh [K, P] tensor per step)
+        grads = torch.autograd.grad(losses.sum(), self.params, allow_unused=True, materialize_grads=True)
+        torch.cat([g.reshape(self.K, -1) for g in grads], dim=1, out=self.grad)
         with torch.no_grad():
             norms = self._clip()
             self._adamw()
@@ -255,7 +260,7 @@ class StackedGroup:
         """The vectorised step's losses: O(1) kernels whatever K (flowstudy.train.group_batch). [K]"""
         s = self.batches.sample()  # [K, B, ...]
         with autocast_for(self.device, self.members[0].config.precision):
-            v = self.network(s.x_t, s.t, self.flat.views(self.weights), self.vmapped)  # [K, B, D]
+            v = self.network(s.x_t, s.t, self.params, self.vmapped)  # [K, B, D]
             v = self.batches.with_base(v, s.x_t, s.t)
         return self.batches.losses(v, s.u_t)
 
@@ -303,13 +308,13 @@ class StackedGroup:
         x_t = torch.stack([s.x_t for s in samples])  # [K, B, D]
         t = torch.stack([s.t for s in samples])  # [K, B]
         with autocast_for(self.device, self.members[0].config.precision):
-            v = self.network(x_t, t, self.flat.views(self.weights), self.vmapped)  # [K, B, D]
+            v = self.network(x_t, t, self.params, self.vmapped)  # [K, B, D]
             fields = [v[k] if m.step_base is None else v[k] + m.step_base(s.x_t, s.t) for k, (m, s) in enumerate(zip(self.members, samples))]
         return torch.stack([velocity_loss(f, s.u_t, m.flow.loss_weight) for f, s, m in zip(fields, samples, self.members)])  # [K]
 
     def _clip(self) -> Tensor:
         """Per member: g *= min(1, clip / (||g|| + 1e-6)) (torch's clip_grad_norm_). Returns ||g||: [K]."""
-        grad = self.weights.grad  # [K, P]
+        grad = self.grad  # [K, P]
         total = torch.linalg.vector_norm(grad, dim=1)  # [K]
         coef = torch.clamp(self.grad_clip.to(total.dtype) / (total + 1e-6), max=1.0)  # [K]
         grad.mul_(coef[:, None])
@@ -325,18 +330,18 @@ class StackedGroup:
         column = lambda values: values.to(self.weights.dtype)[:, None]  # noqa: E731  [K] -> [K, 1]
         step_size = column(lr / (1 - beta1**self.opt_steps))
         bias2_sqrt = column(torch.sqrt(1 - beta2**self.opt_steps))
-        p, g, (m, v) = self.weights.detach(), self.weights.grad, self.moments
+        p, g, (m, v) = self.weights, self.grad, self.moments
         if self.decayed:
             p[:, : self.decayed].mul_(column(1 - lr * self.weight_decay))  # the decayed tensors come first
         m.lerp_(g, 1 - beta1)
         v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-        denom = (v.sqrt() / bias2_sqrt).add_(eps)
-        p.add_((m / denom) * -step_size)
+        update = torch.sqrt(v, out=self.scratch).div_(bias2_sqrt).add_(eps)  # the denominator, then in place
+        p.add_(torch.div(m, update, out=update).mul_(-step_size))
 
     def _ema(self) -> None:
         """ema += (1 - d)(p - ema), d = min(decay, (1 + n) / (10 + n)) per member."""
         d = torch.minimum((1 + self.ema_updates) / (10 + self.ema_updates), self.ema_decay)  # [K]
-        self.ema_weights.lerp_(self.weights.detach(), (1 - d).to(self.ema_weights.dtype)[:, None])
+        self.ema_weights.lerp_(self.weights, (1 - d).to(self.ema_weights.dtype)[:, None])
         self.ema_updates.add_(1)
 
     # ----------------------------------------------------------------- capture
@@ -349,11 +354,9 @@ class StackedGroup:
                 for _ in range(WARMUP_STEPS):
                     for pos in self._positions():  # each warm-up step reads an epoch's first batch: never past its rows
                         pos.zero_()
-                    self._zero_grad()
                     self._eager_body()
             torch.cuda.current_stream(self.device).wait_stream(stream)
             self._restore(saved)
-            self._zero_grad()
             if self.pairings:
                 self.pair_graph = torch.cuda.CUDAGraph()
                 for generator in self._generators():
@@ -387,9 +390,6 @@ class StackedGroup:
             t.copy_(value)
         for generator, state in zip(self._generators(), saved["rng"]):
             generator.set_state(state)
-
-    def _zero_grad(self) -> None:
-        self.weights.grad = None
 
     # ----------------------------------------------------------------- loop
     def fit(self, resume: bool | Sequence[bool] = False) -> list[TrainResult]:
@@ -425,7 +425,6 @@ class StackedGroup:
     def _step(self, graph) -> tuple[Tensor, Tensor]:
         self._advance_epochs()
         if graph is None:
-            self._zero_grad()
             return self._eager_body()
         if self.pair_graph is not None:
             self.pair_graph.replay()
@@ -530,9 +529,10 @@ class FlatStack:
     """The K members' parameter tensors [K, *shape_i] as consecutive columns of one [K, P] tensor.
 
     One tensor makes the group's clipping, AdamW and EMA a few kernels per step instead of a few
-    per parameter tensor (a Mamba network has ~120 of them: ~1,500 small kernels per step, half of
-    a group step's kernels). The step's forward takes :meth:`views` of the flat weights: their
-    backward is one concatenation, so the gradient arrives as one [K, P] tensor too.
+    per parameter tensor (a Mamba network has ~120 of them: on CPU its 3-member group step went
+    from 3,941 to 2,032 ops, benchmarks/bench_stacked_ops.py). The step's network reads
+    :meth:`views` of the flat weights as its parameters (leaves sharing the storage); their
+    gradients are concatenated into a kept [K, P] buffer, one kernel and no new allocation.
     """
 
     def __init__(self, like: Sequence[Tensor], members: int):
