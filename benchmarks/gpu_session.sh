@@ -4,7 +4,7 @@
 #   bash benchmarks/gpu_session.sh validate      # graph/stacked/sampling GPU tests, then bench_gpu_train.py (BENCH_ARGS)
 #   bash benchmarks/gpu_session.sh profile       # profile_gpu_steps.py (fp32/tf32/bf16, compiled fields) and bench_scan.py --members
 #   bash benchmarks/gpu_session.sh speed         # bench_gpu_train.py in tf32 and fp32 with compiled step fields (captured, stacked, plain loops)
-#   bash benchmarks/gpu_session.sh next          # GPU tests, then steps on the k leading eigen-coordinates (bench_subspace_sampling --train, profile_gpu_steps)
+#   bash benchmarks/gpu_session.sh next          # GPU tests, then profile_gpu_steps of the groups (BEFORE=old stacked.py: a baseline in the same call)
 #   bash benchmarks/gpu_session.sh final         # the architectures study with runs in stacked groups of up to 64
 #   bash benchmarks/gpu_session.sh threads       # GPU tests, then bench_concurrent_groups.py: groups one after another, in threads, in processes
 #   bash benchmarks/gpu_session.sh scan          # Mamba GPU tests (Triton scan against float64, torch and fused), then bench_scan.py
@@ -163,13 +163,21 @@ if __name__ == '__main__':
     timeout ${FP32_TIMEOUT:-170} python3 benchmarks/bench_gpu_train.py --precision fp32 --columns plain captured compiled \
       --only mlp unet dit --out "$OUT/train-fp32" 2>&1 | grep -v "^USDT\|^STAGE" | tail -7
     ;;
-  next)  # what the CPU-side work since the last GPU call changed: k-leading steps captured and stacked, fp32 and tf32
+  next)  # what the CPU-side work since the last GPU call changed: flat group weights (fewer kernels per group step), tf32 tests
     nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total --format=csv
-    timeout ${TEST_TIMEOUT:-90} python3 -m pytest -q -m gpu tests/train/test_graph.py tests/train/test_stacked.py tests/train/test_subspace_run.py \
-      -p no:cacheprovider -o addopts="" 2>&1 | tail -6
-    timeout ${BENCH_TIMEOUT:-150} python3 benchmarks/bench_subspace_sampling.py --device cuda --train 100 --repeats 3 --only mlp unet dit 2>&1 | tee "$OUT/leading_training.md"
-    timeout ${PROFILE_TIMEOUT:-240} python3 benchmarks/profile_gpu_steps.py --cases mlp:1 unet:1 mlp:64 unet:16 --precision fp32 tf32 --coordinates leading all --top 6 \
-      --out "$OUT/profile-leading" 2>&1 | grep -v "^USDT\|^STAGE" | tail -12
+    timeout ${TEST_TIMEOUT:-120} python3 -m pytest -q -m gpu tests/train/test_stacked.py tests/train/test_graph.py tests/train/test_precision.py \
+      tests/train/test_subspace_run.py -p no:cacheprovider -o addopts="" > "$OUT/gpu_tests.log" 2>&1; tail -2 "$OUT/gpu_tests.log"
+    grep -E "^(FAILED|ERROR)" "$OUT/gpu_tests.log" | head -10
+    # the same cases as the last profile (benchmarks/gpu-2026-11-28/profile_gpu_steps.json), then with the tree before the flat weights
+    # (BEFORE=path/to/stacked.py, copied from `git show 5c58218~2:src/flowstudy/train/stacked.py` into .gpu/) for a baseline in the same call
+    timeout ${PROFILE_TIMEOUT:-200} python3 benchmarks/profile_gpu_steps.py --cases mlp:64 unet:9 dit:3 mamba:3:triton mamba:9:triton --precision tf32 --top 4 \
+      --out "$OUT/profile-flat" 2>&1 | grep -v "^USDT\|^STAGE" | tail -14
+    if [ -n "${BEFORE:-}" ]; then
+      cp src/flowstudy/train/stacked.py /tmp/stacked_now.py && cp "$BEFORE" src/flowstudy/train/stacked.py
+      timeout ${PROFILE_TIMEOUT:-200} python3 benchmarks/profile_gpu_steps.py --cases mlp:64 unet:9 dit:3 mamba:3:triton mamba:9:triton --precision tf32 --top 4 \
+        --out "$OUT/profile-before" 2>&1 | grep -v "^USDT\|^STAGE" | tail -14
+      cp /tmp/stacked_now.py src/flowstudy/train/stacked.py
+    fi
     ;;
   threads)  # groups side by side in threads of one process (a CUDA stream each) against processes
     nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total --format=csv
@@ -183,11 +191,18 @@ if __name__ == '__main__':
     nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total --format=csv
     [ -n "${FINAL_TESTS:-}" ] && timeout ${TEST_TIMEOUT:-60} python3 -m pytest -q -m gpu tests/train/test_graph.py tests/train/test_stacked.py \
       tests/train/test_precision.py -p no:cacheprovider -o addopts="" 2>&1 | tail -6
-    GROUP_SIZE=64 STUDY_TIMEOUT=${STUDY_TIMEOUT:-480} bash benchmarks/gpu_session.sh study studies/architectures.toml ${WORKERS:-12} 2>&1 | tail -25
-    find /tmp/studies/architectures/runs -name train_summary.json 2>/dev/null | head -80 | xargs -r python3 -c "
-import json, sys
-for f in sys.argv[1:]:
-    s = json.load(open(f)); print(f.split('/')[-2], s.get('group_size'), s.get('group_step'), round(s.get('seconds', 0), 1), s.get('steps'))
-" 2>/dev/null | sort | head -70
+    # STUDY_TIMEOUT leaves room for a cold start, the wheel install and the copies within one call (~560 s)
+    GROUP_SIZE=64 STUDY_TIMEOUT=${STUDY_TIMEOUT:-400} bash benchmarks/gpu_session.sh study studies/architectures.toml ${WORKERS:-12} > /tmp/final.log 2>&1
+    grep -v "^-\|tgz\|^total\|^drwx\|\.json" /tmp/final.log | tail -6 | cut -c1-400
+    python3 -c "
+import json
+d = json.load(open('/tmp/studies/architectures/group_training.json'))
+print('groups', d['groups'], 'runs', d['runs'], 'seconds', round(d['seconds'], 1), 'complete', d['complete'])
+for f in d['failed']:
+    print('failed:', len(f['runs']), f['runs'][0], f['error'][:200])
+for f in d['finished']:
+    print(round(f['seconds'], 1), len(f['runs']), f['runs'][0])
+" 2>&1 | tail -40
+    cp /tmp/studies/architectures/group_training.json "$OUT/" 2>/dev/null
     ;;
 esac
