@@ -22,8 +22,9 @@ import signal
 import threading
 import time
 import traceback
-from contextlib import contextmanager
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from contextlib import contextmanager
+from functools import partial
 from typing import Any, Callable, Iterator, Sequence
 
 from flowstudy.errors import ConfigError, FlowstudyError
@@ -128,16 +129,17 @@ class ThreadExecutor(LocalExecutor):
     """``workers`` threads of this process; on CUDA each cell runs on its own stream.
 
     A GPU runs the kernels of one process's streams side by side but gives processes turns (time
-    slices), so worker processes sharing a GPU add up their GPU time, while threads' captured steps
-    overlap: a small network's step is a chain of short kernels that leaves most of the GPU idle.
-    Made for the study's stacked-group phase on one GPU (the current device; use Ray for several).
-    The Python work of all cells shares one interpreter lock: a replayed step needs little of it,
-    an eager step a lot. On CPU, :class:`LocalExecutor`'s processes are the better choice.
+    slices), so worker processes sharing a GPU add up their GPU time. Threads' captured steps can
+    overlap where a step leaves the GPU partly idle (short kernels of small networks); steps bound
+    by memory traffic gain little (benchmarks/RESULTS.md). Made for the study's stacked-group phase
+    on one GPU (the current device; use Ray for several). The Python work of all cells shares one
+    interpreter lock: a replayed step needs little of it, an eager step a lot. On CPU,
+    :class:`LocalExecutor`'s processes are the better choice.
 
     torch's CPU threads are process-wide: cores // workers while it runs, as for the local executor
-    (restored after). Ctrl-C or
-    SIGTERM (when the study runs in the main thread) stops the cells that are training at their
-    step's end with a resumable last.pt and starts no more; the study's next run resumes them.
+    (restored after). Ctrl-C or SIGTERM (when the study runs in the main thread) stops the cells
+    that are training at their step's end with a resumable last.pt and starts no more; the study's
+    next run resumes them.
     """
 
     def map_cells(self, fn: CellFn, cells: Sequence[Cell], on_done: OnDone | None = None) -> Iterator[tuple[Cell, Any]]:
@@ -166,7 +168,8 @@ class ThreadExecutor(LocalExecutor):
 
         try:
             with _stop_on_sigterm(stop):
-                pending.update({pool.submit(_call_on_stream, fn, cell): cell for cell in cells})
+                on_stream = partial(_on_own_stream, fn)
+                pending.update({pool.submit(call_cell, on_stream, cell, self.threads): cell for cell in cells})
                 yield from _as_completed(pending, on_done)
         except BaseException:  # Ctrl-C in the main thread, or the consumer stopped iterating
             stop(signal.SIGINT)
@@ -176,24 +179,20 @@ class ThreadExecutor(LocalExecutor):
             torch.set_num_threads(previous_threads)
 
 
-def _call_on_stream(fn: CellFn, cell: Cell) -> dict[str, Any]:
-    """``fn(cell)`` on a CUDA stream of its own where CUDA is available; errors become CellErrors."""
+def _on_own_stream(fn: CellFn, cell: Cell) -> dict[str, Any]:
+    """``fn(cell)`` on a CUDA stream of its own where CUDA is available."""
     import torch
 
-    started = time.perf_counter()
-    try:
-        if not torch.cuda.is_available():
-            return fn(cell)
-        from flowstudy.cudagraphs import work_stream
+    if not torch.cuda.is_available():
+        return fn(cell)
+    from flowstudy.cudagraphs import work_stream
 
-        stream = work_stream(torch.device("cuda", torch.cuda.current_device()))
-        try:
-            with torch.cuda.stream(stream):
-                return fn(cell)
-        finally:
-            stream.synchronize()
-    except Exception as err:
-        raise CellError(f"{type(err).__name__}: {err}", traceback.format_exc(), time.perf_counter() - started) from None
+    stream = work_stream(torch.device("cuda", torch.cuda.current_device()))
+    try:
+        with torch.cuda.stream(stream):
+            return fn(cell)
+    finally:
+        stream.synchronize()
 
 
 @contextmanager

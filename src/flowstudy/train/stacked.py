@@ -248,8 +248,9 @@ class StackedGroup:
             losses = losses * scale
         # members' parameters are disjoint: each gets its own loss's gradient; gathered into the flat
         # gradient by one concatenation into a kept buffer (no fresh [K, P] tensor per step)
-        grads = torch.autograd.grad(losses.sum(), self.params, allow_unused=True, materialize_grads=True)
-        torch.cat([g.reshape(self.K, -1) for g in grads], dim=1, out=self.grad)
+        grads = torch.autograd.grad(losses.sum(), self.params, allow_unused=True)
+        parts = [(g if g is not None else torch.zeros_like(p)).reshape(self.K, -1) for g, p in zip(grads, self.params)]
+        torch.cat(parts, dim=1, out=self.grad)
         with torch.no_grad():
             norms = self._clip()
             self._adamw()
