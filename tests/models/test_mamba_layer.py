@@ -217,3 +217,32 @@ def test_deep_stack_trains():
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.3 * losses[0]
+
+
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_causal_conv_and_its_written_out_backward_match_conv1d_in_float64(with_bias):
+    """causal_conv_blc's backward is written by hand: its gradients against autograd's through
+    torch's depthwise Conv1d (padding k - 1, first L outputs), alone and vmapped over members
+    with their own weights."""
+    from torch.func import vmap
+
+    from flowstudy.models.ssm.branch import causal_conv_blc
+
+    gen = torch.Generator().manual_seed(0)
+    K, B, L, d, k = 3, 4, 7, 5, 4
+    x = torch.randn(K, B, L, d, dtype=torch.float64, generator=gen, requires_grad=True)
+    w = torch.randn(K, d, 1, k, dtype=torch.float64, generator=gen, requires_grad=True)
+    b = torch.randn(K, d, dtype=torch.float64, generator=gen, requires_grad=True) if with_bias else None
+    cot = torch.randn(K, B, L, d, dtype=torch.float64, generator=gen)
+
+    def conv1d(xk, wk, bk):  # [B, L, d] through torch's depthwise convolution
+        return F.conv1d(xk.transpose(1, 2), wk, bk, padding=k - 1, groups=d)[..., :L].transpose(1, 2)
+
+    inputs = [t for t in (x, w, b) if t is not None]
+    expected_out = torch.stack([conv1d(x[i], w[i], None if b is None else b[i]) for i in range(K)])
+    expected = torch.autograd.grad((expected_out * cot).sum(), inputs)
+    for out in (torch.stack([causal_conv_blc(x[i], w[i], None if b is None else b[i]) for i in range(K)]),
+                vmap(causal_conv_blc, in_dims=(0, 0, 0 if b is not None else None))(x, w, b)):
+        torch.testing.assert_close(out, expected_out, rtol=0, atol=1e-13)
+        for got, want in zip(torch.autograd.grad((out * cot).sum(), inputs), expected):
+            torch.testing.assert_close(got, want, rtol=0, atol=1e-12)

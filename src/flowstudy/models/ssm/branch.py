@@ -29,17 +29,46 @@ def causal_conv_blc(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     The same numbers as Conv1d(d, d, k, groups=d, padding=k-1) keeping the first L
     outputs, computed as k shifted multiply-adds: on CPU this is several times faster
     than the depthwise convolution kernels, whose backward is slow for short sequences.
+    The backward is written out (:class:`_CausalConv`): k shifted multiply-adds for the input's
+    gradient and k products summed for the weights', where autograd's would zero-fill and
+    accumulate a padded gradient per shift (about 35 ops against 14).
     x: [B, L, d]; weight: [d, 1, k]; bias: [d] -> [B, L, d].
     """
-    L, k = x.shape[1], weight.shape[-1]
-    w = weight[:, 0, :].to(x.dtype)  # [d, k]
-    xp = F.pad(x, (0, 0, k - 1, 0))  # [B, L + k - 1, d], zeros before the sequence
-    out = x * w[:, k - 1]
-    if bias is not None:
-        out = out + bias.to(x.dtype)
-    for j in range(k - 1):
-        out = out + xp[:, j : j + L] * w[:, j]
-    return out
+    return _CausalConv.apply(x, weight[:, 0, :].to(x.dtype), None if bias is None else bias.to(x.dtype))
+
+
+class _CausalConv(torch.autograd.Function):
+    """x [B, L, d], w [d, k], bias [d] or None -> [B, L, d]; differentiable once. torch.func
+    transforms (vmap over stacked members, vjp) run its forward and backward batched."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x: Tensor, w: Tensor, bias: Tensor | None) -> Tensor:  # noqa: D102
+        L, k = x.shape[1], w.shape[-1]
+        xp = F.pad(x, (0, 0, k - 1, 0))  # [B, L + k - 1, d], zeros before the sequence
+        out = x * w[:, k - 1] if bias is None else torch.addcmul(bias, x, w[:, k - 1])
+        for j in range(k - 1):
+            out = torch.addcmul(out, xp[:, j : j + L], w[:, j])
+        return out
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):  # noqa: D102
+        x, w, bias = inputs
+        ctx.save_for_backward(x, w)
+        ctx.has_bias = bias is not None
+
+    @staticmethod
+    def backward(ctx, g: Tensor):  # noqa: D102
+        x, w = ctx.saved_tensors
+        L, k = x.shape[1], w.shape[-1]
+        gp = F.pad(g, (0, 0, 0, k - 1))  # [B, L + k - 1, d], zeros after: out_{s + k - 1 - j} reads x_s
+        dx = g * w[:, k - 1]
+        for j in range(k - 1):
+            dx = torch.addcmul(dx, gp[:, k - 1 - j : k - 1 - j + L], w[:, j])
+        xp = F.pad(x, (0, 0, k - 1, 0))
+        dw = torch.stack([(g * xp[:, j : j + L]).sum((0, 1)) for j in range(k)], dim=-1)  # [d, k]
+        return dx, dw, g.sum((0, 1)) if ctx.has_bias else None
 
 
 def _fp32(p: Tensor) -> Tensor:
