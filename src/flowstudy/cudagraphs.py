@@ -3,14 +3,16 @@
 Training steps and fixed-step solves are captured once and replayed (flowstudy.train.graph,
 flowstudy.train.stacked, flowstudy.graph_solver). Several runs may train in threads of one
 process, each on its own stream, so that their kernels overlap on one GPU (the study's "threads"
-executor, flowstudy.study.executors). A capture then has to hold three things:
+executor, flowstudy.study.executors). A capture (:func:`capture`: warm-up, then recording) then
+has to hold three things:
 
-- no other thread's work may land on the capturing stream: :func:`capture_stream` draws the
-  warm-up and capture streams from the low-priority pool, while the threads' own streams
+- no other thread's work may land on the capturing stream: the capture stream comes from the
+  low-priority pool, while the threads' own streams
   (:func:`work_stream`) come from the high-priority one, and one capture runs at a time
   (:data:`CAPTURE_LOCK`: two captures could draw the same pooled stream);
 - other threads may allocate, free and launch while it records: ``capture_error_mode="thread_local"``
-  (the default, "global", fails their cudaMalloc and event queries);
+  (the default, "global", fails their cudaMalloc and event queries), and they must not synchronise
+  the whole device (a capturing stream cannot be waited on: synchronise a stream instead);
 - nothing else enters the graph: the caching allocator routes only the capturing stream's
   allocations to the graph's private pool.
 
@@ -21,18 +23,18 @@ With one thread all of this is what ``torch.cuda.graph`` does by default. Before
 from __future__ import annotations
 
 import threading
-from contextlib import contextmanager
-from typing import Iterator
+from contextlib import nullcontext
+from typing import Any, Callable, ContextManager, Sequence
 
 import torch
 
-__all__ = ["CAPTURE_LOCK", "capture_stream", "prepare_threads", "recording", "work_stream"]
+__all__ = ["CAPTURE_LOCK", "capture", "prepare_threads", "work_stream"]
 
 CAPTURE_LOCK = threading.RLock()
 """Held for a whole warm-up and capture (re-entrant: a capture may record two graphs)."""
 
 
-def capture_stream(device: torch.device) -> torch.cuda.Stream:
+def _capture_stream(device: torch.device) -> torch.cuda.Stream:
     """A stream for warm-up steps and captures: from the low-priority pool, which :func:`work_stream`
     never draws from. Use it only while holding :data:`CAPTURE_LOCK`."""
     return torch.cuda.Stream(device=device, priority=0)
@@ -43,12 +45,48 @@ def work_stream(device: torch.device) -> torch.cuda.Stream:
     return torch.cuda.Stream(device=device, priority=-1)
 
 
-@contextmanager
-def recording(graph: torch.cuda.CUDAGraph, stream: torch.cuda.Stream) -> Iterator[None]:
-    """Record ``graph`` on ``stream`` (from :func:`capture_stream`, under :data:`CAPTURE_LOCK`),
-    tolerating other threads' CUDA calls meanwhile."""
-    with torch.cuda.graph(graph, stream=stream, capture_error_mode="thread_local"):
-        yield
+def capture(
+    device: torch.device,
+    body: Callable[[], Any],
+    *,
+    warm_up: Callable[[], Any],
+    warm_ups: int = 1,
+    restore: Callable[[], Any] | None = None,
+    first: Callable[[], Any] | None = None,
+    generators: Sequence[torch.Generator] = (),
+    around: Callable[[], ContextManager] = nullcontext,
+) -> tuple[torch.cuda.CUDAGraph | None, torch.cuda.CUDAGraph, Any]:
+    """Warm up, then record ``body`` as a CUDA graph (and ``first`` before it as a graph of its own,
+    for a step split around host work): returns (first's graph or None, body's graph, what body
+    returned, its tensors the graph's static outputs).
+
+    ``warm_up`` runs ``warm_ups`` times eagerly on the capture stream (library handles, lazy
+    modules, the caching allocator's blocks); ``restore`` then undoes what the warm-up changed,
+    on the caller's stream. ``generators`` are registered with each graph (their draws advance at
+    every replay); ``around()`` is entered for the warm-up and for each recording. All of it under
+    :data:`CAPTURE_LOCK`, on a low-priority pool stream, in ``thread_local`` mode."""
+    with CAPTURE_LOCK:
+        stream = _capture_stream(device)
+        stream.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(stream), around():
+            for _ in range(warm_ups):
+                warm_up()
+        torch.cuda.current_stream(device).wait_stream(stream)
+        if restore is not None:
+            restore()
+        graphs, out = [], None
+        for fn in (first, body):
+            if fn is None:
+                graphs.append(None)
+                continue
+            graph = torch.cuda.CUDAGraph()
+            for generator in generators:
+                graph.register_generator_state(generator)
+            with around(), torch.cuda.graph(graph, stream=stream, capture_error_mode="thread_local"):
+                out = fn()
+            graphs.append(graph)
+        torch.cuda.synchronize(device)
+    return graphs[0], graphs[1], out
 
 
 def prepare_threads(device: torch.device) -> None:

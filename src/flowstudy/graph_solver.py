@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from flowstudy.cudagraphs import CAPTURE_LOCK, capture_stream, recording
+from flowstudy.cudagraphs import capture
 from flowstudy.errors import ConfigError
 from flowstudy.solvers import VelocityFn, solve
 
@@ -83,15 +83,10 @@ class GraphSolver:
     @torch.no_grad()
     def _capture(self) -> torch.cuda.CUDAGraph:
         self.x_in = torch.randn(self.shape, device=self.device)  # [B, D] static input
-        with CAPTURE_LOCK:  # beside other threads' work (flowstudy.cudagraphs)
-            stream = capture_stream(self.device)
-            stream.wait_stream(torch.cuda.current_stream(self.device))
-            with torch.cuda.stream(stream):  # one evaluation first: library handles, lazy modules
-                self.velocity_fn(self.x_in, torch.zeros(self.shape[0], device=self.device))
-            torch.cuda.current_stream(self.device).wait_stream(stream)
-            graph = torch.cuda.CUDAGraph()
-            with recording(graph, stream):
-                self.x_out = self._solve(self.x_in)  # [B, D] static output
+        t0 = torch.zeros(self.shape[0], device=self.device)
+        _, graph, self.x_out = capture(  # one evaluation first: library handles, lazy modules
+            self.device, lambda: self._solve(self.x_in), warm_up=lambda: self.velocity_fn(self.x_in, t0)
+        )  # x_out: [B, D] static output
         return graph
 
     @torch.no_grad()

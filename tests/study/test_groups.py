@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from flowstudy.study import load_spec
+from flowstudy.errors import ConfigError
+from flowstudy.study import load_spec, run_study
 from flowstudy.study.groups import pack_cells, train_cell_group
 from flowstudy.train import load_checkpoint
 
@@ -55,7 +56,10 @@ def test_cli_group_size_is_checked(reference_study, tmp_path):
     app = typer.Typer()
     register(app)
     result = CliRunner().invoke(app, ["study", str(reference_study[0]), "--out", str(tmp_path / "s"), "--group-size", "0", "--quiet"])
-    assert result.exit_code != 0 and "--group-size must be >= 1; got 0" in str(result.exception)
+    assert result.exit_code != 0 and "group_size must be >= 1; got 0" in str(result.exception)
+    assert not (tmp_path / "s").exists()  # refused before anything was written
+    with pytest.raises(ConfigError, match="group_size must be >= 1; got -1"):  # the Python entry point checks it too
+        run_study(reference_study[0], tmp_path / "api", group_size=-1, progress=False)
 
 
 @pytest.mark.slow
@@ -95,7 +99,6 @@ def test_subsets_smaller_than_a_batch_are_grouped_apart(tmp_path, tiny_data):
     step with runs drawing batch_size rows (this crashed a GPU study with an index out of bounds)."""
     from types import SimpleNamespace
 
-    from flowstudy.errors import ConfigError
     from flowstudy.train import TrainConfig
     from flowstudy.train.stacked import StackedGroup
 

@@ -27,7 +27,6 @@ def study_command(
 ) -> None:
     """Run a study: train, sample and evaluate every cell not yet done; print the comparison table."""
     from flowstudy.console import make_console
-    from flowstudy.errors import ConfigError
 
     from flowstudy.study.runner import DEFAULT_ROOT, run_study
     from flowstudy.study.spec import load_spec
@@ -35,8 +34,6 @@ def study_command(
 
     parsed = load_spec(spec)
     study_dir = Path(out) if out else DEFAULT_ROOT / parsed.name
-    if group_size is not None and group_size < 1:
-        raise ConfigError(f"--group-size must be >= 1; got {group_size}")
     results = run_study(parsed, study_dir, executor=executor, address=address, workers=workers, progress=not quiet, group_size=group_size)
     console = make_console()
     if results:

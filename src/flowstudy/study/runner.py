@@ -24,6 +24,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from flowstudy.errors import ConfigError
 from flowstudy.io import atomic_write_json, atomic_write_text
 from flowstudy.study.cell import run_cell
 from flowstudy.study.executors import CellError, make_executor
@@ -51,6 +52,8 @@ def run_study(
     next run retries it. ``group_size`` > 1 (default: the spec's) first trains the runs in
     stacked groups of up to that many (flowstudy.study.groups), one group per executor task.
     """
+    if group_size is not None and group_size < 1:
+        raise ConfigError(f"group_size must be >= 1; got {group_size}")
     spec = spec if isinstance(spec, StudySpec) else load_spec(spec)
     study_dir = Path(study_dir) if study_dir is not None else DEFAULT_ROOT / spec.name
     write_study_files(spec, study_dir)
@@ -59,7 +62,7 @@ def run_study(
     todo = [cell for cell in spec.cells if cell.id not in done]
     if todo:
         runner = _executor(spec, executor, address, workers)
-        size = group_size or spec.group_size
+        size = spec.group_size if group_size is None else group_size
         if size > 1:
             _train_groups(runner, pack_cells(todo, size), study_dir.resolve(), progress)
         fn = partial(run_cell, study_dir=study_dir.resolve())

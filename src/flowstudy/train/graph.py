@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from flowstudy.cudagraphs import CAPTURE_LOCK, capture_stream, recording
+from flowstudy.cudagraphs import capture
 from flowstudy.train.schedule import lr_factor
 
 if TYPE_CHECKING:
@@ -234,30 +234,22 @@ class CapturedStep:
     # ----------------------------------------------------------------- capture
     def _capture(self) -> None:
         tr = self.trainer
-        with CAPTURE_LOCK:  # beside other threads' runs (flowstudy.cudagraphs)
-            saved = self._snapshot()
-            stream = capture_stream(self.device)
-            stream.wait_stream(torch.cuda.current_stream(self.device))
-            with torch.cuda.stream(stream), self._lr_tensors():
-                for _ in range(WARMUP_STEPS):
-                    # each warm-up step reads an epoch's first batch: never past its rows, even when the
-                    # epoch holds a single batch (a small subset); restored below
-                    self.pos.zero_()
-                    tr.optimizer.zero_grad(set_to_none=True)
-                    self._eager_body()
-            torch.cuda.current_stream(self.device).wait_stream(stream)
+        saved = self._snapshot()
+
+        def warm_up():  # each reads an epoch's first batch: never past its rows, even when the epoch is one batch
+            self.pos.zero_()
+            tr.optimizer.zero_grad(set_to_none=True)
+            self._eager_body()
+
+        def restore():
             self._restore(saved)
             tr.optimizer.zero_grad(set_to_none=True)
-            if self.pairing is not None:
-                self.pair_graph = torch.cuda.CUDAGraph()
-                self.pair_graph.register_generator_state(tr.generator)
-                with recording(self.pair_graph, stream):
-                    self._draw_pairs()
-            self.graph = torch.cuda.CUDAGraph()
-            self.graph.register_generator_state(tr.generator)
-            with self._lr_tensors(), recording(self.graph, stream):
-                self.loss, self.grad_norm = self._body() if self.pairing is None else self._paired_body()
-            torch.cuda.synchronize(self.device)
+
+        self.pair_graph, self.graph, (self.loss, self.grad_norm) = capture(
+            self.device, self._body if self.pairing is None else self._paired_body, warm_up=warm_up, warm_ups=WARMUP_STEPS,
+            restore=restore, first=self._draw_pairs if self.pairing is not None else None,
+            generators=[tr.generator], around=self._lr_tensors,
+        )
 
     def _lr_tensors(self):
         """The optimiser reads its learning rates from the device tensors while inside this block."""

@@ -51,7 +51,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from flowstudy.cudagraphs import CAPTURE_LOCK, capture_stream, recording
+from flowstudy.cudagraphs import capture
 from flowstudy.errors import ConfigError
 from flowstudy.flows.method import velocity_loss
 from flowstudy.models.ssm.stacking import scans_for_vmap
@@ -140,13 +140,14 @@ class StackedGroup:
         self.device, self.K = first.device, len(self.members)
         no_decay = {n for n, p in first.model.named_parameters() if p.ndim < 2 or getattr(p, "_no_weight_decay", False)}
         trained = [n for n, p in first.model.named_parameters() if p.requires_grad]
+        decayed = [n for n in trained if n not in no_decay]
         # decayed tensors first: weight decay is then one kernel on the leading columns of the flat weights
-        self.names = [n for n in trained if n not in no_decay] + [n for n in trained if n in no_decay]
-        self.decayed = sum(dict(first.model.named_parameters())[n].numel() for n in trained if n not in no_decay)
-        stack = lambda tensors: torch.stack([t.detach() for t in tensors]).clone()  # noqa: E731
+        self.names = decayed + [n for n in trained if n in no_decay]
+        stack = lambda tensors: torch.stack([t.detach() for t in tensors])  # noqa: E731  (a new tensor)
         named = [dict(m.model.named_parameters()) for m in self.members]
         ema_named = [dict(m.ema.model.named_parameters()) for m in self.members]
         self.flat = FlatStack([named[0][n] for n in self.names], self.K)
+        self.decayed = sum(self.flat.sizes[: len(decayed)])  # columns
         self.weights = self.flat.pack([stack([p[n] for p in named]) for n in self.names])  # [K, P]
         self.ema_weights = self.flat.pack([stack([p[n] for p in ema_named]) for n in self.names])  # [K, P]
         self.params = [v.requires_grad_(True) for v in self.flat.views(self.weights)]  # [K, ...] leaves on the flat storage
@@ -347,29 +348,17 @@ class StackedGroup:
 
     # ----------------------------------------------------------------- capture
     def _capture(self):
-        with CAPTURE_LOCK:  # beside other threads' runs (flowstudy.cudagraphs)
-            saved = self._snapshot()
-            stream = capture_stream(self.device)
-            stream.wait_stream(torch.cuda.current_stream(self.device))
-            with torch.cuda.stream(stream):
-                for _ in range(WARMUP_STEPS):
-                    for pos in self._positions():  # each warm-up step reads an epoch's first batch: never past its rows
-                        pos.zero_()
-                    self._eager_body()
-            torch.cuda.current_stream(self.device).wait_stream(stream)
-            self._restore(saved)
-            if self.pairings:
-                self.pair_graph = torch.cuda.CUDAGraph()
-                for generator in self._generators():
-                    self.pair_graph.register_generator_state(generator)
-                with recording(self.pair_graph, stream):
-                    self._draw_pairs()
-            graph = torch.cuda.CUDAGraph()
-            for generator in self._generators():
-                graph.register_generator_state(generator)
-            with recording(graph, stream):
-                self.out = self._body()
-            torch.cuda.synchronize(self.device)
+        saved = self._snapshot()
+
+        def warm_up():  # each reads an epoch's first batch: never past its rows
+            for pos in self._positions():
+                pos.zero_()
+            self._eager_body()
+
+        self.pair_graph, graph, self.out = capture(
+            self.device, self._body, warm_up=warm_up, warm_ups=WARMUP_STEPS, restore=lambda: self._restore(saved),
+            first=self._draw_pairs if self.pairings else None, generators=self._generators(),
+        )
         return graph
 
     def _generators(self) -> list[torch.Generator]:
