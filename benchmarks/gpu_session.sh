@@ -64,7 +64,8 @@ case "$part" in
     spec=$(with_backend "$2"); workers=${3:-8}; prev=${4:-}
     name=$(basename "$spec" .toml)
     if [ -n "$prev" ] && [ -f "$prev" ]; then mkdir -p /tmp/studies && tar -xzf "$prev" -C /tmp/studies; fi
-    timeout ${STUDY_TIMEOUT:-480} python3 -c "
+    # -k: a threaded study stops its runs resumably on SIGTERM (last.pt per member), which can outlast the call
+    timeout -k 15 ${STUDY_TIMEOUT:-480} python3 -c "
 import sys, time
 from flowstudy.study import run_study
 if __name__ == '__main__':
@@ -168,15 +169,14 @@ if __name__ == '__main__':
     timeout ${TEST_TIMEOUT:-120} python3 -m pytest -q -m gpu tests/train/test_stacked.py tests/train/test_graph.py tests/train/test_precision.py \
       tests/train/test_subspace_run.py -p no:cacheprovider -o addopts="" > "$OUT/gpu_tests.log" 2>&1; tail -2 "$OUT/gpu_tests.log"
     grep -E "^(FAILED|ERROR)" "$OUT/gpu_tests.log" | head -10
-    # the same cases as the last profile (benchmarks/gpu-2026-11-28/profile_gpu_steps.json), then with the tree before the flat weights
-    # (BEFORE=path/to/stacked.py, copied from `git show 5c58218~2:src/flowstudy/train/stacked.py` into .gpu/) for a baseline in the same call
+    # the same cases as the last profile (benchmarks/gpu-2026-11-28/profile_gpu_steps.json), then, for a baseline in the same call,
+    # an earlier tree run with its own script (BEFORE_TREE=.gpu/before, from `git archive <commit> | tar -x -C .gpu/before`)
     timeout ${PROFILE_TIMEOUT:-200} python3 benchmarks/profile_gpu_steps.py --cases mlp:64 unet:9 dit:3 mamba:3:triton mamba:9:triton --precision tf32 --top 4 \
       --out "$OUT/profile-flat" 2>&1 | grep -v "^USDT\|^STAGE" | tail -14
-    if [ -n "${BEFORE:-}" ]; then
-      cp src/flowstudy/train/stacked.py /tmp/stacked_now.py && cp "$BEFORE" src/flowstudy/train/stacked.py
-      timeout ${PROFILE_TIMEOUT:-200} python3 benchmarks/profile_gpu_steps.py --cases mlp:64 unet:9 dit:3 mamba:3:triton mamba:9:triton --precision tf32 --top 4 \
-        --out "$OUT/profile-before" 2>&1 | grep -v "^USDT\|^STAGE" | tail -14
-      cp /tmp/stacked_now.py src/flowstudy/train/stacked.py
+    if [ -n "${BEFORE_TREE:-}" ]; then
+      (cd "$BEFORE_TREE" && PYTHONPATH="$PWD/src:/tmp/site" timeout ${PROFILE_TIMEOUT:-200} python3 benchmarks/profile_gpu_steps.py \
+        --cases mlp:64 unet:9 dit:3 mamba:3:triton mamba:9:triton --precision tf32 --top 4 --out "$OUT/profile-before" 2>&1 \
+        | grep -v "^USDT\|^STAGE" | tail -14)
     fi
     ;;
   threads)  # groups side by side in threads of one process (a CUDA stream each) against processes
@@ -187,12 +187,45 @@ if __name__ == '__main__':
     timeout ${BENCH_TIMEOUT:-300} python3 benchmarks/bench_concurrent_groups.py --jobs ${JOBS:-mamba:3 mamba-tied:3 mamba-merged:3 dit:3} \
       --steps ${STEPS:-600} --precision ${PRECISION:-tf32} --out "$OUT/concurrent" 2>&1 | grep -v "^USDT\|^STAGE" | tail -12
     ;;
+  evalcheck)  # the architectures study with short training (STEPS, default 300) in 15 threads: its evaluation phase
+    # (graph sampling, exact NLL) beside other threads' captures, and GPU memory; the results' summary
+    mkdir -p /tmp/specs && python3 - "${STEPS:-300}" <<'PY'
+import re, sys
+text = open("studies/architectures.toml").read()
+open("/tmp/specs/architectures.toml", "w").write(re.sub(r"^\[base\]\n", f"[base]\nsteps = {sys.argv[1]}\nprecision = \"tf32\"\n", text, count=1, flags=re.M))
+PY
+    (while sleep 15; do cp /tmp/studies/architectures/group_training.json /tmp/studies/architectures/results.sqlite "$OUT/" 2>/dev/null; done) & copier=$!
+    timeout -k 15 ${STUDY_TIMEOUT:-240} python3 -c "
+import sys, time
+from flowstudy.study import run_study
+tic = time.perf_counter()
+rows = run_study('/tmp/specs/architectures.toml', '/tmp/studies/architectures', executor='threads', workers=15, progress=False, group_size=64)
+print(len(rows), 'cells done in', round(time.perf_counter() - tic, 1), 's')
+" > "$OUT/evalcheck.log" 2>&1
+    kill $copier; cp /tmp/studies/architectures/group_training.json /tmp/studies/architectures/results.sqlite "$OUT/" 2>/dev/null
+    grep -c "ran out of GPU memory" "$OUT/evalcheck.log"; grep -v "^\s" "$OUT/evalcheck.log" | tail -4 | cut -c1-300
+    python3 - <<'PY'
+import collections, json, sqlite3
+rows = sqlite3.connect("/tmp/studies/architectures/results.sqlite").execute("select status, payload, started_at, finished_at, attempts from cells").fetchall()
+print("cells", len(rows), collections.Counter(r[0] for r in rows), "span s", round(max(r[3] for r in rows) - min(r[2] or r[3] for r in rows), 1))
+errors = collections.Counter(json.loads(r[1]).get("error", "")[:160] for r in rows if r[0] == "failed")
+for error, n in errors.most_common(5):
+    print(n, error)
+done = [json.loads(r[1]) for r in rows if r[0] == "done"]
+for key in ("sample_seconds", "eval_seconds", "cell_seconds"):
+    values = sorted(d.get(key, 0) for d in done)
+    print(key, "median", round(values[len(values) // 2], 1) if values else None, "max", round(values[-1], 1) if values else None)
+PY
+    ;;
   final)
     nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total --format=csv
     [ -n "${FINAL_TESTS:-}" ] && timeout ${TEST_TIMEOUT:-60} python3 -m pytest -q -m gpu tests/train/test_graph.py tests/train/test_stacked.py \
       tests/train/test_precision.py -p no:cacheprovider -o addopts="" 2>&1 | tail -6
     # STUDY_TIMEOUT leaves room for a cold start, the wheel install and the copies within one call (~560 s)
+    # the phase's progress is copied to $OUT as it goes, so that a call cut at its limit still brings it back
+    (while sleep 15; do cp /tmp/studies/architectures/group_training.json "$OUT/" 2>/dev/null; done) & copier=$!
     GROUP_SIZE=64 STUDY_TIMEOUT=${STUDY_TIMEOUT:-400} bash benchmarks/gpu_session.sh study studies/architectures.toml ${WORKERS:-12} > /tmp/final.log 2>&1
+    kill $copier
     grep -v "^-\|tgz\|^total\|^drwx\|\.json" /tmp/final.log | tail -6 | cut -c1-400
     python3 -c "
 import json

@@ -82,3 +82,15 @@ def test_graph_replays_equal_eager_solves_on_gpu(arch):
         with torch.no_grad():
             reference = solve(net, x0, 0.0, 1.0, method="heun", steps=10).x
         torch.testing.assert_close(solver(x0), reference, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_capturing_a_solver_leaves_the_default_cuda_generator_alone():
+    """While any thread records a graph, torch's default CUDA generator is in capture mode and a draw
+    from it in another thread fails ("Offset increment outside graph capture"): a study's threads
+    sample while others capture, so building a solver must not draw from it."""
+    net = _network("cuda")
+    before = torch.cuda.get_rng_state()
+    GraphSolver(net, 32, 16, device="cuda", method="euler", steps=4)
+    assert torch.equal(torch.cuda.get_rng_state(), before)

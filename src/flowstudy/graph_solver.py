@@ -82,7 +82,9 @@ class GraphSolver:
 
     @torch.no_grad()
     def _capture(self) -> torch.cuda.CUDAGraph:
-        self.x_in = torch.randn(self.shape, device=self.device)  # [B, D] static input
+        # [B, D] static input. Not a random draw: torch's default CUDA generator is in capture mode while
+        # any thread records a graph, and a draw from it in another thread fails (study threads).
+        self.x_in = torch.zeros(self.shape, device=self.device)
         t0 = torch.zeros(self.shape[0], device=self.device)
         _, graph, self.x_out = capture(  # one evaluation first: library handles, lazy modules
             self.device, lambda: self._solve(self.x_in), warm_up=lambda: self.velocity_fn(self.x_in, t0)

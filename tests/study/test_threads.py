@@ -137,3 +137,70 @@ def test_runs_set_up_in_threads_draw_the_weights_they_draw_alone(tmp_path, tiny_
         assert all(torch.equal(a[name], b[name]) for name in a)
     first = next(iter(alone[0]))
     assert not torch.equal(alone[0][first], alone[1][first])  # the seeds differ
+
+
+def _out_of_memory(kind: str = "allocator") -> RuntimeError:
+    if kind == "allocator":
+        return torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    return RuntimeError("CUDA error: out of memory")  # a CUDA call's own (cuBLAS workspace, graph instantiation)
+
+
+@pytest.mark.parametrize("kind", ["allocator", "cuda call"])
+def test_a_cell_out_of_gpu_memory_beside_others_starts_again_once_one_ends(kind):
+    """The study's threads share one GPU's memory: a cell that runs out while another runs waits for
+    that one to end, then starts again (from its last.pt, for a run) instead of failing."""
+    events, b_started = [], threading.Event()
+
+    def fn(cell):
+        if cell == "b":
+            b_started.set()
+            time.sleep(0.3)  # still running when a runs out
+            events.append("b ends")
+            return {"cell": "b"}
+        attempt = events.count("a starts") + 1
+        events.append("a starts")
+        if attempt == 1:
+            assert b_started.wait(5)
+            raise _out_of_memory(kind)
+        return {"cell": "a", "attempt": attempt}
+
+    outcomes = dict(ThreadExecutor(workers=2).map_cells(fn, ["a", "b"]))
+    assert outcomes == {"a": {"cell": "a", "attempt": 2}, "b": {"cell": "b"}}
+    assert events == ["a starts", "b ends", "a starts"]
+
+
+def test_a_cell_out_of_gpu_memory_alone_fails_at_once_and_other_errors_are_not_retried():
+    calls, b_started = [], threading.Event()
+
+    def fn(cell):
+        calls.append(cell)
+        if cell == "b":
+            b_started.set()
+            time.sleep(0.3)
+            return {"cell": "b"}
+        if cell == "other":  # raised while b runs: retried if it were taken for running out of memory
+            assert b_started.wait(5)
+            raise RuntimeError("shape mismatch")
+        raise _out_of_memory()
+
+    outcomes = dict(ThreadExecutor(workers=2).map_cells(fn, ["a"]))
+    assert calls == ["a"]
+    assert isinstance(outcomes["a"], CellError) and outcomes["a"].message.startswith("OutOfMemoryError: CUDA out of memory")
+    calls.clear()
+    outcomes = dict(ThreadExecutor(workers=2).map_cells(fn, ["other", "b"]))
+    assert sorted(calls) == ["b", "other"] and outcomes["other"].message == "RuntimeError: shape mismatch"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_a_study_trains_and_evaluates_in_threads_on_gpu_without_the_default_generator(write_spec, tmp_path):
+    """Groups train, then cells sample (graph solvers captured beside other threads' work) and
+    evaluate with exact NLL, all in threads of one process on one GPU. Nothing may draw from torch's
+    default CUDA generator: while any thread records a graph, a draw from it elsewhere fails."""
+    replace = {'device = "cpu"': 'device = "cuda"', "straightness_rows = 32": 'straightness_rows = 32\nnll = "exact"\nnll_rows = 32\nnll_steps = 4'}
+    spec = write_spec("tiny-gpu-threads", extra="", **replace)
+    before = torch.cuda.get_rng_state()
+    results = run_study(spec, tmp_path / "study", executor="threads", workers=4, group_size=2, progress=False)
+    assert len(results) == 4  # the done cells: none failed
+    assert all(row["nll"] == row["nll"] for row in results)  # exact NLL computed
+    assert torch.equal(torch.cuda.get_rng_state(), before)

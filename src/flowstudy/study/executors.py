@@ -168,7 +168,7 @@ class ThreadExecutor(LocalExecutor):
 
         try:
             with _stop_on_sigterm(stop):
-                on_stream = partial(_on_own_stream, fn)
+                on_stream = partial(_on_own_stream, partial(_MemoryRetry(), fn))
                 pending.update({pool.submit(call_cell, on_stream, cell, self.threads): cell for cell in cells})
                 yield from _as_completed(pending, on_done)
         except BaseException:  # Ctrl-C in the main thread, or the consumer stopped iterating
@@ -177,6 +177,63 @@ class ThreadExecutor(LocalExecutor):
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
             torch.set_num_threads(previous_threads)
+
+
+class _MemoryRetry:
+    """Retries a thread's cell that ran out of GPU memory beside others, once another cell has ended.
+
+    The study's threads share one GPU's memory; a cell's evaluation (exact NLL's batched VJPs) can
+    need gigabytes, and fifteen at once may not fit. A cell that runs out waits until a cell that
+    was running beside it ends (or it is the only one left), then starts again: a run resumes from
+    its last.pt, an evaluation is redone. A cell that runs out alone fails as before. Each retry
+    needs another cell to have ended, so the retries are bounded by the number of cells.
+    """
+
+    def __init__(self) -> None:
+        self.changed = threading.Condition()
+        self.running = self.ended = 0
+
+    def __call__(self, fn: CellFn, cell: Cell) -> dict[str, Any]:
+        import torch
+
+        with self.changed:
+            self.running += 1
+        try:
+            while True:
+                with self.changed:
+                    ended_before = self.ended
+                try:
+                    return fn(cell)
+                except RuntimeError as err:  # torch.OutOfMemoryError, or a CUDA call's "out of memory" (cuBLAS, graphs)
+                    if not isinstance(err, torch.cuda.OutOfMemoryError) and "CUDA error: out of memory" not in str(err):
+                        raise
+                    with self.changed:
+                        if self.running == 1:
+                            raise
+                    from flowstudy.console import make_console
+
+                    message = f"cell {getattr(cell, 'id', cell)} ran out of GPU memory beside other cells; it starts again when one ends ({str(err)[:120]})"
+                    make_console(stderr=True).print(message, highlight=False)
+                # the error and its frames (the cell's tensors) are released here
+                _release_cached_memory()
+                with self.changed:
+                    self.changed.wait_for(lambda: self.ended > ended_before or self.running == 1)
+        finally:
+            with self.changed:
+                self.running -= 1
+                self.ended += 1
+                self.changed.notify_all()
+
+
+def _release_cached_memory() -> None:
+    """Hand the caching allocator's unused blocks back to the GPU (not during another thread's capture)."""
+    import torch
+
+    if torch.cuda.is_available():
+        from flowstudy.cudagraphs import CAPTURE_LOCK
+
+        with CAPTURE_LOCK:
+            torch.cuda.empty_cache()
 
 
 def _on_own_stream(fn: CellFn, cell: Cell) -> dict[str, Any]:

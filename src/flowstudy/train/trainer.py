@@ -137,10 +137,12 @@ class Trainer:
         self.base = self._base_field(resume_state)
         residual = cfg.residual()
         net_dim = effective_rank(residual["rank"], self.dim) if residual is not None and residual["reads"] == "subspace" else self.dim
-        # Weights come from torch's global generator, seeded here; the lock keeps runs that set up in
-        # other threads (the study's "threads" executor) from drawing from it meanwhile.
+        # Weights are drawn on the CPU from torch's global generator, seeded here; the lock keeps runs
+        # that set up in other threads (the study's "threads" executor) from drawing from it meanwhile.
+        # Only the CPU generator: torch.manual_seed would also reseed the default CUDA generator, which
+        # any graph being recorded in another thread holds in capture mode.
         with INIT_LOCK:
-            torch.manual_seed(cfg.seed)
+            torch.random.default_generator.manual_seed(cfg.seed)
             self.model = create_model(cfg.arch, input_dim=net_dim, **cfg.model)
             if residual is not None:  # the network, confined to the base's top principal subspace
                 self.model = SubspaceNet.around(self.model, self.base, **residual)
