@@ -250,13 +250,16 @@ def sass_report(shapes: list[str]) -> None:
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    kernels = {"fwd": triton_scan._scan_fwd_kernel, "bwd": triton_scan._scan_bwd_kernel}
+    from flowstudy.models.ssm import triton_conv
+
+    kernels = {"fwd": triton_scan._scan_fwd_kernel, "bwd": triton_scan._scan_bwd_kernel,
+               "conv_fwd": triton_conv._conv_silu_fwd_kernel, "conv_bwd": triton_conv._conv_silu_bwd_kernel}
     tools = Path(triton.__file__).parent / "backends" / "nvidia" / "bin"
     for spec in shapes:
         name, bd, warps = spec.split(":")
         fn = kernels[name]
-        consts = dict(HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True, L_PAD=L, N_PAD=N,
-                      BLOCK_D=int(bd), CT=tl.float32, FAST=True)
+        consts = dict(MEMBERS=False, HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True, L_PAD=L, N_PAD=N,
+                      BLOCK_D=int(bd), CT=tl.float32, FAST=True, K=4, K_PAD=4)
         consts = {k: v for k, v in consts.items() if k in fn.arg_names}
         sig = {a: "constexpr" if a in consts else ("*fp32" if a.endswith(("_ptr", "_part")) else "i32")
                for a in fn.arg_names}
@@ -270,7 +273,7 @@ def sass_report(shapes: list[str]) -> None:
         ops = re.findall(r"/\*[0-9a-f]{4,5}\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_]*)", sass)
         mix = collections.Counter(ops)
         regs = re.search(r"REG:(\d+) STACK:(\d+)", res)
-        per_thread = int(bd) * L * N // (32 * int(warps))
+        per_thread = int(bd) * L * (1 if name.startswith("conv") else N) // (32 * int(warps))  # states, or conv outputs
         print(f"{spec:10s} regs {regs.group(1)} stack {regs.group(2):>5s} B  instructions {len(ops):5d} = "
               f"{len(ops) / per_thread:5.1f} per state element ({per_thread} a thread); "
               + " ".join(f"{o} {c}" for o, c in mix.most_common(6)), flush=True)

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from flowstudy.models.ssm.fused import causal_conv1d_silu, fused_selective_scan
 from flowstudy.models.ssm.torch_scan import selective_scan_blc
 
-__all__ = ["causal_conv_blc", "selective_ssm"]
+__all__ = ["causal_conv_blc", "causal_conv_silu", "selective_ssm"]
 
 
 def causal_conv_blc(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
@@ -72,6 +72,12 @@ class _CausalConv(torch.autograd.Function):
         return dx, dw, g.sum((0, 1)) if ctx.has_bias else None
 
 
+def causal_conv_silu(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """silu(causal_conv_blc(x, weight, bias)): the torch backend's; the triton backend fuses the
+    two (:func:`flowstudy.models.ssm.triton_conv.causal_conv_silu_triton`: one pass each way)."""
+    return F.silu(causal_conv_blc(x, weight, bias))
+
+
 def _fp32(p: Tensor) -> Tensor:
     """A parameter in at least fp32 (A_log, D and dt bias never enter the scan below fp32)."""
     return p.to(torch.promote_types(p.dtype, torch.float32))
@@ -90,10 +96,11 @@ def selective_ssm(
     """x, z: [B, L, d_inner] -> y: [B, L, d_inner]; backend is "torch", "fused" or "triton"."""
     if backend == "fused":
         return _fused(x, z, conv1d, x_proj, dt_proj, A_log, D)
-    scan = selective_scan_blc
+    scan, conv_silu = selective_scan_blc, causal_conv_silu
     if backend == "triton":  # imported here: importing the models never imports triton
+        from flowstudy.models.ssm.triton_conv import causal_conv_silu_triton as conv_silu
         from flowstudy.models.ssm.triton_scan import selective_scan_triton_blc as scan
-    xc = F.silu(causal_conv_blc(x, conv1d.weight, conv1d.bias))  # [B, L, d_inner]
+    xc = conv_silu(x, conv1d.weight, conv1d.bias)  # [B, L, d_inner]
     dt_rank, d_state = dt_proj.in_features, A_log.shape[1]
     dt, B, C = torch.split(x_proj(xc), [dt_rank, d_state, d_state], dim=-1)  # [B, L, R|N|N]
     delta = F.linear(dt, dt_proj.weight)  # [B, L, d_inner]; the bias enters inside the scan

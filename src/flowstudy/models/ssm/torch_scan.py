@@ -149,14 +149,16 @@ class MemberFold:
     per member, [K, ...]; a shared one stays shared (read by every row) unless ``every``
     asks for a copy per member (the backward's rule: each member's own gradient). Under
     nested vmap an argument can already carry M members ([M, d, N]: a call made by an inner
-    fold); the folded call then carries K*M, member k*M + m.
+    fold); the folded call then carries K*M, member k*M + m. ``params`` maps the parameters'
+    argument positions to their dimensions without a member axis (the scan's by default; the
+    convolution of triton_conv has its own).
     """
 
-    def __init__(self, batch_size: int, in_dims: tuple, args: tuple, every: bool = False) -> None:
-        self.K, self.every, self.dims = batch_size, every, in_dims
+    def __init__(self, batch_size: int, in_dims: tuple, args: tuple, every: bool = False, params: dict[int, int] = _PARAMS) -> None:
+        self.K, self.every, self.dims, self.params = batch_size, every, in_dims, params
         # an argument's own dims: its tensor's without the vmapped one
-        ndim = {i: args[i].dim() - (in_dims[i] is not None) for i in _PARAMS if args[i] is not None}
-        self.own = {i: ndim.get(i, 0) > base for i, base in _PARAMS.items()}
+        ndim = {i: args[i].dim() - (in_dims[i] is not None) for i in params if args[i] is not None}
+        self.own = {i: ndim.get(i, 0) > base for i, base in params.items()}
         inner = [args[i].shape[1 if in_dims[i] == 0 else 0] for i, own in self.own.items() if own]
         self.inner = inner[0] if inner else 1  # members an inner fold already carries
         self.args = tuple(self._fold(i, x) for i, x in enumerate(args))
@@ -165,7 +167,7 @@ class MemberFold:
         if not isinstance(x, Tensor):
             return x  # None, flags, launch configs
         dim = self.dims[i]
-        if i not in _PARAMS:
+        if i not in self.params:
             x = x.movedim(dim, 0) if dim is not None else x.expand(self.K, *x.shape)  # [K, R, ...]
             return x.flatten(0, 1)  # [K*R, ...]
         if dim is None and not self.own[i] and not self.every:
@@ -187,7 +189,7 @@ class MemberFold:
         member axis of its own sums its copies of an inner fold's members)."""
         out = []
         for i, g in enumerate(grads):
-            if g is not None and i in _PARAMS:
+            if g is not None and i in self.params:
                 if self.inner > 1:
                     g = g.unflatten(0, (self.K, self.inner))  # [K, M, ...]
                     if not self.own[i]:  # one value for the inner members: their gradients summed
@@ -283,7 +285,7 @@ def _scan_gradients(u, delta, A, B, C, D, z, delta_bias, y, dout, softplus):
     )
 
 
-def gradients_function(gradients: Callable[..., tuple], what: str) -> type[torch.autograd.Function]:
+def gradients_function(gradients: Callable[..., tuple], what: str, params: dict[int, int] = _PARAMS) -> type[torch.autograd.Function]:
     """A scan's backward as a Function of its own, so that torch.func can vmap it (vmap over
     cotangents, per-sample gradients): its forward is ``gradients(*args)`` (a tuple in the scan's
     argument order); differentiable once, no double backward; its vmap rule folds the members
@@ -304,7 +306,7 @@ def gradients_function(gradients: Callable[..., tuple], what: str) -> type[torch
 
         @staticmethod
         def vmap(info, in_dims, *args):  # noqa: D102
-            fold = MemberFold(info.batch_size, in_dims, args, every=True)
+            fold = MemberFold(info.batch_size, in_dims, args, every=True, params=params)
             return fold.gradients(Gradients.apply(*fold.args))
 
     return Gradients

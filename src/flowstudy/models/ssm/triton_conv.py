@@ -1,0 +1,215 @@
+"""Triton causal depthwise convolution fused with SiLU, for the Mamba layers' short sequences.
+
+In [B, L, d] layout (any strides), for every row b, step t and channel c, with a kernel of k taps:
+
+    pre_t = bias + sum_j w_j x_{t-k+1+j}      (x_s = 0 for s < 0)
+    out_t = silu(pre_t) = pre_t sigmoid(pre_t)
+
+The PyTorch path (:func:`flowstudy.models.ssm.branch.causal_conv_blc` and ``F.silu``) makes a
+pass over [B, L, d] per tap and per step of its backward: in a 3-member Mamba group step its
+ops move about 47 % of the bytes outside matrix products (``python benchmarks/bytes_per_step.py
+--arch mamba --members 3 --by-part``). Here the forward reads x once and writes out; the
+backward reads x and the output's gradient once and writes dx, recomputing pre and its shifts
+in registers (shifted reloads of a row's tile hit the cache, not memory).
+
+One program owns a run of batch rows and BLOCK_D channels; each row's sequence is one tile
+[L, k, BLOCK_D] of shifted inputs (L <= 128). Backward: with gp_t = g_t silu'(pre_t),
+
+    dx_s = sum_j w_j gp_{s+k-1-j};   dw_j = sum_{b,t} gp_t x_{t-k+1+j};   dbias = sum_{b,t} gp_t
+
+dw and dbias are summed over a program's rows in registers and over programs by torch (no
+atomics: deterministic). Under torch.func.vmap the K members fold into the batch rows
+(torch_scan.MemberFold) with w [K, d, k] and bias [K, d]; a program's rows lie in one member.
+On CPU the kernels run in Triton's interpreter when TRITON_INTERPRET=1 is set before triton is
+imported (slow; for tests).
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+
+from flowstudy.errors import ConfigError
+from flowstudy.models.ssm.torch_scan import MemberFold, gradients_function
+from flowstudy.models.ssm.triton_scan import _member_stride, _rows
+
+__all__ = ["causal_conv_silu_triton"]
+
+MAX_SEQLEN = 128
+_PARAMS = {1: 2, 2: 1}  # w [d, k], bias [d]: positions and dimensions without a member axis
+
+
+@triton.jit
+def _shifted(x_ptr, row, sx_b, sx_l, sx_d, offs_t, offs_j, offs_d, m_d, seqlen, shift, K: tl.constexpr):
+    """[L, K, BLOCK_D] tile: x at step t - K + 1 + j + shift (0 outside the sequence), fp32."""
+    src = offs_t[:, None] - K + 1 + offs_j[None, :] + shift  # [L, K]
+    m = (src >= 0) & (src < seqlen) & (offs_t[:, None] + shift < seqlen) & (offs_j[None, :] < K)
+    p = x_ptr + row * sx_b + src[:, :, None] * sx_l + offs_d[None, None, :] * sx_d
+    return tl.load(p, mask=m[:, :, None] & m_d[None, None, :], other=0.0).to(tl.float32)
+
+
+@triton.jit
+def _conv_silu_fwd_kernel(
+    x_ptr, w_ptr, bias_ptr, out_ptr,
+    rows_per_member, chunks_per_member, dim, seqlen, rows_per_prog,
+    sx_b, sx_l, sx_d, so_b, so_l, so_d, sw_m, sw_d, sw_k, sb_m,
+    HAS_BIAS: tl.constexpr, K: tl.constexpr, K_PAD: tl.constexpr, L_PAD: tl.constexpr, BLOCK_D: tl.constexpr,
+):
+    """Grid (row chunks, channel blocks): out = silu(conv(x) + bias) for the chunk's rows."""
+    member, row0, row1 = _rows(tl.program_id(0).to(tl.int64), rows_per_member, chunks_per_member, rows_per_prog, True)
+    offs_d = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
+    offs_t, offs_j = tl.arange(0, L_PAD), tl.arange(0, K_PAD)
+    m_d = offs_d < dim
+    w = tl.load(w_ptr + member * sw_m + offs_j[:, None] * sw_k + offs_d[None, :] * sw_d,
+                mask=(offs_j[:, None] < K) & m_d[None, :], other=0.0).to(tl.float32)  # [K, BLOCK_D]
+    bias = tl.load(bias_ptr + member * sb_m + offs_d, mask=m_d, other=0.0).to(tl.float32) if HAS_BIAS else None
+    m_out = (offs_t[:, None] < seqlen) & m_d[None, :]
+    for row in range(row0, row1):
+        pre = tl.sum(_shifted(x_ptr, row, sx_b, sx_l, sx_d, offs_t, offs_j, offs_d, m_d, seqlen, 0, K) * w[None, :, :], axis=1)
+        if HAS_BIAS:
+            pre += bias[None, :]
+        out = pre / (1.0 + tl.exp(-pre))
+        tl.store(out_ptr + row * so_b + offs_t[:, None] * so_l + offs_d[None, :] * so_d,
+                 out.to(out_ptr.dtype.element_ty), mask=m_out)
+
+
+@triton.jit
+def _conv_silu_bwd_kernel(
+    x_ptr, w_ptr, bias_ptr, g_ptr, dx_ptr, dw_part, dbias_part,
+    rows_per_member, chunks_per_member, dim, seqlen, rows_per_prog,
+    sx_b, sx_l, sx_d, sg_b, sg_l, sg_d, sdx_b, sdx_l, sdx_d, sw_m, sw_d, sw_k, sb_m,
+    HAS_BIAS: tl.constexpr, K: tl.constexpr, K_PAD: tl.constexpr, L_PAD: tl.constexpr, BLOCK_D: tl.constexpr,
+):
+    """Grid (row chunks, channel blocks): dx for the chunk's rows; dw_part [chunks, K_PAD, d]
+    and dbias_part [chunks, d] hold the chunk's sums."""
+    pid_r = tl.program_id(0).to(tl.int64)
+    member, row0, row1 = _rows(pid_r, rows_per_member, chunks_per_member, rows_per_prog, True)
+    offs_d = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
+    offs_t, offs_j = tl.arange(0, L_PAD), tl.arange(0, K_PAD)
+    m_d = offs_d < dim
+    m_td = (offs_t[:, None] < seqlen) & m_d[None, :]
+    w = tl.load(w_ptr + member * sw_m + offs_j[:, None] * sw_k + offs_d[None, :] * sw_d,
+                mask=(offs_j[:, None] < K) & m_d[None, :], other=0.0).to(tl.float32)  # [K, BLOCK_D]
+    bias = tl.load(bias_ptr + member * sb_m + offs_d, mask=m_d, other=0.0).to(tl.float32) if HAS_BIAS else None
+    dw_acc = tl.zeros([K_PAD, BLOCK_D], dtype=tl.float32)
+    dbias_acc = tl.zeros([BLOCK_D], dtype=tl.float32)
+    for row in range(row0, row1):
+        dx = tl.zeros([L_PAD, BLOCK_D], dtype=tl.float32)
+        for i in tl.static_range(K):  # gp at step t + i reaches dx_t through tap K - 1 - i
+            xs = _shifted(x_ptr, row, sx_b, sx_l, sx_d, offs_t, offs_j, offs_d, m_d, seqlen, i, K)  # [L, K, BLOCK_D]
+            pre = tl.sum(xs * w[None, :, :], axis=1)
+            if HAS_BIAS:
+                pre += bias[None, :]
+            m_i = (offs_t[:, None] + i < seqlen) & m_d[None, :]
+            g = tl.load(g_ptr + row * sg_b + (offs_t[:, None] + i) * sg_l + offs_d[None, :] * sg_d, mask=m_i, other=0.0).to(tl.float32)
+            sig = 1.0 / (1.0 + tl.exp(-pre))
+            gp = tl.where(m_i, g * sig * (1.0 + pre * (1.0 - sig)), 0.0)  # [L, BLOCK_D]
+            w_i = tl.sum(tl.where(offs_j[:, None] == K - 1 - i, w, 0.0), axis=0)  # [BLOCK_D]
+            dx += gp * w_i[None, :]
+            if i == 0:
+                dw_acc += tl.sum(gp[:, None, :] * xs, axis=0)
+                dbias_acc += tl.sum(gp, axis=0)
+        tl.store(dx_ptr + row * sdx_b + offs_t[:, None] * sdx_l + offs_d[None, :] * sdx_d,
+                 dx.to(dx_ptr.dtype.element_ty), mask=m_td)
+    tl.store(dw_part + pid_r * K_PAD * dim + offs_j[:, None] * dim + offs_d[None, :], dw_acc, mask=m_d[None, :])
+    tl.store(dbias_part + pid_r * dim + offs_d, dbias_acc, mask=m_d)
+
+
+def _members(x: Tensor, w: Tensor, bias: Tensor | None) -> int:
+    """M, the members a call carries (w [M, d, k], bias [M, d]), each over x.shape[0] / M rows."""
+    counts = {p.shape[0] for p, base in ((w, 2), (bias, 1)) if p is not None and p.dim() > base}
+    if len(counts) > 1 or (counts and x.shape[0] % next(iter(counts))):
+        raise ValueError(f"causal conv: the member axes of w and bias ({sorted(counts)}) must agree and divide the batch ({x.shape[0]})")
+    return counts.pop() if counts else 1
+
+
+def _launch(x: Tensor, members: int) -> tuple[int, int, int, int, int]:
+    """(rows a member, rows a program, chunks a member, BLOCK_D, L_PAD)."""
+    batch, seqlen, dim = x.shape
+    per_member = batch // members
+    rows = max(1, min(8, per_member // 64))
+    block_d = min(64, triton.next_power_of_2(dim))
+    return per_member, rows, triton.cdiv(per_member, rows), block_d, triton.next_power_of_2(seqlen)
+
+
+def _forward(x: Tensor, w: Tensor, bias: Tensor | None) -> Tensor:
+    members = _members(x, w, bias)
+    per_member, rows, chunks, block_d, l_pad = _launch(x, members)
+    batch, seqlen, dim = x.shape
+    k = w.shape[-1]
+    out = torch.empty(batch, seqlen, dim, dtype=x.dtype, device=x.device)
+    grid = (members * chunks, triton.cdiv(dim, block_d))
+    _conv_silu_fwd_kernel[grid](
+        x, w, x if bias is None else bias, out, per_member, chunks, dim, seqlen, rows,
+        *x.stride(), *out.stride(), _member_stride(w, 2), w.stride(-2), w.stride(-1), _member_stride(bias, 1),
+        HAS_BIAS=bias is not None, K=k, K_PAD=triton.next_power_of_2(k), L_PAD=l_pad, BLOCK_D=block_d,
+    )
+    return out
+
+
+def _gradients(x: Tensor, w: Tensor, bias: Tensor | None, g: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+    """(dx, dw, dbias) in the inputs' dtypes; dw and dbias per member when w and bias are."""
+    members = _members(x, w, bias)
+    per_member, rows, chunks, block_d, l_pad = _launch(x, members)
+    batch, seqlen, dim = x.shape
+    k, k_pad = w.shape[-1], triton.next_power_of_2(w.shape[-1])
+    dx = torch.empty(batch, seqlen, dim, dtype=x.dtype, device=x.device)
+    dw_part = torch.empty(members * chunks, k_pad, dim, dtype=torch.float32, device=x.device)
+    dbias_part = torch.empty(members * chunks, dim, dtype=torch.float32, device=x.device)
+    grid = (members * chunks, triton.cdiv(dim, block_d))
+    _conv_silu_bwd_kernel[grid](
+        x, w, x if bias is None else bias, g, dx, dw_part, dbias_part, per_member, chunks, dim, seqlen, rows,
+        *x.stride(), *g.stride(), *dx.stride(), _member_stride(w, 2), w.stride(-2), w.stride(-1), _member_stride(bias, 1),
+        HAS_BIAS=bias is not None, K=k, K_PAD=k_pad, L_PAD=l_pad, BLOCK_D=block_d,
+    )
+    per = (lambda part: part.sum(0)) if members == 1 and w.dim() == 2 else (lambda part: part.unflatten(0, (members, chunks)).sum(1))  # noqa: E731
+    dw = per(dw_part)[..., :k, :].transpose(-1, -2).to(w.dtype)  # [(M,) d, k]
+    dbias = None if bias is None else per(dbias_part).to(bias.dtype)
+    return dx, dw, dbias
+
+
+class _ConvSilu(torch.autograd.Function):
+    """x [B, L, d], w [(M,) d, k], bias [(M,) d] or None -> silu(causal conv) [B, L, d]; the
+    forward keeps its inputs only."""
+
+    @staticmethod
+    def forward(x, w, bias):  # noqa: D102
+        return _forward(x, w, bias)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):  # noqa: D102
+        ctx.save_for_backward(*inputs)
+
+    @staticmethod
+    def backward(ctx, g):  # noqa: D102
+        x, w, bias = ctx.saved_tensors
+        return _ConvSiluBackward.apply(x, w, bias, g)
+
+    @staticmethod
+    def vmap(info, in_dims, *args):  # noqa: D102
+        fold = MemberFold(info.batch_size, in_dims, args, params=_PARAMS)
+        return fold.rows(_ConvSilu.apply(*fold.args)), 0
+
+
+_ConvSiluBackward = gradients_function(_gradients, "the triton causal convolution", params=_PARAMS)
+
+
+def causal_conv_silu_triton(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """silu(causal depthwise convolution of x) in [B, L, d] layout, any strides; L <= 128.
+
+    x: [B, L, d]; weight: [d, k] (or a Conv1d's [d, 1, k]); bias: [d] or None -> [B, L, d] in x's
+    dtype, computed in fp32. The same numbers as ``F.silu(causal_conv_blc(x, weight, bias))`` up
+    to rounding (:func:`flowstudy.models.ssm.branch.causal_conv_blc`).
+    """
+    if weight.dim() == 3:
+        weight = weight[:, 0, :]
+    if x.dim() != 3 or weight.dim() != 2 or weight.shape[0] != x.shape[2]:
+        raise ValueError(f"causal conv expects x [B, L, d] and weight [d, k] (or [d, 1, k]); got {tuple(x.shape)}, {tuple(weight.shape)}")
+    if bias is not None and tuple(bias.shape) != (x.shape[2],):
+        raise ValueError(f"causal conv: bias must have shape [{x.shape[2]}]; got {list(bias.shape)}")
+    if x.shape[1] > MAX_SEQLEN:
+        raise ConfigError(f"the triton causal convolution handles sequences of at most {MAX_SEQLEN} steps; got L={x.shape[1]}")
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        return _ConvSilu.apply(x, weight, bias)
