@@ -164,10 +164,11 @@ if __name__ == '__main__':
     timeout ${FP32_TIMEOUT:-170} python3 benchmarks/bench_gpu_train.py --precision fp32 --columns plain captured compiled \
       --only mlp unet dit --out "$OUT/train-fp32" 2>&1 | grep -v "^USDT\|^STAGE" | tail -7
     ;;
-  next)  # what the CPU-side work since the last GPU call changed: flat group weights (fewer kernels per group step), tf32 tests
+  next)  # what the CPU-side work since the last GPU call changed (GPU tests, then the profiled group steps beside BEFORE_TREE's)
     nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total --format=csv
-    timeout ${TEST_TIMEOUT:-120} python3 -m pytest -q -m gpu tests/train/test_stacked.py tests/train/test_graph.py tests/train/test_precision.py \
-      tests/train/test_subspace_run.py -p no:cacheprovider -o addopts="" > "$OUT/gpu_tests.log" 2>&1; tail -2 "$OUT/gpu_tests.log"
+    timeout ${TEST_TIMEOUT:-150} python3 -m pytest -q -m gpu tests/train/test_stacked.py tests/train/test_graph.py tests/train/test_precision.py \
+      tests/train/test_subspace_run.py tests/models/test_triton_conv.py tests/models/test_triton_scan.py tests/test_graph_solver.py \
+      tests/study/test_threads.py -p no:cacheprovider -o addopts="" > "$OUT/gpu_tests.log" 2>&1; tail -2 "$OUT/gpu_tests.log"
     grep -E "^(FAILED|ERROR)" "$OUT/gpu_tests.log" | head -10
     # the same cases as the last profile (benchmarks/gpu-2026-11-28/profile_gpu_steps.json), then, for a baseline in the same call,
     # an earlier tree run with its own script (BEFORE_TREE=.gpu/before, from `git archive <commit> | tar -x -C .gpu/before`)
