@@ -57,3 +57,17 @@ def test_matches_the_pytorch_path_on_gpu(shape):
     cot = torch.randn(out.shape, device="cuda", generator=g)
     for ours, theirs in zip(torch.autograd.grad((out * cot).sum(), (x, w, b)), torch.autograd.grad((ref * cot.double()).sum(), ref_in)):
         torch.testing.assert_close(ours.double(), theirs, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_compiled_mamba_network_with_the_triton_kernels_matches_eager_on_gpu():
+    """Fast sampling compiles the velocity (GraphSolver(compile=...)): torch.compile must trace the
+    fused convolution's and the scan's Triton launches, or fall back, to the eager numbers."""
+    from flowstudy.models import create_model
+
+    torch.manual_seed(0)
+    net = create_model("mamba", input_dim=64, chunk_size=8, backend="triton").cuda().eval()
+    x, t = torch.randn(32, 64, device="cuda"), torch.rand(32, device="cuda")
+    with torch.no_grad():
+        torch.testing.assert_close(torch.compile(net)(x, t), net(x, t), rtol=1e-4, atol=1e-5)
