@@ -12,7 +12,8 @@ bytes are those the kernels must move (their floor; benchmarks/SCAN.md measures 
 2.4x (forward) and 6.9x (forward+backward) of it). Everything around the scan (convolution,
 SiLU, projections, layout copies, loss, optimiser) runs as on the GPU with the triton backend
 before its fused convolution; ``--conv triton`` replaces the convolution + SiLU with a stand-in
-counted at the fused kernels' floor (flowstudy.models.ssm.triton_conv).
+counted at the fused kernels' floor (flowstudy.models.ssm.triton_conv); ``--update fused`` does the
+same for the group's clipping + AdamW + EMA kernel (flowstudy.train.flat_update).
 
     python benchmarks/bytes_per_step.py --arch mamba --members 3 --top 25 --by-part
     python benchmarks/bytes_per_step.py --arch mamba --members 3 --top 25 --conv triton
@@ -132,6 +133,12 @@ def stand_in_conv(x, weight, bias):
     return _ConvStandIn.apply(x, weight[:, 0, :], bias)
 
 
+def stand_in_update(weights, grad, exp_avg, exp_avg_sq, ema, scalars, decayed, beta1, beta2, eps):
+    """The fused clipping + AdamW + EMA kernel (``--update fused``): not run, counted at its floor
+    (read the gradient, weights, moments and EMA; write the last four)."""
+    _SCAN.floor["AdamW + EMA update (kernel floor)"] += 9 * weights.nbytes
+
+
 def stand_in_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
     """selective_scan_blc's signature (u, delta, z: [B, L, d]; B, C: [B, L, N])."""
     return _ScanStandIn.apply(u, delta, A, B, C, D, z, delta_bias)
@@ -161,12 +168,19 @@ def main() -> None:
     parser.add_argument("--by-part", action="store_true", help="the causal convolution's ops as one row each way")
     parser.add_argument("--conv", choices=["torch", "triton"], default="torch",
                         help="the convolution + SiLU as the torch path runs it, or the fused Triton kernels' floor bytes")
+    parser.add_argument("--update", choices=["torch", "fused"], default="torch",
+                        help="clipping, AdamW and EMA as torch ops, or the fused Triton kernel's floor bytes (flowstudy.train.flat_update)")
     args = parser.parse_args()
     import flowstudy.models.ssm.branch as branch
 
     branch.selective_scan_blc = stand_in_scan  # the torch backend's call site, now the stand-in
     if args.conv == "triton":
         branch.causal_conv_silu = stand_in_conv
+    if args.update == "fused":
+        import flowstudy.train.stacked as stacked
+
+        stacked.flat_update_available = lambda weights: True
+        stacked.flat_adamw_ema_ = stand_in_update
     if args.by_part:
         _label(branch._CausalConv, "forward", "causal conv (forward)")
         _label(branch._CausalConv, "backward", "causal conv (backward)")

@@ -57,11 +57,16 @@ from flowstudy.flows.method import velocity_loss
 from flowstudy.models.ssm.stacking import scans_for_vmap
 from flowstudy.train.checkpoint import save_checkpoint
 from flowstudy.train.config import TrainConfig
+from flowstudy.train.flat_update import flat_adamw_ema_, flat_update_available
 from flowstudy.train.graph import WARMUP_STEPS, HostPairing, uncapturable_reason
 from flowstudy.train.group_batch import GroupBatches, heterogeneity
 from flowstudy.train.schedule import lr_factor
 from flowstudy.train.trackers import make_trackers
 from flowstudy.train.trainer import LOG_EVERY, Trainer, TrainingInterrupted, TrainResult, autocast_for, matmul_precision
+
+FUSED_UPDATE = True
+"""Clipping, AdamW and EMA as one Triton kernel where it runs (flowstudy.train.flat_update); False:
+the torch update everywhere (benchmarks compare the two)."""
 
 SHARED_FIELDS = ("arch", "model", "residual_rank", "residual_input", "batch_size", "betas", "precision", "compile", "device")
 """TrainConfig fields that must be equal within a group (the stacked network and its batch)."""
@@ -156,7 +161,10 @@ class StackedGroup:
         self.buffers = {n: stack([dict(m.model.named_buffers())[n] for m in self.members]) for n, _ in first.model.named_buffers()}
         self.moments = [self.flat.pack(rows) for rows in self._moments(named)]  # AdamW's exp_avg, exp_avg_sq: [K, P]
         self.exp_avg, self.exp_avg_sq = (self.flat.views(m) for m in self.moments)
-        self.scratch = torch.empty_like(self.weights)  # AdamW's [K, P] temporary, allocated once
+        # one kernel for clipping, AdamW and EMA where Triton runs (fp32 weights); the torch update's
+        # [K, P] temporary otherwise, allocated once
+        self.fused_update = FUSED_UPDATE and flat_update_available(self.weights)
+        self.scratch = None if self.fused_update else torch.empty_like(self.weights)
         self._counters()
         self.template = copy.deepcopy(first.step_net).to("meta")  # the network the step calls (Trainer._step_space)
         # mamba-ssm's fused scan cannot be vmapped: the group's network scans on Triton where "auto"
@@ -253,9 +261,7 @@ class StackedGroup:
         parts = [(g if g is not None else torch.zeros_like(p)).reshape(self.K, -1) for g, p in zip(grads, self.params)]
         torch.cat(parts, dim=1, out=self.grad)
         with torch.no_grad():
-            norms = self._clip()
-            self._adamw()
-            self._ema()
+            norms = self._update()
         return losses.detach() + self.loss_offsets, norms
 
     def _group_losses(self) -> Tensor:
@@ -314,37 +320,36 @@ class StackedGroup:
             fields = [v[k] if m.step_base is None else v[k] + m.step_base(s.x_t, s.t) for k, (m, s) in enumerate(zip(self.members, samples))]
         return torch.stack([velocity_loss(f, s.u_t, m.flow.loss_weight) for f, s, m in zip(fields, samples, self.members)])  # [K]
 
-    def _clip(self) -> Tensor:
-        """Per member: g *= min(1, clip / (||g|| + 1e-6)) (torch's clip_grad_norm_). Returns ||g||: [K]."""
-        grad = self.grad  # [K, P]
-        total = torch.linalg.vector_norm(grad, dim=1)  # [K]
-        coef = torch.clamp(self.grad_clip.to(total.dtype) / (total + 1e-6), max=1.0)  # [K]
-        grad.mul_(coef[:, None])
-        return total
-
-    def _adamw(self) -> None:
-        """torch.optim.AdamW's update (amsgrad off) for all members at once, with [K] rates, step
-        counts and weight decays, on the flat [K, P] weights: a few kernels per group step."""
+    def _update(self) -> Tensor:
+        """Clipping (torch's clip_grad_norm_), torch.optim.AdamW's update (amsgrad off) and the EMA
+        for all members at once, with [K] rates, step counts, weight decays and EMA weights, on the
+        flat [K, P] state. One Triton kernel where it runs (flowstudy.train.flat_update), else a
+        few torch kernels. Returns the gradient norms before clipping: [K]."""
         beta1, beta2 = self.members[0].config.betas
         eps = self.members[0].optimizer.defaults["eps"]
+        norms = torch.linalg.vector_norm(self.grad, dim=1)  # [K]
+        coef = torch.clamp(self.grad_clip.to(norms.dtype) / (norms + 1e-6), max=1.0)  # [K]
         lr = self.lr_table.gather(1, self.opt_steps.long().clamp(max=self.lr_table.shape[1] - 1)[:, None])[:, 0]  # [K]
         self.opt_steps.add_(1)
+        step_size, bias2_sqrt = lr / (1 - beta1**self.opt_steps), torch.sqrt(1 - beta2**self.opt_steps)
+        decay = 1 - lr * self.weight_decay  # the decayed tensors come first: columns [0, decayed)
+        ema_weight = 1 - torch.minimum((1 + self.ema_updates) / (10 + self.ema_updates), self.ema_decay)
+        self.ema_updates.add_(1)
+        if self.fused_update:
+            scalars = torch.stack([coef.to(lr.dtype), decay, step_size, bias2_sqrt, ema_weight], dim=1)  # [K, 5]
+            flat_adamw_ema_(self.weights, self.grad, *self.moments, self.ema_weights, scalars, self.decayed, beta1, beta2, eps)
+            return norms
         column = lambda values: values.to(self.weights.dtype)[:, None]  # noqa: E731  [K] -> [K, 1]
-        step_size = column(lr / (1 - beta1**self.opt_steps))
-        bias2_sqrt = column(torch.sqrt(1 - beta2**self.opt_steps))
         p, g, (m, v) = self.weights, self.grad, self.moments
+        g.mul_(coef[:, None])
         if self.decayed:
-            p[:, : self.decayed].mul_(column(1 - lr * self.weight_decay))  # the decayed tensors come first
+            p[:, : self.decayed].mul_(column(decay))
         m.lerp_(g, 1 - beta1)
         v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-        update = torch.sqrt(v, out=self.scratch).div_(bias2_sqrt).add_(eps)  # the denominator, then in place
-        p.add_(torch.div(m, update, out=update).mul_(-step_size))
-
-    def _ema(self) -> None:
-        """ema += (1 - d)(p - ema), d = min(decay, (1 + n) / (10 + n)) per member."""
-        d = torch.minimum((1 + self.ema_updates) / (10 + self.ema_updates), self.ema_decay)  # [K]
-        self.ema_weights.lerp_(self.weights, (1 - d).to(self.ema_weights.dtype)[:, None])
-        self.ema_updates.add_(1)
+        update = torch.sqrt(v, out=self.scratch).div_(column(bias2_sqrt)).add_(eps)  # the denominator, then in place
+        p.add_(torch.div(m, update, out=update).mul_(-column(step_size)))
+        self.ema_weights.lerp_(self.weights, column(ema_weight))  # ema += (1 - d)(p - ema), d = min(decay, (1 + n) / (10 + n))
+        return norms
 
     # ----------------------------------------------------------------- capture
     def _capture(self):
