@@ -62,3 +62,26 @@ class _OldStyleTanh(torch.autograd.Function):
 def old_style_tanh():
     """tanh through an autograd.Function that torch.func refuses (its ``apply``)."""
     return _OldStyleTanh.apply
+
+
+@pytest.fixture(scope="session")
+def interpreted():
+    """interpreted(cases_file): run a file of Triton kernel cases in a child pytest with
+    TRITON_INTERPRET=1 (it must be set before triton is imported, so it cannot be switched on in
+    this process) and fail with its output unless every case passed."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("triton")
+    root = Path(__file__).parents[1]
+
+    def run(cases) -> None:
+        env = {**os.environ, "TRITON_INTERPRET": "1", "OMP_NUM_THREADS": "1"}
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root / "src"), env.get("PYTHONPATH")]))
+        cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=", str(cases)]
+        result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=root)
+        assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+        assert " passed" in result.stdout and "skipped" not in result.stdout, result.stdout[-2000:]
+
+    return run

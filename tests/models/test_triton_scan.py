@@ -4,9 +4,6 @@ reference, the PyTorch scan and mamba_ssm's fused kernel."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -33,17 +30,10 @@ def _x(batch, d, L, N, device="cpu", dtype=torch.float64):
     return {k: v.detach().to(device=device, dtype=dtype) for k, v in _inputs(torch.float64, batch, d, L, N).items()}
 
 
-def test_interpreter_cases():
-    """Forward and every gradient against the float64 reference in Triton's interpreter,
-    run in a child process: TRITON_INTERPRET=1 only works if set before triton is imported."""
-    here = Path(__file__).parent
-    env = {**os.environ, "TRITON_INTERPRET": "1", "OMP_NUM_THREADS": "1"}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(here.parents[1] / "src"), env.get("PYTHONPATH")]))
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=",
-           str(here / "triton_interp_cases.py")]
-    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=here.parents[1])
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    assert " passed" in result.stdout and "skipped" not in result.stdout, result.stdout[-2000:]
+def test_interpreter_cases(interpreted):
+    """Forward and every gradient against the float64 reference in Triton's interpreter (a child
+    process: see triton_interp_cases.py)."""
+    interpreted(Path(__file__).parent / "triton_interp_cases.py")
 
 
 def test_rejects_long_sequences_and_bad_shapes():

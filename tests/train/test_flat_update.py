@@ -4,9 +4,6 @@ and on CUDA against the torch update."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,17 +14,10 @@ from flowstudy.train.flat_update import flat_update_available
 from flowstudy.train.stacked import StackedGroup
 
 
-def test_interpreter_cases():
+def test_interpreter_cases(interpreted):
     """The kernel against the float64 update, and a group stepping with it against separate runs,
-    in Triton's interpreter (TRITON_INTERPRET=1 must be set before triton is imported)."""
-    pytest.importorskip("triton")
-    here = Path(__file__).parent
-    env = {**os.environ, "TRITON_INTERPRET": "1", "OMP_NUM_THREADS": "1"}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(here.parents[1] / "src"), env.get("PYTHONPATH")]))
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=", str(here / "flat_update_interp_cases.py")]
-    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=here.parents[1])
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    assert " passed" in result.stdout and "skipped" not in result.stdout, result.stdout[-2000:]
+    in Triton's interpreter (a child process: see flat_update_interp_cases.py)."""
+    interpreted(Path(__file__).parent / "flat_update_interp_cases.py")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only behaviour")
