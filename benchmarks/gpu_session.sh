@@ -174,6 +174,8 @@ if __name__ == '__main__':
     # an earlier tree run with its own script (BEFORE_TREE=.gpu/before, from `git archive <commit> | tar -x -C .gpu/before`)
     timeout ${PROFILE_TIMEOUT:-200} python3 benchmarks/profile_gpu_steps.py --cases mlp:64 unet:9 dit:3 mamba:3:triton mamba:9:triton --precision tf32 --top 4 \
       --out "$OUT/profile-flat" 2>&1 | grep -v "^USDT\|^STAGE" | tail -14
+    timeout ${PROFILE_TIMEOUT:-200} python3 benchmarks/profile_gpu_steps.py --cases mlp:64 unet:9 dit:3 mamba:3:triton mamba:9:triton --precision tf32 --top 4 \
+      --torch-update --out "$OUT/profile-torch-update" 2>&1 | grep -v "^USDT\|^STAGE\|^{" | tail -8
     if [ -n "${BEFORE_TREE:-}" ]; then
       (cd "$BEFORE_TREE" && PYTHONPATH="$PWD/src:/tmp/site" timeout ${PROFILE_TIMEOUT:-200} python3 benchmarks/profile_gpu_steps.py \
         --cases mlp:64 unet:9 dit:3 mamba:3:triton mamba:9:triton --precision tf32 --top 4 --out "$OUT/profile-before" 2>&1 \

@@ -115,9 +115,15 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=8)
     parser.add_argument("--device", default="cuda", help="cuda; cpu only to smoke-test this script (no graphs)")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--torch-update", action="store_true",
+                        help="groups step with the torch clipping/AdamW/EMA update instead of the fused kernel (flowstudy.train.flat_update)")
     args = parser.parse_args()
     global DEVICE
     DEVICE = args.device
+    if args.torch_update:
+        import flowstudy.train.stacked as stacked
+
+        stacked.FUSED_UPDATE = False
     torch.backends.cuda.matmul.allow_tf32 = False  # fp32 unless a case asks otherwise
     rows = []
     for case in args.cases:
