@@ -98,6 +98,21 @@ def test_vmap_over_members_with_their_own_weights_equals_a_loop():
         assert _rel(g, r) < 1e-6, name
 
 
+def test_vmap_with_own_weights_and_a_shared_bias():
+    """A parameter shared by the members gets the gradient summed over all their rows."""
+    K = 2
+    xs, ws, _ = zip(*(_inputs(batch=2, seed=s) for s in range(K)))
+    x, w = (torch.stack(t).float().requires_grad_() for t in (xs, ws))
+    b = _inputs()[2].float().requires_grad_()
+    out = vmap(causal_conv_silu_triton, in_dims=(0, 0, None))(x, w, b)
+    ref = [t.detach().double().requires_grad_() for t in (x, w, b)]
+    loop = torch.stack([reference(ref[0][m], ref[1][m], ref[2]) for m in range(K)])
+    assert _rel(out, loop) < 1e-6
+    grads = torch.autograd.grad(out.square().sum(), (x, w, b))
+    for name, g, r in zip(("x", "w", "bias"), grads, torch.autograd.grad(loop.square().sum(), ref)):
+        assert g.shape == r.shape and _rel(g, r) < 1e-6, name
+
+
 def test_vmapped_vjps_with_shared_weights_equal_one_at_a_time():
     """The exact NLL's batched vector-Jacobian products: vmap over cotangents of one call."""
     x, w, b = (t.float() for t in _inputs())

@@ -39,7 +39,7 @@ from torch import Tensor
 
 from flowstudy.errors import ConfigError
 from flowstudy.models.ssm.torch_scan import MemberFold, gradients_function
-from flowstudy.models.ssm.triton_scan import _member_stride, _rows
+from flowstudy.models.ssm.triton_scan import _member_stride, _per_member_sum, _rows
 
 __all__ = ["causal_conv_silu_triton"]
 
@@ -170,7 +170,9 @@ def _forward(x: Tensor, w: Tensor, bias: Tensor | None) -> Tensor:
 
 
 def _gradients(x: Tensor, w: Tensor, bias: Tensor | None, g: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
-    """(dx, dw, dbias) in the inputs' dtypes; dw and dbias per member when w and bias are."""
+    """(dx, dw, dbias) in the inputs' dtypes; dw and dbias per member when w and bias are. The
+    intermediate gp passes through dx's memory in x's dtype (exact in fp32; bf16 rounds it, as
+    the PyTorch path computes in bf16 throughout)."""
     members = _members(x, w, bias)
     per_member, rows, chunks, block_d, l_pad = _launch(x, members)
     batch, seqlen, dim = x.shape
@@ -184,9 +186,8 @@ def _gradients(x: Tensor, w: Tensor, bias: Tensor | None, g: Tensor) -> tuple[Te
         *x.stride(), *g.stride(), *dx.stride(), _member_stride(w, 2), w.stride(-2), w.stride(-1), _member_stride(bias, 1),
         HAS_BIAS=bias is not None, K=k, K_PAD=k_pad, L_PAD=l_pad, BLOCK_D=block_d, num_warps=1,
     )
-    per = (lambda part: part.sum(0)) if members == 1 and w.dim() == 2 else (lambda part: part.unflatten(0, (members, chunks)).sum(1))  # noqa: E731
-    dw = per(dw_part)[..., :k, :].transpose(-1, -2).to(w.dtype)  # [(M,) d, k]
-    dbias = None if bias is None else per(dbias_part).to(bias.dtype)
+    dw = _per_member_sum(dw_part, w, 2, members)[..., :k, :].transpose(-1, -2).to(w.dtype)  # [(M,) d, k]
+    dbias = None if bias is None else _per_member_sum(dbias_part, bias, 1, members).to(bias.dtype)
     return dx, dw, dbias
 
 
