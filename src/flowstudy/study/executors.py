@@ -136,6 +136,9 @@ class ThreadExecutor(LocalExecutor):
     interpreter lock: a replayed step needs little of it, an eager step a lot. On CPU,
     :class:`LocalExecutor`'s processes are the better choice.
 
+    The cells share the GPU's memory: one that runs out beside others starts again once one of
+    them has ended (a run from its last.pt); one that runs out alone fails.
+
     torch's CPU threads are process-wide: cores // workers while it runs, as for the local executor
     (restored after). Ctrl-C or SIGTERM (when the study runs in the main thread) stops the cells
     that are training at their step's end with a resumable last.pt and starts no more; the study's
