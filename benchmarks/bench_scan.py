@@ -309,7 +309,8 @@ def members(shapes: str) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sass", nargs="*", metavar="KERNEL:BLOCK_D:WARPS",
-                    help="compile for sm_90 (no GPU needed) and print resources; kernels fwd, bwd")
+                    help="compile for sm_90 (no GPU needed) and print resources; kernels fwd, bwd, conv_fwd, conv_bwd")
+    ap.add_argument("--sass-seqlen", type=int, default=None, help="the sequence length the --sass kernels are compiled for (default L)")
     ap.add_argument("--out")
     ap.add_argument("--batches", default="4096,256")
     ap.add_argument("--sweep", action="store_true", help="also time launch shapes around the default")
@@ -320,6 +321,9 @@ def main() -> None:
         members(args.members)
         return
     if args.sass is not None:
+        if args.sass_seqlen:
+            global L
+            L = args.sass_seqlen
         sass_report(args.sass or SASS_SHAPES)
         return
     if not args.out:
