@@ -318,12 +318,16 @@ _SelectiveScanBackward = gradients_function(_scan_gradients, "the selective scan
 def member_count(u: Tensor, A: Tensor, D: Tensor | None, delta_bias: Tensor | None) -> int:
     """M, the members whose parameters a call carries (A [M, d, N], D or delta_bias [M, d]),
     each over u.shape[0] / M consecutive batch rows; 1 when every row shares them."""
-    counts = {p.shape[0] for p, base in ((A, 2), (D, 1), (delta_bias, 1)) if p is not None and p.dim() > base}
-    if len(counts) > 1 or (counts and u.shape[0] % next(iter(counts))):
-        raise ValueError(
-            f"selective scan: the member axes of A, D, delta_bias ({sorted(counts)}) must agree "
-            f"and divide the batch ({u.shape[0]})"
-        )
+    return members_of(u.shape[0], {"A": (A, 2), "D": (D, 1), "delta_bias": (delta_bias, 1)}, "selective scan")
+
+
+def members_of(batch: int, params: dict[str, tuple[Tensor | None, int]], what: str) -> int:
+    """M, the members a folded call carries: the leading axis of every parameter (name -> (tensor
+    or None, its dimensions without a member axis)) that has one; they must agree and divide the
+    batch rows. 1 when every row shares them."""
+    counts = {p.shape[0] for p, base in params.values() if p is not None and p.dim() > base}
+    if len(counts) > 1 or (counts and batch % next(iter(counts))):
+        raise ValueError(f"{what}: the member axes of {', '.join(params)} ({sorted(counts)}) must agree and divide the batch ({batch})")
     return counts.pop() if counts else 1
 
 

@@ -9,8 +9,8 @@ The PyTorch path (:func:`flowstudy.models.ssm.branch.causal_conv_blc` and ``F.si
 pass over [B, L, d] per tap and per step of its backward: in a 3-member Mamba group step its
 ops move about 47 % of the bytes outside matrix products (``python benchmarks/bytes_per_step.py
 --arch mamba --members 3 --by-part``). Here the forward reads x once and writes out; the
-backward reads x and the output's gradient once and writes dx, recomputing pre and its shifts
-in registers (shifted reloads of a row's tile hit the cache, not memory).
+backward reads x and the output's gradient once and writes dx, recomputing pre in registers
+(shifted reloads of a row's tile hit the cache, not memory).
 
 One program (one warp) owns a run of batch rows and 32 channels, a thread one channel's whole
 sequence (L <= 128): the k shifted inputs are [L, 32] tiles read again at each tap (from the
@@ -38,12 +38,11 @@ import triton.language as tl
 from torch import Tensor
 
 from flowstudy.errors import ConfigError
-from flowstudy.models.ssm.torch_scan import MemberFold, gradients_function
-from flowstudy.models.ssm.triton_scan import _member_stride, _per_member_sum, _rows
+from flowstudy.models.ssm.torch_scan import MemberFold, gradients_function, members_of
+from flowstudy.models.ssm.triton_scan import MAX_SEQLEN, _member_stride, _per_member_sum, _rows
 
 __all__ = ["causal_conv_silu_triton"]
 
-MAX_SEQLEN = 128
 _PARAMS = {1: 2, 2: 1}  # w [d, k], bias [d]: positions and dimensions without a member axis
 
 
@@ -137,14 +136,6 @@ def _conv_silu_bwd_kernel(
     tl.store(dbias_part + pid_r * dim + offs_d, dbias_acc, mask=m_d)
 
 
-def _members(x: Tensor, w: Tensor, bias: Tensor | None) -> int:
-    """M, the members a call carries (w [M, d, k], bias [M, d]), each over x.shape[0] / M rows."""
-    counts = {p.shape[0] for p, base in ((w, 2), (bias, 1)) if p is not None and p.dim() > base}
-    if len(counts) > 1 or (counts and x.shape[0] % next(iter(counts))):
-        raise ValueError(f"causal conv: the member axes of w and bias ({sorted(counts)}) must agree and divide the batch ({x.shape[0]})")
-    return counts.pop() if counts else 1
-
-
 def _launch(x: Tensor, members: int) -> tuple[int, int, int, int, int]:
     """(rows a member, rows a program, chunks a member, BLOCK_D, L_PAD)."""
     batch, seqlen, dim = x.shape
@@ -155,7 +146,7 @@ def _launch(x: Tensor, members: int) -> tuple[int, int, int, int, int]:
 
 
 def _forward(x: Tensor, w: Tensor, bias: Tensor | None) -> Tensor:
-    members = _members(x, w, bias)
+    members = members_of(x.shape[0], {"w": (w, 2), "bias": (bias, 1)}, "causal conv")
     per_member, rows, chunks, block_d, l_pad = _launch(x, members)
     batch, seqlen, dim = x.shape
     k = w.shape[-1]
@@ -173,7 +164,7 @@ def _gradients(x: Tensor, w: Tensor, bias: Tensor | None, g: Tensor) -> tuple[Te
     """(dx, dw, dbias) in the inputs' dtypes; dw and dbias per member when w and bias are. The
     intermediate gp passes through dx's memory in x's dtype (exact in fp32; bf16 rounds it, as
     the PyTorch path computes in bf16 throughout)."""
-    members = _members(x, w, bias)
+    members = members_of(x.shape[0], {"w": (w, 2), "bias": (bias, 1)}, "causal conv")
     per_member, rows, chunks, block_d, l_pad = _launch(x, members)
     batch, seqlen, dim = x.shape
     k, k_pad = w.shape[-1], triton.next_power_of_2(w.shape[-1])
