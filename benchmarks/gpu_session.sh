@@ -5,6 +5,7 @@
 #   bash benchmarks/gpu_session.sh profile       # profile_gpu_steps.py (fp32/tf32/bf16, compiled fields) and bench_scan.py --members
 #   bash benchmarks/gpu_session.sh speed         # bench_gpu_train.py in tf32 and fp32 with compiled step fields (captured, stacked, plain loops)
 #   bash benchmarks/gpu_session.sh next          # GPU tests, then profile_gpu_steps of the groups (BEFORE=old stacked.py: a baseline in the same call)
+#   bash benchmarks/gpu_session.sh tiles         # the Mamba groups' steps per Triton-scan backward launch shape (SCAN_BWD), then Mamba sampling at 16,384 rows
 #   bash benchmarks/gpu_session.sh final         # the architectures study with runs in stacked groups of up to 64
 #   bash benchmarks/gpu_session.sh threads       # GPU tests, then bench_concurrent_groups.py: groups one after another, in threads, in processes
 #   bash benchmarks/gpu_session.sh scan          # Mamba GPU tests (Triton scan against float64, torch and fused), then bench_scan.py
@@ -219,6 +220,14 @@ for key in ("sample_seconds", "eval_seconds", "cell_seconds"):
     values = sorted(d.get(key, 0) for d in done)
     print(key, "median", round(values[len(values) // 2], 1) if values else None, "max", round(values[-1], 1) if values else None)
 PY
+    ;;
+  tiles)  # the study's Mamba groups (L = 8) with the scan's backward launch shapes BLOCK_D:WARPS:SPLITS:ROWS
+    timeout ${PROFILE_TIMEOUT:-260} python3 benchmarks/profile_gpu_steps.py --cases mamba:9:triton mamba:3:triton --precision tf32 --top 3 \
+      --scan-bwd ${SCAN_BWD:-default 4:1:4:4 4:1:8:4 4:1:8:2 2:1:8:4 8:2:4:4 8:2:8:2 16:2:4:4 16:4:8:4 4:1:16:4} \
+      --out "$OUT/profile-tiles" 2>&1 | grep "^|"
+    python3 -c "import json; [print(r.get('scan_bwd', 'default'), r.get('scan_calls')) for r in json.load(open('$OUT/profile-tiles/profile_gpu_steps.json'))[:2]]"
+    timeout ${BENCH_TIMEOUT:-150} python3 benchmarks/bench_gpu_train.py --only "mamba (triton scan)" --columns captured sampling --quick \
+      --sample-rows 16384 --compile-velocity default --out "$OUT/sampling" > "$OUT/sampling.log" 2>&1; grep -v "^USDT\|^STAGE" "$OUT/sampling.log" | tail -8
     ;;
   final)
     nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total --format=csv

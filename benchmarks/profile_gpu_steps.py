@@ -16,11 +16,18 @@ before capture: fewer, fused kernels per replay.
 
     python benchmarks/profile_gpu_steps.py --cases "mlp:1" "mlp:64" "mamba:9:triton" --precision fp32 tf32 --top 12
     python benchmarks/profile_gpu_steps.py --cases "unet:1" --compile default
+    python benchmarks/profile_gpu_steps.py --cases "mamba:9:triton" --precision tf32 --scan-bwd default 4:1:8:4 2:2:8:4
+
+``--scan-bwd BLOCK_D:WARPS:SPLITS:ROWS`` replaces the Triton scan's backward launch shape
+(flowstudy.models.ssm.triton_scan.default_config) for the Mamba cases, one variant each
+("default" keeps it); the row records the scan's shapes and the launch shape it used.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import json
 import tempfile
 import time
@@ -102,6 +109,31 @@ def measure(replay, members: int, repeats: int, top: int) -> dict:
     }
 
 
+@contextlib.contextmanager
+def _scan_bwd_shape(shape: str, row: dict):
+    """Within: the Triton scan's default launch shape with its backward fields from
+    BLOCK_D:WARPS:SPLITS:ROWS ("default": unchanged); row["scan_calls"] gets the distinct
+    (batch, dim, seqlen, dstate) -> launch shape the scan used."""
+    from flowstudy.models.ssm import triton_scan
+
+    library = triton_scan.default_config
+    seen = row.setdefault("scan_calls", {})
+
+    def config(batch, dim, seqlen, dstate, n_sm=132):
+        cfg = library(batch, dim, seqlen, dstate, n_sm)
+        if shape != "default":
+            bd, warps, splits, rows = (int(v) for v in shape.split(":"))
+            cfg = dataclasses.replace(cfg, bwd_block_d=bd, bwd_warps=warps, bwd_splits=splits, bwd_rows=rows)
+        seen[f"{batch}x{dim}x{seqlen}x{dstate}"] = dataclasses.astuple(cfg)
+        return cfg
+
+    triton_scan.default_config = config
+    try:
+        yield
+    finally:
+        triton_scan.default_config = library
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", nargs="+", default=["mlp:1", "unet:1", "mlp:64", "mamba:9:triton"], help="ARCH:K[:BACKEND]")
@@ -117,6 +149,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--torch-update", action="store_true",
                         help="groups step with the torch clipping/AdamW/EMA update instead of the fused kernel (flowstudy.train.flat_update)")
+    parser.add_argument("--scan-bwd", nargs="+", default=["default"], metavar="BLOCK_D:WARPS:SPLITS:ROWS",
+                        help="Triton scan backward launch shapes to time for the Mamba cases (default: the library's)")
     args = parser.parse_args()
     global DEVICE
     DEVICE = args.device
@@ -132,10 +166,13 @@ def main() -> None:
         variants = [(p, None, c) for c in args.coordinates for p in args.precision]
         if args.compile and members == 1:
             variants += [(p, args.compile, c) for c in args.coordinates for p in args.precision]
-        for precision, compile_mode, coordinates in variants:
+        shapes = args.scan_bwd if arch.startswith("mamba") and backend == "triton" else ["default"]
+        for (precision, compile_mode, coordinates), shape in ((v, b) for v in variants for b in shapes):
             row = {"case": case, "precision": precision, "compile": compile_mode, "coordinates": coordinates}
+            if shape != "default":
+                row["scan_bwd"] = shape
             try:
-                with tempfile.TemporaryDirectory() as tmp:
+                with tempfile.TemporaryDirectory() as tmp, _scan_bwd_shape(shape, row):
                     replay = build(arch, members, backend, precision, compile_mode, Path(tmp), leading=coordinates == "leading")
                     row.update(measure(replay, members, args.repeats if members < 16 else max(10, args.repeats // 3), args.top))
             except Exception as err:  # one case's failure must not lose the others
@@ -150,6 +187,8 @@ def main() -> None:
     print("\n| case | coordinates | precision | compile | model-steps/s | wall ms | GPU busy ms | busy | kernels/step |")
     print("| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
+        if "scan_bwd" in r:
+            r = {**r, "case": f"{r['case']} bwd {r['scan_bwd']}"}
         if "error" in r:
             print(f"| {r['case']} | {r['coordinates']} | {r['precision']} | {r['compile'] or ''} | {r['error']} | | | | |")
             continue
