@@ -12,6 +12,14 @@ resolves it) as one captured StackedGroup for --steps steps, without validation.
   over the union of those windows (one after another: the sum of the jobs' times);
 - each job's own model-steps/s between its records (side by side, while sharing the GPU).
 Writes DIR/bench_concurrent_groups.json and prints a markdown table.
+
+    python benchmarks/bench_concurrent_groups.py --jobs mamba:9 mamba:3 mamba-tied:3 dit:3 --modes threads \
+        --scan-bwd default 4:1:8:2 --repeats 2
+
+times each mode with each Triton-scan backward launch shape BLOCK_D:WARPS:SPLITS:ROWS
+(flowstudy.models.ssm.triton_scan.BACKWARD_SHAPE), the shapes taking turns --repeats times, so that
+shapes are compared side by side on one machine. (Serial and threads only: worker processes do not
+see the setting.)
 """
 
 from __future__ import annotations
@@ -95,24 +103,36 @@ def main() -> None:
     parser.add_argument("--modes", nargs="+", default=["serial", "threads", "processes"], choices=["serial", "threads", "processes"])
     parser.add_argument("--out", type=Path, default=Path("."))
     parser.add_argument("--device", default="cuda", help="cpu: a smoke test of the script (no streams, no graphs)")
+    parser.add_argument("--scan-bwd", nargs="+", default=["default"], metavar="BLOCK_D:WARPS:SPLITS:ROWS",
+                        help="Triton scan backward launch shapes, taking turns (default: the library's)")
+    parser.add_argument("--repeats", type=int, default=1, help="rounds over the shapes")
     args = parser.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("needs a CUDA device (--device cpu for a smoke test)")
+    if args.scan_bwd != ["default"] and "processes" in args.modes:
+        parser.error("--scan-bwd applies to the serial and threads modes only (worker processes do not see it)")
+    from flowstudy.models.ssm import triton_scan
+
     rows = []
-    for mode in args.modes:
-        rows.append(run_mode(mode, args.jobs, args.steps, args.precision, args.device))
-        print(json.dumps({k: v for k, v in rows[-1].items() if k != "jobs"}), flush=True)
+    for _ in range(args.repeats):
+        for shape in args.scan_bwd:
+            triton_scan.BACKWARD_SHAPE = triton_scan.parse_backward_shape(shape)
+            for mode in args.modes:
+                rows.append({**run_mode(mode, args.jobs, args.steps, args.precision, args.device), "scan_bwd": shape})
+                print(json.dumps({k: v for k, v in rows[-1].items() if k != "jobs"}), flush=True)
+    triton_scan.BACKWARD_SHAPE = None
     args.out.mkdir(parents=True, exist_ok=True)
     device = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
     (args.out / "bench_concurrent_groups.json").write_text(json.dumps(
         {"device": device, "torch": torch.__version__, "jobs": args.jobs, "steps": args.steps, "precision": args.precision, "rows": rows}, indent=1))
     base = next((r for r in rows if r["mode"] == "serial"), rows[0])
+    versus = "one after another" if base["mode"] == "serial" else "the first row"
     print(f"\n{device}; torch {torch.__version__}; jobs {' '.join(args.jobs)}; {args.steps} steps each; {args.precision}\n")
-    print("| mode | wall s | steady model-steps/s | vs one after another | per job model-steps/s |")
-    print("| --- | ---: | ---: | ---: | --- |")
+    print(f"| mode | scan backward | wall s | steady model-steps/s | vs {versus} | per job model-steps/s |")
+    print("| --- | --- | ---: | ---: | ---: | --- |")
     for r in rows:
         per_job = ", ".join(f"{j['job']} {j['model_steps_per_s']:.0f}" for j in r["jobs"])
-        print(f"| {r['mode']} | {r['wall_s']:.1f} | {r['steady_model_steps_per_s']:.0f} | "
+        print(f"| {r['mode']} | {r['scan_bwd']} | {r['wall_s']:.1f} | {r['steady_model_steps_per_s']:.0f} | "
               f"{r['steady_model_steps_per_s'] / base['steady_model_steps_per_s']:.2f}× | {per_job} |")
 
 

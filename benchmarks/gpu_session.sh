@@ -6,6 +6,7 @@
 #   bash benchmarks/gpu_session.sh speed         # bench_gpu_train.py in tf32 and fp32 with compiled step fields (captured, stacked, plain loops)
 #   bash benchmarks/gpu_session.sh next          # GPU tests, then profile_gpu_steps of the groups (BEFORE=old stacked.py: a baseline in the same call)
 #   bash benchmarks/gpu_session.sh tiles         # the Mamba groups' steps per Triton-scan backward launch shape (SCAN_BWD), then Mamba sampling at 16,384 rows
+#   bash benchmarks/gpu_session.sh scanab        # the study's heaviest groups in threads, the scan's backward shapes (SCAN_BWD) taking turns
 #   bash benchmarks/gpu_session.sh final         # the architectures study with runs in stacked groups of up to 64
 #   bash benchmarks/gpu_session.sh threads       # GPU tests, then bench_concurrent_groups.py: groups one after another, in threads, in processes
 #   bash benchmarks/gpu_session.sh scan          # Mamba GPU tests (Triton scan against float64, torch and fused), then bench_scan.py
@@ -19,7 +20,8 @@
 #  cells are all Mamba networks: the spec is copied with `model = {backend = ...}` in its [base];
 #  STUDY_PRECISION=fp32|tf32|bf16 likewise sets `precision` in the copy's [base].)
 # (study: GROUP_SIZE=N trains runs that share a network in stacked groups of up to N; EXECUTOR=threads
-#  runs its tasks in threads of one process, a CUDA stream each, instead of worker processes.)
+#  runs its tasks in threads of one process, a CUDA stream each, instead of worker processes;
+#  SCAN_BWD=BLOCK_D:WARPS:SPLITS:ROWS sets the Triton scan's backward launch shape there.)
 # Outputs go to $OUT (logs, Markdown tables, a tarball of the study directory without checkpoints).
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
@@ -67,9 +69,12 @@ case "$part" in
     if [ -n "$prev" ] && [ -f "$prev" ]; then mkdir -p /tmp/studies && tar -xzf "$prev" -C /tmp/studies; fi
     # -k: a threaded study stops its runs resumably on SIGTERM (last.pt per member), which can outlast the call
     timeout -k 15 ${STUDY_TIMEOUT:-480} python3 -c "
-import sys, time
+import os, sys, time
 from flowstudy.study import run_study
+from flowstudy.models.ssm import triton_scan
 if __name__ == '__main__':
+    if os.environ.get('SCAN_BWD'):  # the threads executor's runs share this process
+        triton_scan.BACKWARD_SHAPE = triton_scan.parse_backward_shape(os.environ['SCAN_BWD'])
     tic = time.perf_counter()
     rows = run_study(sys.argv[1], sys.argv[2], executor=sys.argv[5] or None, workers=int(sys.argv[3]), progress=False, group_size=int(sys.argv[4]))
     print(len(rows), 'cells done in', round(time.perf_counter() - tic, 1), 's; group_size', sys.argv[4], 'executor', sys.argv[5] or 'spec')
@@ -228,6 +233,11 @@ PY
     python3 -c "import json; [print(r.get('scan_bwd', 'default'), r.get('scan_calls')) for r in json.load(open('$OUT/profile-tiles/profile_gpu_steps.json'))[:2]]"
     timeout ${BENCH_TIMEOUT:-150} python3 benchmarks/bench_gpu_train.py --only "mamba (triton scan)" --columns captured sampling --quick \
       --sample-rows 16384 --compile-velocity default --out "$OUT/sampling" > "$OUT/sampling.log" 2>&1; grep -v "^USDT\|^STAGE" "$OUT/sampling.log" | tail -8
+    ;;
+  scanab)  # backward launch shapes compared where the study runs them: its heaviest groups side by side in threads
+    timeout ${BENCH_TIMEOUT:-400} python3 benchmarks/bench_concurrent_groups.py --jobs ${JOBS:-mamba:9 mamba:3 mamba-tied:3 mamba-merged:3 dit:3} \
+      --modes threads --steps ${STEPS:-600} --precision tf32 --scan-bwd ${SCAN_BWD:-default 4:1:8:2} --repeats ${REPEATS:-2} \
+      --out "$OUT/scanab" 2>&1 | grep "^|"
     ;;
   final)
     nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total --format=csv

@@ -19,8 +19,8 @@ before capture: fewer, fused kernels per replay.
     python benchmarks/profile_gpu_steps.py --cases "mamba:9:triton" --precision tf32 --scan-bwd default 4:1:8:4 2:2:8:4
 
 ``--scan-bwd BLOCK_D:WARPS:SPLITS:ROWS`` replaces the Triton scan's backward launch shape
-(flowstudy.models.ssm.triton_scan.default_config) for the Mamba cases, one variant each
-("default" keeps it); the row records the scan's shapes and the launch shape it used.
+(flowstudy.models.ssm.triton_scan.BACKWARD_SHAPE) for the Mamba cases, one variant each
+("default" keeps default_config's); the row records the scan's shapes and default launch shapes.
 """
 
 from __future__ import annotations
@@ -111,27 +111,25 @@ def measure(replay, members: int, repeats: int, top: int) -> dict:
 
 @contextlib.contextmanager
 def _scan_bwd_shape(shape: str, row: dict):
-    """Within: the Triton scan's default launch shape with its backward fields from
-    BLOCK_D:WARPS:SPLITS:ROWS ("default": unchanged); row["scan_calls"] gets the distinct
-    (batch, dim, seqlen, dstate) -> launch shape the scan used."""
+    """Within: the Triton scan's backward launch shape BLOCK_D:WARPS:SPLITS:ROWS
+    (flowstudy.models.ssm.triton_scan.BACKWARD_SHAPE; "default": unchanged); row["scan_calls"]
+    gets the distinct (batch, dim, seqlen, dstate) -> default launch shape of the scan's calls."""
     from flowstudy.models.ssm import triton_scan
 
-    library = triton_scan.default_config
+    library, before = triton_scan.default_config, triton_scan.BACKWARD_SHAPE
     seen = row.setdefault("scan_calls", {})
 
     def config(batch, dim, seqlen, dstate, n_sm=132):
         cfg = library(batch, dim, seqlen, dstate, n_sm)
-        if shape != "default":
-            bd, warps, splits, rows = (int(v) for v in shape.split(":"))
-            cfg = dataclasses.replace(cfg, bwd_block_d=bd, bwd_warps=warps, bwd_splits=splits, bwd_rows=rows)
         seen[f"{batch}x{dim}x{seqlen}x{dstate}"] = dataclasses.astuple(cfg)
         return cfg
 
     triton_scan.default_config = config
+    triton_scan.BACKWARD_SHAPE = triton_scan.parse_backward_shape(shape)
     try:
         yield
     finally:
-        triton_scan.default_config = library
+        triton_scan.default_config, triton_scan.BACKWARD_SHAPE = library, before
 
 
 def main() -> None:

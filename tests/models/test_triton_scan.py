@@ -68,6 +68,25 @@ def test_default_config_fits_tiles_and_fills_the_device(batch, dim, L, N):
         assert triton.cdiv(batch, cfg.bwd_rows) * cfg.bwd_splits >= 8 * 132
 
 
+def test_backward_shape_replaces_the_default_backward_fields_and_is_checked():
+    from flowstudy.models.ssm.triton_scan import _with_backward_shape, parse_backward_shape
+
+    base = default_config(2304, 512, 8, 16)
+    assert _with_backward_shape(base, None) is base
+    cfg = _with_backward_shape(base, (4, 1, 8, 2))
+    assert (cfg.bwd_block_d, cfg.bwd_warps, cfg.bwd_splits, cfg.bwd_rows) == (4, 1, 8, 2)
+    assert (cfg.fwd_block_d, cfg.fwd_rows, cfg.fwd_warps) == (base.fwd_block_d, base.fwd_rows, base.fwd_warps)
+    for bad in [(3, 1, 8, 2), (4, 3, 8, 2), (4, 1, 0, 2), (4, 1, 8, 0)]:
+        with pytest.raises(ConfigError, match=r"BACKWARD_SHAPE must be \(channels, warps, splits, rows\)"):
+            _with_backward_shape(base, bad)
+    assert parse_backward_shape("4:1:8:2") == (4, 1, 8, 2) and parse_backward_shape("default") is None
+    for bad in ["4:1:8", "4:1:8:x", "4,1,8,2"]:
+        with pytest.raises(ConfigError, match="BLOCK_D:WARPS:SPLITS:ROWS"):
+            parse_backward_shape(bad)
+    with pytest.raises(ConfigError, match="BACKWARD_SHAPE must be"):
+        parse_backward_shape("3:1:8:2")
+
+
 # ---------------------------------------------------------------------------------------- CUDA
 
 

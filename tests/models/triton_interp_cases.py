@@ -154,6 +154,20 @@ def test_vmapped_members_match_reference(config):
     _vmapped_vs_reference(3, {}, config)
 
 
+def test_backward_shape_override_matches_reference(monkeypatch):
+    """triton_scan.BACKWARD_SHAPE replaces the default backward launch of calls without a config:
+    2-channel tiles, 3 splits of 5 channels, 2 rows a program over members of 3 rows, the same
+    values and gradients."""
+    from flowstudy.models.ssm import triton_scan
+
+    used = []
+    with_shape = triton_scan._with_backward_shape
+    monkeypatch.setattr(triton_scan, "BACKWARD_SHAPE", (2, 1, 3, 2))
+    monkeypatch.setattr(triton_scan, "_with_backward_shape", lambda cfg, shape: used.append(with_shape(cfg, shape)) or used[-1])
+    _vmapped_vs_reference(3, {}, None)
+    assert used and {(c.bwd_block_d, c.bwd_warps, c.bwd_splits, c.bwd_rows) for c in used} == {(2, 1, 3, 2)}
+
+
 def test_vmapped_shared_parameters_and_moved_dims():
     """A and D shared by the members (member stride 0, gradients summed over all rows), the rest
     vmapped at other positions than 0."""

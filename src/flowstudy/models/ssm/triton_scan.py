@@ -41,7 +41,7 @@ triton is imported (slow; for tests).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import triton
@@ -51,9 +51,13 @@ from torch import Tensor
 from flowstudy.errors import ConfigError
 from flowstudy.models.ssm.torch_scan import MemberFold, gradients_function, member_count
 
-__all__ = ["MAX_SEQLEN", "ScanConfig", "default_config", "selective_scan_triton", "selective_scan_triton_blc"]
+__all__ = ["BACKWARD_SHAPE", "MAX_SEQLEN", "ScanConfig", "default_config", "selective_scan_triton", "selective_scan_triton_blc"]
 
 MAX_SEQLEN = 128
+BACKWARD_SHAPE: tuple[int, int, int, int] | None = None
+"""(channels a tile, warps, channel splits, rows a program) of every backward launch whose call
+passes no config, in place of :func:`default_config`'s; None: the default. For timing launch
+shapes in whole training steps (``benchmarks/profile_gpu_steps.py --scan-bwd``)."""
 LOG2E: tl.constexpr = tl.constexpr(1.4426950408889634)
 
 
@@ -317,6 +321,31 @@ def default_config(batch: int, dim: int, seqlen: int, dstate: int, n_sm: int = 1
     return ScanConfig(fbd, f_rows, fw, bbd, b_rows, splits, bw)
 
 
+def parse_backward_shape(text: str) -> tuple[int, int, int, int] | None:
+    """``"BLOCK_D:WARPS:SPLITS:ROWS"`` -> a :data:`BACKWARD_SHAPE` tuple; ``"default"`` -> None."""
+    if text == "default":
+        return None
+    parts = text.split(":")
+    if len(parts) != 4 or not all(p.isdigit() for p in parts):
+        raise ConfigError(f"a scan backward shape is BLOCK_D:WARPS:SPLITS:ROWS (e.g. 4:1:8:2) or 'default'; got {text!r}")
+    shape = tuple(int(p) for p in parts)
+    _with_backward_shape(default_config(1, 1, 1, 1), shape)  # checked once, here
+    return shape
+
+
+def _with_backward_shape(cfg: ScanConfig, shape: tuple[int, int, int, int] | None) -> ScanConfig:
+    """``cfg`` with its backward fields from ``shape`` (see :data:`BACKWARD_SHAPE`)."""
+    if shape is None:
+        return cfg
+    block_d, warps, splits, rows = shape
+    if block_d < 1 or block_d & (block_d - 1) or warps < 1 or warps & (warps - 1) or splits < 1 or rows < 1:
+        raise ConfigError(
+            f"triton_scan.BACKWARD_SHAPE must be (channels, warps, splits, rows) with channels and warps powers of two "
+            f"and splits, rows >= 1; got {shape!r}"
+        )
+    return replace(cfg, bwd_block_d=block_d, bwd_warps=warps, bwd_splits=splits, bwd_rows=rows)
+
+
 def _check(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D, z, delta_bias) -> None:
     """Shapes, dtypes and devices of the [B, d, L] arguments; one-line errors."""
     if u.dim() != 3 or A.dim() != 2 or B.dim() != 3:
@@ -426,7 +455,7 @@ def _backward(u, delta, A, B, C, D, z, delta_bias, softplus, dout, cfg: ScanConf
     batch, dim, seqlen = u.shape
     N = A.shape[-1]
     if cfg is None:
-        cfg = default_config(batch, dim, seqlen, N, _n_sm(u.device))
+        cfg = _with_backward_shape(default_config(batch, dim, seqlen, N, _n_sm(u.device)), BACKWARD_SHAPE)
     members = member_count(u, A, D, delta_bias)
     D, delta_bias = _unit_channels(D), _unit_channels(delta_bias)
     ct, cdt = _common(u, A, delta, B, C, D, z, delta_bias)
