@@ -51,7 +51,9 @@ from torch import Tensor
 from flowstudy.errors import ConfigError
 from flowstudy.models.ssm.torch_scan import MemberFold, gradients_function, member_count
 
-__all__ = ["BACKWARD_SHAPE", "MAX_SEQLEN", "ScanConfig", "default_config", "selective_scan_triton", "selective_scan_triton_blc"]
+__all__ = [
+    "BACKWARD_SHAPE", "MAX_SEQLEN", "ScanConfig", "default_config", "parse_backward_shape", "selective_scan_triton", "selective_scan_triton_blc",
+]
 
 MAX_SEQLEN = 128
 BACKWARD_SHAPE: tuple[int, int, int, int] | None = None
