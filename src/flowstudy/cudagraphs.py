@@ -18,20 +18,99 @@ has to hold three things:
 
 With one thread all of this is what ``torch.cuda.graph`` does by default. Before threads start,
 :func:`prepare_threads` makes the lazy initialisations that torch does not guard against threads.
+
+Captures wait for each other, and a run trains only once captured: when many threads reach their
+capture at once, the order they get the lock decides which runs start late. :data:`CAPTURE_LOCK`
+passes to the waiting thread of the lowest :func:`capture_rank` (then the earliest to ask), so
+the threads executor lets its first tasks (a study's slowest groups first) capture first. On one
+H100 the architectures study's 9-member Mamba group, the last to finish, started training 35 and
+55 s into the phase in two runs, where every MLP, U-Net and DiT group had started by 28 s
+(benchmarks/RESULTS.md). :func:`last_wait` tells how long a thread waited for its last capture.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import threading
-from contextlib import nullcontext
-from typing import Any, Callable, ContextManager, Sequence
+import time
+from contextlib import contextmanager, nullcontext
+from typing import Any, Callable, ContextManager, Iterator, Sequence
 
 import torch
 
-__all__ = ["CAPTURE_LOCK", "capture", "prepare_threads", "work_stream"]
+__all__ = ["CAPTURE_LOCK", "OrderedLock", "capture", "capture_rank", "last_wait", "prepare_threads", "work_stream"]
 
-CAPTURE_LOCK = threading.RLock()
-"""Held for a whole warm-up and capture (re-entrant: a capture may record two graphs)."""
+_local = threading.local()  # .rank: capture_rank's; .waited: seconds of the last wait for an OrderedLock
+
+
+@contextmanager
+def capture_rank(rank: int) -> Iterator[None]:
+    """Within (this thread): wait for :data:`CAPTURE_LOCK` with ``rank``; lower ranks get it
+    first. Threads without a rank wait with rank 0."""
+    before = getattr(_local, "rank", 0)
+    _local.rank = rank
+    try:
+        yield
+    finally:
+        _local.rank = before
+
+
+def last_wait() -> float:
+    """Seconds this thread last waited for an :class:`OrderedLock` (0.0 if it never did)."""
+    return getattr(_local, "waited", 0.0)
+
+
+class OrderedLock:
+    """A re-entrant lock that passes, when released, to the waiting thread of the lowest
+    :func:`capture_rank`, and among equal ranks to the one that asked first."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition(threading.Lock())
+        self._owner: int | None = None
+        self._depth = 0
+        self._waiting: list[tuple[int, int]] = []  # heap of (rank, ticket)
+        self._tickets = itertools.count()
+
+    def acquire(self) -> bool:
+        me = threading.get_ident()
+        with self._changed:
+            if self._owner == me:
+                self._depth += 1
+                return True
+            entry, asked = (getattr(_local, "rank", 0), next(self._tickets)), time.perf_counter()
+            heapq.heappush(self._waiting, entry)
+            try:
+                self._changed.wait_for(lambda: self._owner is None and self._waiting[0] == entry)
+            except BaseException:  # interrupted while waiting: leave the queue to the others
+                self._waiting.remove(entry)
+                heapq.heapify(self._waiting)
+                self._changed.notify_all()
+                raise
+            heapq.heappop(self._waiting)
+            self._owner, self._depth = me, 1
+            _local.waited = time.perf_counter() - asked
+            return True
+
+    def release(self) -> None:
+        with self._changed:
+            if self._owner != threading.get_ident():
+                raise RuntimeError("release of an OrderedLock this thread does not hold")
+            self._depth -= 1
+            if self._depth == 0:
+                self._owner = None
+                self._changed.notify_all()
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+CAPTURE_LOCK = OrderedLock()
+"""Held for a whole warm-up and capture (re-entrant: a capture may record two graphs); waiting
+threads get it in order of :func:`capture_rank`."""
 
 
 def _capture_stream(device: torch.device) -> torch.cuda.Stream:

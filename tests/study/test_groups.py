@@ -43,7 +43,10 @@ def test_grouped_runs_match_the_one_by_one_runs_and_are_skipped_once_done(refere
         alone = load_checkpoint(reference_dir / "runs" / cell.run_name / "checkpoints/last.pt")
         grouped = load_checkpoint(tmp_path / "runs" / cell.run_name / "checkpoints/last.pt")
         assert grouped["best_val"] == pytest.approx(alone["best_val"], rel=1e-4)
-        assert json.loads((tmp_path / "runs" / cell.run_name / "train_summary.json").read_text())["group_size"] == 4
+        summary = json.loads((tmp_path / "runs" / cell.run_name / "train_summary.json").read_text())
+        assert summary["group_size"] == 4
+        setup = summary["group_setup_seconds"]  # on CPU: no capture, so no wait for one
+        assert setup["prepare"] > 0 and setup["capture_wait"] == 0.0 and setup["capture"] >= 0
     assert train_cell_group(first, tmp_path)["runs"] == []  # finished runs are not trained again
 
 

@@ -39,6 +39,16 @@ def test_thread_executor_reports_errors_and_keeps_torch_threads():
         ThreadExecutor(workers=0)
 
 
+def test_thread_executor_ranks_its_tasks_for_captures_in_the_order_given():
+    from flowstudy import cudagraphs
+
+    def fn(cell):
+        return {"rank": getattr(cudagraphs._local, "rank", None)}
+
+    outcomes = dict(make_executor("threads", workers=2).map_cells(fn, ["slowest", "b", "c"]))
+    assert {cell: out["rank"] for cell, out in outcomes.items()} == {"slowest": 0, "b": 1, "c": 2}
+
+
 class _SigtermAt:
     """Sends SIGTERM to this process (its main thread handles it) when its run reaches ``step``."""
 

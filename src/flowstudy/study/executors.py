@@ -137,7 +137,9 @@ class ThreadExecutor(LocalExecutor):
     :class:`LocalExecutor`'s processes are the better choice.
 
     The cells share the GPU's memory: one that runs out beside others starts again once one of
-    them has ended (a run from its last.pt); one that runs out alone fails.
+    them has ended (a run from its last.pt); one that runs out alone fails. Cells that wait for a
+    CUDA-graph capture at once capture in the order they were given (the slowest first, where
+    the study lists them so), since a run trains only once captured.
 
     torch's CPU threads are process-wide: cores // workers while it runs, as for the local executor
     (restored after). Ctrl-C or SIGTERM (when the study runs in the main thread) stops the cells
@@ -172,7 +174,8 @@ class ThreadExecutor(LocalExecutor):
         try:
             with _stop_on_sigterm(stop):
                 on_stream = partial(_on_own_stream, partial(_MemoryRetry(), fn))
-                pending.update({pool.submit(call_cell, on_stream, cell, self.threads): cell for cell in cells})
+                pending.update({pool.submit(call_cell, partial(_ranked, rank, on_stream), cell, self.threads): cell
+                                for rank, cell in enumerate(cells)})
                 yield from _as_completed(pending, on_done)
         except BaseException:  # Ctrl-C in the main thread, or the consumer stopped iterating
             stop(signal.SIGINT)
@@ -237,6 +240,15 @@ def _release_cached_memory() -> None:
 
         with CAPTURE_LOCK:
             torch.cuda.empty_cache()
+
+
+def _ranked(rank: int, fn: CellFn, cell: Cell) -> dict[str, Any]:
+    """``fn(cell)`` waiting for GPU captures with ``rank`` (its task's position: the first tasks,
+    a study's slowest groups, capture first; flowstudy.cudagraphs.capture_rank)."""
+    from flowstudy.cudagraphs import capture_rank
+
+    with capture_rank(rank):
+        return fn(cell)
 
 
 def _on_own_stream(fn: CellFn, cell: Cell) -> dict[str, Any]:

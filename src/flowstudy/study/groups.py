@@ -63,7 +63,8 @@ def train_cell_group(cells: Sequence[Cell], study_dir: str | Path, vectorise: bo
     depends on its group's seeds, deterministically).
 
     Writes each run's training summary (as :func:`flowstudy.study.cell.train_run` does; the
-    seconds are the group's; ``group_step`` says whether the group drew vectorised or per member).
+    seconds are the group's; ``group_step`` says whether the group drew vectorised or per member,
+    ``group_setup_seconds`` how long its setup, wait for other captures and capture took).
     Returns {"runs": [...], "seconds": ...}.
     """
     from flowstudy.io import atomic_write_json
@@ -89,13 +90,14 @@ def train_cell_group(cells: Sequence[Cell], study_dir: str | Path, vectorise: bo
         return {"runs": [], "seconds": 0.0}
     run_dirs = [Path(study_dir) / "runs" / cell.run_name for cell in todo]
     configs = [cell.config for cell in todo]
+    setup = {}
     if len(todo) > 1:
         group = StackedGroup(configs, run_dirs, vectorise=vectorise)
-        results, step_kind = group.fit(resume), group.step_kind
+        results, step_kind, setup = group.fit(resume), group.step_kind, {"group_setup_seconds": group.setup_seconds}
     else:
         results, step_kind = train_group(configs, run_dirs, resume), "single"
     for run_dir, result, again in zip(run_dirs, results, resume):
-        summary = {**training_summary(result, again), "group_size": len(todo), "group_step": step_kind}
+        summary = {**training_summary(result, again), "group_size": len(todo), "group_step": step_kind, **setup}
         atomic_write_json(run_dir / TRAIN_SUMMARY, summary)
     return {"runs": [cell.run_name for cell in todo], "seconds": max(r.seconds for r in results)}
 

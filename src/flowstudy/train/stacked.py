@@ -51,7 +51,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from flowstudy.cudagraphs import capture
+from flowstudy.cudagraphs import capture, last_wait
 from flowstudy.errors import ConfigError
 from flowstudy.flows.method import velocity_loss
 from flowstudy.models.ssm.stacking import scans_for_vmap
@@ -98,7 +98,9 @@ class StackedGroup:
     (default: when the members are homogeneous; True fails with the reason when they are not),
     else member by member; ``leading=False``: subspace members step on all D eigen-coordinates
     (Trainer's ``leading``). After :meth:`fit` starts, ``step_kind`` is "vectorised" or
-    "per-member" and ``fallback_reason`` says why a group drew per member.
+    "per-member" and ``fallback_reason`` says why a group drew per member; once it trains,
+    ``setup_seconds`` holds the seconds before its first step: "prepare" (the members' setup),
+    "capture_wait" (for other threads' captures) and "capture" (warm-up and recording).
     """
 
     def __init__(
@@ -390,10 +392,15 @@ class StackedGroup:
     def fit(self, resume: bool | Sequence[bool] = False) -> list[TrainResult]:
         """Train every member to its end (or early stop). ``resume``: per member, or for all."""
         resume = [resume] * len(self.members) if isinstance(resume, bool) else list(resume)
+        tic = time.perf_counter()
         self._prepare(resume)
+        prepared = time.perf_counter()
         tf32 = matmul_precision(self.device, self.members[0].config.precision)  # the capture picks the kernels
         with tf32:
             self.graph = graph = self._make_graph()
+        waited = last_wait() if graph is not None else 0.0
+        # before the first step: members' setup, waiting for other threads' captures, warm-up + recording
+        self.setup_seconds = {"prepare": prepared - tic, "capture_wait": waited, "capture": time.perf_counter() - prepared - waited}
         trackers = [make_trackers(m.config.tracker, m.paths.root, m.config.to_dict(), m.step if again else None) for m, again in zip(self.members, resume)]
         started = time.perf_counter()
         try:
