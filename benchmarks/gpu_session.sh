@@ -255,8 +255,13 @@ d = json.load(open('/tmp/studies/architectures/group_training.json'))
 print('groups', d['groups'], 'runs', d['runs'], 'seconds', round(d['seconds'], 1), 'complete', d['complete'])
 for f in d['failed']:
     print('failed:', len(f['runs']), f['runs'][0], f['error'][:200])
-for f in d['finished']:
-    print(round(f['seconds'], 1), len(f['runs']), f['runs'][0])
+for f in d['finished']:  # the phase's time at the group's end; its training start; its setup (group_setup_seconds)
+    try:
+        s = json.load(open('/tmp/studies/architectures/runs/' + f['runs'][0] + '/train_summary.json'))
+    except OSError:
+        s = {}
+    setup = {k: round(v, 1) for k, v in s.get('group_setup_seconds', {}).items()}
+    print(round(f['seconds'], 1), len(f['runs']), f['runs'][0], 'started', round(f['seconds'] - s.get('train_seconds', 0), 1), s.get('group_step'), setup)
 " 2>&1 | tail -40
     cp /tmp/studies/architectures/group_training.json "$OUT/" 2>/dev/null
     ;;
