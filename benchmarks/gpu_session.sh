@@ -174,7 +174,7 @@ if __name__ == '__main__':
     nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total --format=csv
     timeout ${TEST_TIMEOUT:-150} python3 -m pytest -q -m gpu tests/train/test_stacked.py tests/train/test_graph.py tests/train/test_precision.py \
       tests/train/test_subspace_run.py tests/models/test_triton_conv.py tests/models/test_triton_scan.py tests/test_graph_solver.py \
-      tests/study/test_threads.py -p no:cacheprovider -o addopts="" > "$OUT/gpu_tests.log" 2>&1; tail -2 "$OUT/gpu_tests.log"
+      tests/study/test_threads.py tests/flows/test_subspace.py -p no:cacheprovider -o addopts="" > "$OUT/gpu_tests.log" 2>&1; tail -2 "$OUT/gpu_tests.log"
     grep -E "^(FAILED|ERROR)" "$OUT/gpu_tests.log" | head -10
     # the same cases as the last profile (benchmarks/gpu-2026-11-28/profile_gpu_steps.json), then, for a baseline in the same call,
     # an earlier tree run with its own script (BEFORE_TREE=.gpu/before, from `git archive <commit> | tar -x -C .gpu/before`)
@@ -198,10 +198,14 @@ if __name__ == '__main__':
     ;;
   evalcheck)  # the architectures study with short training (STEPS, default 300) in 15 threads: its evaluation phase
     # (graph sampling, exact NLL) beside other threads' captures, and GPU memory; the results' summary
-    mkdir -p /tmp/specs && python3 - "${STEPS:-300}" <<'PY'
+    # (NLL_GRAPH=1: each NLL batch's solve replayed as a CUDA graph, [study] nll_graph)
+    mkdir -p /tmp/specs && python3 - "${STEPS:-300}" "${NLL_GRAPH:-}" <<'PY'
 import re, sys
 text = open("studies/architectures.toml").read()
-open("/tmp/specs/architectures.toml", "w").write(re.sub(r"^\[base\]\n", f"[base]\nsteps = {sys.argv[1]}\nprecision = \"tf32\"\n", text, count=1, flags=re.M))
+text = re.sub(r"^\[base\]\n", f"[base]\nsteps = {sys.argv[1]}\nprecision = \"tf32\"\n", text, count=1, flags=re.M)
+if sys.argv[2]:
+    text = re.sub(r"^nll = ", "nll_graph = true\nnll = ", text, count=1, flags=re.M)
+open("/tmp/specs/architectures.toml", "w").write(text)
 PY
     (while sleep 15; do cp /tmp/studies/architectures/group_training.json /tmp/studies/architectures/results.sqlite "$OUT/" 2>/dev/null; done) & copier=$!
     timeout -k 15 ${STUDY_TIMEOUT:-240} python3 -c "

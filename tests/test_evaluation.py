@@ -56,6 +56,11 @@ def test_evaluate_nll_on_the_test_split(run_with_test_split, capsys):
     details = result["nll_details"]
     # auto on CPU: the recipe's subspace residual has an exact divergence of k VJPs, so auto takes it
     assert details["estimator"] == "exact" and details["nfe"] == 16 and details["model"]["n_rows"] == 16
+    assert main(args + ["--nll-graph"]) == 0  # on the CPU: the same solves, no graph to record
+    graph = json.loads(capsys.readouterr().out)["nll_details"]
+    assert graph["model"]["nats_per_dim"] == details["model"]["nats_per_dim"] and not graph["graph"]
+    assert main(args + ["--nll-estimator", "hutchinson", "--nll-graph"]) == 2
+    assert "graph NLL replays the exact divergence only" in capsys.readouterr().err
     assert main(args + ["--nll-estimator", "hutchinson"]) == 0
     hutchinson = json.loads(capsys.readouterr().out)["nll_details"]
     assert hutchinson["estimator"] == "hutchinson" and hutchinson["probes"] == 4 and hutchinson["model"]["std_error"] > 0

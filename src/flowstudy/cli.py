@@ -242,12 +242,13 @@ def evaluate(
     nll_solver: str = typer.Option("rk4", help="ODE solver from data to noise."),
     nll_steps: int = typer.Option(20, help="Solver steps (dopri5: adaptive, tolerance 1e-5)."),
     nll_rows: Optional[int] = typer.Option(None, help="Held-out rows for the NLL (default: all)."),
+    nll_graph: bool = typer.Option(False, "--nll-graph", help="Replay each NLL batch's solve as a CUDA graph (exact estimator)."),
 ) -> None:
     """The model beside its baselines (Gaussian fit, noise, training copies, held-out data)."""
     from flowstudy.api import evaluate as evaluate_target
     from flowstudy.evaluation import NLLOptions
 
-    options = NLLOptions(nll_estimator, nll_probes, nll_solver, nll_steps, nll_rows) if nll else None
+    options = NLLOptions(nll_estimator, nll_probes, nll_solver, nll_steps, nll_rows, nll_graph) if nll else None
     result = evaluate_target(
         target, reference=reference, train=train, n=n, solver=solver, steps=steps, seed=seed, device=device, nll=options
     )

@@ -56,7 +56,8 @@ class NLLOptions:
 
     estimator "auto": exact divergence on CUDA, Hutchinson on CPU (exact costs about D backward
     passes per network evaluation: minutes per 100 rows on a CPU in 1024-D).
-    rows: held-out rows to use (None: all).
+    rows: held-out rows to use (None: all). graph: each batch's solve replayed as a CUDA graph
+    (exact estimator, fixed-step solver).
     """
 
     estimator: str = "auto"
@@ -64,6 +65,7 @@ class NLLOptions:
     solver: str = DEFAULT_SOLVER
     steps: int = DEFAULT_STEPS
     rows: int | None = None
+    graph: bool = False
 
 
 @dataclass
@@ -163,7 +165,7 @@ def evaluate_target(
     if nll is not None:
         likelihood = heldout_nll(
             run, ref_set.embeddings, train_set.embeddings, estimator=nll.estimator, probes=nll.probes,
-            solver=nll.solver, steps=nll.steps, rows=nll.rows, seed=seed,
+            solver=nll.solver, steps=nll.steps, rows=nll.rows, seed=seed, graph=nll.graph,
         )
         table.nll = likelihood.summary()
         table.flags = table.compute_flags()

@@ -8,8 +8,8 @@ hundreds per network evaluation, which is what bounds these small networks on a 
 
 The arithmetic is :func:`solve`'s own (it is what the graph recorded), so results equal the
 reference solver's: exactly on the CPU, where no graph is captured, and up to the GPU's
-run-to-run rounding on CUDA. The state stays in float32; ``velocity_fn`` decides the network's
-precision (``flowstudy.sampling`` wraps it in bf16 autocast when asked).
+run-to-run rounding on CUDA. The state stays in ``dtype`` (float32 unless asked); ``velocity_fn``
+decides the network's precision (``flowstudy.sampling`` wraps it in bf16 autocast when asked).
 
     solver = GraphSolver(velocity, batch=4096, dim=1024, device="cuda", method="euler", steps=50)
     x1 = solver(torch.randn(4096, 1024, device="cuda"))
@@ -42,7 +42,7 @@ class GraphSolver:
 
     ``capture=None`` captures on CUDA and runs :func:`solve` directly elsewhere; ``True`` on a
     non-CUDA device is an error. ``compile``: a mode of :data:`COMPILE_MODES` to compile the
-    velocity with, or None. Calls return a fresh [batch, dim] float32 tensor; ``nfe`` is the
+    velocity with, or None. Calls return a fresh [batch, dim] tensor of ``dtype``; ``nfe`` is the
     number of network evaluations per call.
     """
 
@@ -59,6 +59,7 @@ class GraphSolver:
         t_end: float = 1.0,
         capture: bool | None = None,
         compile: str | None = None,
+        dtype: torch.dtype = torch.float32,
     ):
         if method not in FIXED_STEP_METHODS:
             raise ConfigError(f"graph sampling needs a fixed-step method ({', '.join(FIXED_STEP_METHODS)}); got {method!r}")
@@ -68,7 +69,7 @@ class GraphSolver:
             velocity_fn = torch.compile(velocity_fn, mode=compile, dynamic=False)
         self.velocity_fn, self.method, self.steps = velocity_fn, method, steps
         self.t_start, self.t_end = float(t_start), float(t_end)
-        self.device = torch.device(device)
+        self.device, self.dtype = torch.device(device), dtype
         self.shape = (int(batch), int(dim))
         capture = self.device.type == "cuda" if capture is None else capture
         if capture and self.device.type != "cuda":
@@ -84,8 +85,8 @@ class GraphSolver:
     def _capture(self) -> torch.cuda.CUDAGraph:
         # [B, D] static input. Not a random draw: torch's default CUDA generator is in capture mode while
         # any thread records a graph, and a draw from it in another thread fails (study threads).
-        self.x_in = torch.zeros(self.shape, device=self.device)
-        t0 = torch.zeros(self.shape[0], device=self.device)
+        self.x_in = torch.zeros(self.shape, device=self.device, dtype=self.dtype)
+        t0 = torch.zeros(self.shape[0], device=self.device, dtype=self.dtype)
         _, graph, self.x_out = capture(  # one evaluation first: library handles, lazy modules
             self.device, lambda: self._solve(self.x_in), warm_up=lambda: self.velocity_fn(self.x_in, t0)
         )  # x_out: [B, D] static output
@@ -93,11 +94,11 @@ class GraphSolver:
 
     @torch.no_grad()
     def __call__(self, x_init: Tensor) -> Tensor:
-        """x_init: [batch, dim] states at t_start -> [batch, dim] float32 states at t_end."""
+        """x_init: [batch, dim] states at t_start -> [batch, dim] states (``dtype``) at t_end."""
         if tuple(x_init.shape) != self.shape:
             raise ValueError(f"x_init must have shape {list(self.shape)} (the captured batch); got {list(x_init.shape)}")
         if self.graph is None:
-            return self._solve(x_init.to(self.device, torch.float32))
+            return self._solve(x_init.to(self.device, self.dtype))
         self.x_in.copy_(x_init)
         self.graph.replay()
         return self.x_out.clone()

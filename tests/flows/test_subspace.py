@@ -233,3 +233,59 @@ def test_factorised_heldout_nll_equals_the_whole_state_integration():
     assert abs(fast.gap_to_gaussian) > 1e-3  # the residual moves the likelihood
     assert fast.model.nats_per_dim == pytest.approx(whole.model.nats_per_dim, abs=2e-6)
     assert fast.gap_to_gaussian == pytest.approx(whole.gap_to_gaussian, abs=2e-6)
+
+
+def _run_and_rows():
+    from types import SimpleNamespace
+
+    from flowstudy.data import Standardizer
+
+    field = _field(scale=0.7)
+    std = Standardizer(torch.zeros(D, dtype=torch.float64), torch.ones(D, dtype=torch.float64), 0.1, torch.ones(D, dtype=torch.float64))
+    return SimpleNamespace(model=field, standardizer=std), _rows(45, seed=7).numpy(), _rows(300).numpy()
+
+
+@pytest.mark.parametrize("factorised", [True, False], ids=["factorised", "whole"])
+def test_graph_heldout_nll_off_the_gpu_solves_as_without(factorised, monkeypatch):
+    """graph=True goes through GraphSolves (one solver per batch shape: 20, 20 and a ragged 5
+    rows) and, with no CUDA graph to record on the CPU, gives the plain solves' numbers exactly."""
+    from flowstudy.metrics.likelihood import GraphSolves
+
+    shapes = []
+    solve_graph = GraphSolves.__call__
+    monkeypatch.setattr(GraphSolves, "__call__", lambda self, f, init, *a: shapes.append(tuple(init.shape)) or solve_graph(self, f, init, *a))
+    run, heldout, train = _run_and_rows()
+    plain = heldout_nll(run, heldout, train, steps=6, batch_size=20, factorised=factorised)
+    assert shapes == []
+    graph = heldout_nll(run, heldout, train, steps=6, batch_size=20, factorised=factorised, graph=True)
+    width = K + 1 if factorised else D + 1  # the ODE state and its log-density
+    assert shapes == [(20, width), (20, width), (5, width)]
+    assert graph.model.nats_per_dim == plain.model.nats_per_dim and graph.gap_to_gaussian == plain.gap_to_gaussian
+    assert graph.nfe == plain.nfe == 24 and not graph.graph and not plain.graph
+
+
+def test_graph_solves_are_kept_per_batch_shape_and_checked():
+    from flowstudy.metrics.likelihood import GraphSolves
+
+    run, heldout, _ = _run_and_rows()
+    solves = GraphSolves("cpu")
+    x = torch.from_numpy(heldout).float()
+    for rows in (x[:20], x[20:40], x[40:]):
+        ode_log_prob(run.model, rows, estimator="exact", steps=2, solver="rk4", graph_solves=solves)
+    assert sorted(k[0] for k in solves.solvers) == [(5, D + 1), (20, D + 1)]
+    with pytest.raises(ConfigError, match="exact divergence only; got estimator 'hutchinson'"):
+        ode_log_prob(run.model, x[:5], estimator="hutchinson", steps=2, graph_solves=solves)
+    with pytest.raises(ConfigError, match=r"fixed-step solver \(euler, midpoint, heun, rk4\); got 'dopri5'"):
+        heldout_nll(run, heldout, _rows(300).numpy(), solver="dopri5", graph=True)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_graph_heldout_nll_on_gpu_matches_the_plain_solves():
+    run, heldout, train = _run_and_rows()
+    run.model = run.model.cuda()
+    plain = heldout_nll(run, heldout, train, steps=6, batch_size=20)
+    graph = heldout_nll(run, heldout, train, steps=6, batch_size=20, graph=True)
+    assert graph.graph and not plain.graph
+    assert graph.model.nats_per_dim == pytest.approx(plain.model.nats_per_dim, abs=1e-5)
+    assert graph.gap_to_gaussian == pytest.approx(plain.gap_to_gaussian, abs=1e-5)

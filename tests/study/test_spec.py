@@ -79,6 +79,16 @@ def test_ids_are_readable_stable_and_follow_the_resolved_config():
     assert len(set(ids)) == len(ids)
 
 
+def test_nll_graph_is_read_checked_and_no_part_of_the_ids():
+    plain = _spec({"arch": ["mlp"]}, study={"nll": "exact"})
+    graph = _spec({"arch": ["mlp"]}, study={"nll": "exact", "nll_graph": True})
+    assert graph.cells[0].evaluation.nll_graph and not plain.cells[0].evaluation.nll_graph
+    assert [c.id for c in graph.cells] == [c.id for c in plain.cells]  # how NLL runs, not what it is
+    assert [c.id for c in _spec({"arch": ["mlp"]}, study={"nll": "hutchinson"}).cells] != [c.id for c in plain.cells]
+    with pytest.raises(ConfigError, match=r"t.toml: \[study\] nll_graph must be bool; got 1"):
+        _spec({"arch": ["mlp"]}, study={"nll_graph": 1})
+
+
 def test_sampling_and_nested_axes():
     spec = _spec(
         {"model.hidden_dim": [32, 64], "sample_steps": [4, 16]},

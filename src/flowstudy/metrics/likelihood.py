@@ -24,6 +24,12 @@ nats / ln 2) of the ORIGINAL space, where the rows live (SONAR rows have per-dim
 ≈ 0.005, so these numbers are negative: the density exceeds 1); the standardised-space value
 is reported beside them. Lower is better.
 
+With ``graph=True`` (:func:`heldout_nll`; exact divergence, fixed-step solver) each batch's whole
+solve, every network evaluation with its vector-Jacobian products, is recorded once per batch
+size as a CUDA graph (:class:`GraphSolves`, :class:`flowstudy.graph_solver.GraphSolver`) and
+replayed: the same arithmetic without a Python call per kernel, which on a GPU shared by many
+threads of one process is bounded by their one interpreter lock. Off the GPU it solves as without.
+
 The Gaussian fits (:func:`gaussian_log_prob`) are fitted to the training rows in the same
 standardised space: ``full`` with the Ledoit–Wolf shrunk covariance of the Gaussian base field
 (:func:`flowstudy.flows.gaussian_base.ledoit_wolf`), ``diagonal`` with the per-dimension
@@ -170,6 +176,7 @@ def ode_log_prob(
     chunk: int = DEFAULT_CHUNK,
     seed: int = 0,
     exact_divergence: Callable[..., tuple[Tensor, Tensor]] | None = None,
+    graph_solves: GraphSolves | None = None,
 ) -> tuple[Tensor, int]:
     """log p_1(x) of the flow ``velocity_fn`` (module docstring), in the flow's own space.
 
@@ -182,6 +189,7 @@ def ode_log_prob(
     exact_divergence: ``(x, t, functional=True) -> (v [B, D], div [B])`` from a field that knows its
     own exact divergence (:meth:`flowstudy.flows.subspace.SubspaceResidual.divergence`); used by
     "exact". ``functional=False`` asks for plain autograd (:class:`_Jacobian`) once torch.func refuses.
+    graph_solves: replay the solve as a graph of its batch size (exact estimator, fixed-step solver).
 
     Returns log p [K, B] (K = probes for Hutchinson, 1 for exact) and the network evaluations.
     """
@@ -193,6 +201,8 @@ def ode_log_prob(
         raise DataError(f"x must have shape [B, D] with B >= 1; got {tuple(x.shape)}")
     if estimator == "hutchinson" and (isinstance(probes, bool) or not isinstance(probes, int) or probes < 1):
         raise ConfigError(f"probes must be an integer >= 1; got {probes!r}")
+    if graph_solves is not None:
+        graph_solves.check(estimator, solver)
     b, d = x.shape
     k = probes if estimator == "hutchinson" else 1
     eps = rademacher(k, b, d, torch.Generator().manual_seed(seed), x.device) if estimator == "hutchinson" else None
@@ -220,9 +230,49 @@ def ode_log_prob(
         return torch.cat([v.to(state.dtype), div.T.to(state.dtype)], dim=1)
 
     init = torch.cat([x, torch.zeros(b, k, dtype=x.dtype, device=x.device)], dim=1)  # [B, D + K]
-    result = solve(augmented, init, 1.0, 0.0, method=solver, steps=steps, rtol=rtol, atol=atol)
-    z0, delta = result.x[:, :d], result.x[:, d:]  # [B, D], [B, K]: delta = -∫_0^1 div dt
-    return (standard_normal_log_prob(z0.double())[None, :] + delta.double().T), result.nfe
+    if graph_solves is not None:
+        end, nfe = graph_solves(augmented, init, solver, steps)
+    else:
+        result = solve(augmented, init, 1.0, 0.0, method=solver, steps=steps, rtol=rtol, atol=atol)
+        end, nfe = result.x, result.nfe
+    z0, delta = end[:, :d], end[:, d:]  # [B, D], [B, K]: delta = -∫_0^1 div dt
+    return (standard_normal_log_prob(z0.double())[None, :] + delta.double().T), nfe
+
+
+class GraphSolves:
+    """Backward solves of the augmented ODE (exact divergence) replayed as CUDA graphs, one
+    :class:`~flowstudy.graph_solver.GraphSolver` per batch shape, recorded at its first solve with
+    that call's augmented field (every batch of one :func:`heldout_nll` integrates the same field).
+    Off CUDA, :func:`flowstudy.solvers.solve` as without (no graph)."""
+
+    def __init__(self, device: torch.device | str) -> None:
+        self.device = torch.device(device)
+        self.solvers: dict[tuple, object] = {}
+
+    @staticmethod
+    def check(estimator: str, solver: str) -> None:
+        """The settings a recorded solve supports, or a ConfigError naming the one that is not."""
+        from flowstudy.graph_solver import FIXED_STEP_METHODS
+
+        if estimator != "exact":
+            raise ConfigError(f"graph NLL replays the exact divergence only; got estimator {estimator!r}")
+        if solver not in FIXED_STEP_METHODS:
+            raise ConfigError(f"graph NLL needs a fixed-step solver ({', '.join(FIXED_STEP_METHODS)}); got {solver!r}")
+
+    def __call__(self, augmented: VelocityFn, init: Tensor, solver: str, steps: int) -> tuple[Tensor, int]:
+        """(state at t = 0 [B, D + K], network evaluations) from ``init`` at t = 1."""
+        from flowstudy.graph_solver import GraphSolver
+
+        key = (tuple(init.shape), init.dtype, solver, steps)
+        if key not in self.solvers:
+            def field(state: Tensor, t: Tensor) -> Tensor:  # GraphSolver records without grad; the VJPs need it
+                with torch.enable_grad():
+                    return augmented(state, t)
+
+            self.solvers[key] = GraphSolver(field, batch=init.shape[0], dim=init.shape[1], device=self.device,
+                                            method=solver, steps=steps, t_start=1.0, t_end=0.0, dtype=init.dtype)
+        graph = self.solvers[key]
+        return graph(init), graph.nfe
 
 
 # ----------------------------------------------------------------------------- Gaussians
@@ -317,6 +367,7 @@ class HeldoutNLL:
     log_det_standardiser: float
     device: str
     seconds: float
+    graph: bool = False  # the solves were replayed as CUDA graphs
 
     @property
     def beats_gaussian(self) -> bool:
@@ -369,6 +420,7 @@ def heldout_nll(
     chunk: int = DEFAULT_CHUNK,
     seed: int = 0,
     factorised: bool = True,
+    graph: bool = False,
 ) -> HeldoutNLL:
     """Held-out NLL of a trained run (:class:`~flowstudy.train.rundir.LoadedRun`) and of the
     Gaussian fits of ``train``, on ``rows`` seeded rows of ``heldout`` (all by default).
@@ -380,7 +432,8 @@ def heldout_nll(
     subspace coordinates of the base's eigenbasis with their exact k x k divergence, and the other
     D - k coordinates get the Gaussian's closed form; ``factorised=False`` integrates the whole
     state with the structured divergence. The two agree up to the solver's error on the Gaussian
-    part.
+    part. ``graph``: each batch's solve replayed as a CUDA graph (:class:`GraphSolves`; exact
+    estimator and fixed-step solver only); the same values up to the GPU's rounding.
     """
     started = time.perf_counter()
     param = next(run.model.parameters())
@@ -404,15 +457,20 @@ def heldout_nll(
     from flowstudy.flows.subspace import EigenbasisFlow
 
     flow = EigenbasisFlow.of(run.model) if factorised and estimator == "exact" else None
+    graph_solves = GraphSolves(device) if graph else None
+    if graph_solves is not None:
+        graph_solves.check(estimator, solver)
     parts, nfe = [], 0
     for i, start in enumerate(range(0, z.shape[0], batch_size)):
         rows_z = z[start : start + batch_size]
         if flow is not None:
-            lp, nfe = _factorised_log_prob(flow, rows_z, device, dtype, solver=solver, steps=steps, rtol=rtol, atol=atol)
+            lp, nfe = _factorised_log_prob(flow, rows_z, device, dtype, solver=solver, steps=steps, rtol=rtol, atol=atol,
+                                           graph_solves=graph_solves)
         else:
             lp, nfe = ode_log_prob(
                 velocity, rows_z.to(device=device, dtype=dtype), estimator=estimator, probes=probes,
                 solver=solver, steps=steps, rtol=rtol, atol=atol, chunk=chunk, seed=seed + i, exact_divergence=structured,
+                graph_solves=graph_solves,
             )
         parts.append(lp.cpu())
     model_lp = torch.cat(parts, dim=1)  # [K, B]
@@ -438,6 +496,7 @@ def heldout_nll(
         log_det_standardiser=log_det,
         device=str(device),
         seconds=time.perf_counter() - started,
+        graph=graph_solves is not None and any(g.graph is not None for g in graph_solves.solvers.values()),
     )
 
 

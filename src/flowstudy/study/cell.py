@@ -204,7 +204,7 @@ def _nll(cell: Cell, run, heldout: np.ndarray):
     train, _ = load_train_val(cfg.data, cfg.val, subset=None, split_seed=cfg.seed)
     return heldout_nll(
         run, heldout, train.embeddings, estimator=ev.nll, probes=ev.nll_probes, steps=ev.nll_steps,
-        rows=ev.nll_rows or None, seed=ev.eval_seed,
+        rows=ev.nll_rows or None, seed=ev.eval_seed, graph=ev.nll_graph,
     )
 
 

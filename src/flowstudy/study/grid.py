@@ -38,7 +38,8 @@ class EvalSettings:
     ``n_dist_splits``); path straightness on ``straightness_rows`` noise rows (0 = off);
     held-out NLL (:func:`flowstudy.metrics.likelihood.heldout_nll`) when ``nll`` names an
     estimator (off | auto | exact | hutchinson), on ``nll_rows`` rows (0 = all) with RK4 at
-    ``nll_steps`` steps and ``nll_probes`` Hutchinson probes.
+    ``nll_steps`` steps and ``nll_probes`` Hutchinson probes; ``nll_graph`` replays each NLL
+    batch's solve as a CUDA graph (exact estimator; how it runs, not what: no part of a cell's id).
     """
 
     n_samples: int = 1000
@@ -52,6 +53,11 @@ class EvalSettings:
     nll_rows: int = 0
     nll_steps: int = 20
     nll_probes: int = 4
+    nll_graph: bool = False
+
+
+EVAL_EXECUTION_FIELDS = ("nll_graph",)
+"""EvalSettings fields that change how a cell's evaluation runs, not its results: left out of its id."""
 
 
 @dataclass(frozen=True)
@@ -129,7 +135,8 @@ def make_cell(spec: StudySpec, axis_values: dict[str, Any], seed: int, extra_bas
     # how a step is executed (graph or eager) is no part of what a run is: ids stay as before it existed
     identity = {k: v for k, v in config.to_dict().items() if k not in EXECUTION_FIELDS}
     train_hash = _short_hash({"train": identity})
-    cell_hash = _short_hash({"train": identity, "evaluation": asdict(evaluation)})
+    evaluated = {k: v for k, v in asdict(evaluation).items() if k not in EVAL_EXECUTION_FIELDS}
+    cell_hash = _short_hash({"train": identity, "evaluation": evaluated})
     train_parts = [p for n, v in axis_values.items() if n not in SAMPLE_AXES for p in [_slug(n, v)]]
     all_parts = [_slug(n, v) for n, v in axis_values.items()]
     return Cell(

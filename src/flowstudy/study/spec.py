@@ -16,7 +16,8 @@ A study file is TOML::
     # address (Ray), num_cpus_per_cell (1), num_gpus_per_cell (0), group_size (1; > 1 trains runs
     # that share a network in stacked groups of up to this many, flowstudy.study.groups),
     # nll ("off"; "auto" | "exact" | "hutchinson": held-out NLL per cell), nll_rows (0 = all),
-    # nll_steps (20, RK4), nll_probes (4, Hutchinson)
+    # nll_steps (20, RK4), nll_probes (4, Hutchinson), nll_graph (false; true: each NLL batch's
+    # solve replayed as a CUDA graph, exact estimator only)
 
     [base]                       # any flowstudy.train.TrainConfig field
     data = "builtin:sonar-gsm8k-1k"
@@ -129,6 +130,7 @@ _STUDY_KEYS: dict[str, tuple[type, ...]] = {
     "nll_rows": (int,),
     "nll_steps": (int,),
     "nll_probes": (int,),
+    "nll_graph": (bool,),
     "reference": (str,),
 }
 _TOP_KEYS = ("study", "base", "axes", "extra")
@@ -283,7 +285,7 @@ def _seeds(study: dict[str, Any], axes: dict[str, list[Any]], extras: list[dict]
 
 
 def _eval_settings(study: dict[str, Any], source: str) -> EvalSettings:
-    keys = ("n_samples", "solver", "steps", "eval_seed", "n_splits", "n_dist_splits", "straightness_rows", "nll", "nll_rows", "nll_steps", "nll_probes")
+    keys = ("n_samples", "solver", "steps", "eval_seed", "n_splits", "n_dist_splits", "straightness_rows", "nll", "nll_rows", "nll_steps", "nll_probes", "nll_graph")
     settings = EvalSettings(**{k: study[k] for k in keys if k in study})
     if settings.n_samples < 2:
         raise ConfigError(f"{source}: [study] n_samples must be >= 2; got {settings.n_samples}")
