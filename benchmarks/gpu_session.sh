@@ -7,6 +7,7 @@
 #   bash benchmarks/gpu_session.sh next          # GPU tests, then profile_gpu_steps of the groups (BEFORE=old stacked.py: a baseline in the same call)
 #   bash benchmarks/gpu_session.sh tiles         # the Mamba groups' steps per Triton-scan backward launch shape (SCAN_BWD), then Mamba sampling at 16,384 rows
 #   bash benchmarks/gpu_session.sh scanab        # the study's heaviest groups in threads, the scan's backward shapes (SCAN_BWD) taking turns
+#   bash benchmarks/gpu_session.sh nll           # bench_nll.py: exact NLL of a Mamba run, eager against graph-replayed solves, alone and in threads
 #   bash benchmarks/gpu_session.sh final         # the architectures study with runs in stacked groups of up to 64
 #   bash benchmarks/gpu_session.sh threads       # GPU tests, then bench_concurrent_groups.py: groups one after another, in threads, in processes
 #   bash benchmarks/gpu_session.sh scan          # Mamba GPU tests (Triton scan against float64, torch and fused), then bench_scan.py
@@ -242,6 +243,10 @@ PY
     timeout ${BENCH_TIMEOUT:-400} python3 benchmarks/bench_concurrent_groups.py --jobs ${JOBS:-mamba:9 mamba:3 mamba-tied:3 mamba-merged:3 dit:3} \
       --modes threads --steps ${STEPS:-600} --precision tf32 --scan-bwd ${SCAN_BWD:-default 4:1:8:2} --repeats ${REPEATS:-2} \
       --out "$OUT/scanab" 2>&1 | grep "^|"
+    ;;
+  nll)  # exact held-out NLL of a Mamba recipe run, eager against graph-replayed solves, alone and in threads
+    timeout ${BENCH_TIMEOUT:-400} python3 benchmarks/bench_nll.py --arch ${ARCH:-mamba} --threads ${THREADS:-4} --out "$OUT/nll" 2>&1 \
+      | grep -v "^USDT\|^STAGE" | tail -16
     ;;
   final)
     nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total --format=csv
