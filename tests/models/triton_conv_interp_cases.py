@@ -71,7 +71,13 @@ def test_without_bias():
 def test_several_rows_a_program_and_ragged_blocks(monkeypatch):
     """Row chunks of 2 over 5 rows (a ragged last chunk) and channel blocks of 2 over 5 channels."""
     launch = triton_conv._launch
-    monkeypatch.setattr(triton_conv, "_launch", lambda x, m: (x.shape[0] // m, 2, -(-x.shape[0] // m // 2), 2, launch(x, m)[4]))
+
+    def two_rows_two_channels(x, w, bias):
+        members, per_member, _, _, _, l_pad, _ = launch(x, w, bias)
+        chunks = -(-per_member // 2)
+        return members, per_member, 2, chunks, 2, l_pad, (members * chunks, -(-x.shape[2] // 2))
+
+    monkeypatch.setattr(triton_conv, "_launch", two_rows_two_channels)
     _check(*_inputs(batch=5))
 
 

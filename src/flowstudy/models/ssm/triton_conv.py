@@ -39,7 +39,7 @@ from torch import Tensor
 
 from flowstudy.errors import ConfigError
 from flowstudy.models.ssm.torch_scan import MemberFold, gradients_function, members_of
-from flowstudy.models.ssm.triton_scan import MAX_SEQLEN, _member_stride, _per_member_sum, _rows
+from flowstudy.models.ssm.triton_scan import MAX_SEQLEN, _apply, _member_stride, _per_member_sum, _rows
 
 __all__ = ["causal_conv_silu_triton"]
 
@@ -136,26 +136,26 @@ def _conv_silu_bwd_kernel(
     tl.store(dbias_part + pid_r * dim + offs_d, dbias_acc, mask=m_d)
 
 
-def _launch(x: Tensor, members: int) -> tuple[int, int, int, int, int]:
-    """(rows a member, rows a program, chunks a member, BLOCK_D, L_PAD)."""
+def _launch(x: Tensor, w: Tensor, bias: Tensor | None) -> tuple[int, int, int, int, int, int, tuple[int, int]]:
+    """(members, rows a member, rows a program, chunks a member, BLOCK_D, L_PAD, grid) of a call."""
     batch, seqlen, dim = x.shape
+    members = members_of(batch, {"w": (w, 2), "bias": (bias, 1)}, "causal conv")
     per_member = batch // members
     rows = max(1, min(8, per_member // 64))
+    chunks = triton.cdiv(per_member, rows)
     block_d = min(32, triton.next_power_of_2(dim))  # one warp: a thread owns a channel's sequence
-    return per_member, rows, triton.cdiv(per_member, rows), block_d, triton.next_power_of_2(seqlen)
+    grid = (members * chunks, triton.cdiv(dim, block_d))
+    return members, per_member, rows, chunks, block_d, triton.next_power_of_2(seqlen), grid
 
 
 def _forward(x: Tensor, w: Tensor, bias: Tensor | None) -> Tensor:
-    members = members_of(x.shape[0], {"w": (w, 2), "bias": (bias, 1)}, "causal conv")
-    per_member, rows, chunks, block_d, l_pad = _launch(x, members)
-    batch, seqlen, dim = x.shape
-    k = w.shape[-1]
-    out = torch.empty(batch, seqlen, dim, dtype=x.dtype, device=x.device)
-    grid = (members * chunks, triton.cdiv(dim, block_d))
+    _, per_member, rows, chunks, block_d, l_pad, grid = _launch(x, w, bias)
+    _, seqlen, dim = x.shape
+    out = torch.empty_like(x, memory_format=torch.contiguous_format)
     _conv_silu_fwd_kernel[grid](
         x, w, x if bias is None else bias, out, per_member, chunks, dim, seqlen, rows,
         *x.stride(), *out.stride(), _member_stride(w, 2), w.stride(-2), w.stride(-1), _member_stride(bias, 1),
-        HAS_BIAS=bias is not None, K=k, L_PAD=l_pad, BLOCK_D=block_d, num_warps=1,
+        HAS_BIAS=bias is not None, K=w.shape[-1], L_PAD=l_pad, BLOCK_D=block_d, num_warps=1,
     )
     return out
 
@@ -164,14 +164,12 @@ def _gradients(x: Tensor, w: Tensor, bias: Tensor | None, g: Tensor) -> tuple[Te
     """(dx, dw, dbias) in the inputs' dtypes; dw and dbias per member when w and bias are. The
     intermediate gp passes through dx's memory in x's dtype (exact in fp32; bf16 rounds it, as
     the PyTorch path computes in bf16 throughout)."""
-    members = members_of(x.shape[0], {"w": (w, 2), "bias": (bias, 1)}, "causal conv")
-    per_member, rows, chunks, block_d, l_pad = _launch(x, members)
-    batch, seqlen, dim = x.shape
+    members, per_member, rows, chunks, block_d, l_pad, grid = _launch(x, w, bias)
+    _, seqlen, dim = x.shape
     k, k_pad = w.shape[-1], triton.next_power_of_2(w.shape[-1])
-    dx = torch.empty(batch, seqlen, dim, dtype=x.dtype, device=x.device)
-    dw_part = torch.empty(members * chunks, k_pad, dim, dtype=torch.float32, device=x.device)
-    dbias_part = torch.empty(members * chunks, dim, dtype=torch.float32, device=x.device)
-    grid = (members * chunks, triton.cdiv(dim, block_d))
+    dx = torch.empty_like(x, memory_format=torch.contiguous_format)
+    dw_part = torch.empty(grid[0], k_pad, dim, dtype=torch.float32, device=x.device)
+    dbias_part = torch.empty(grid[0], dim, dtype=torch.float32, device=x.device)
     _conv_silu_bwd_kernel[grid](
         x, w, x if bias is None else bias, g, dx, dw_part, dbias_part, per_member, chunks, dim, seqlen, rows,
         *x.stride(), *g.stride(), *dx.stride(), _member_stride(w, 2), w.stride(-2), w.stride(-1), _member_stride(bias, 1),
@@ -197,12 +195,12 @@ class _ConvSilu(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):  # noqa: D102
         x, w, bias = ctx.saved_tensors
-        return _ConvSiluBackward.apply(x, w, bias, g)
+        return _apply(_ConvSiluBackward, x, w, bias, g)
 
     @staticmethod
     def vmap(info, in_dims, *args):  # noqa: D102
         fold = MemberFold(info.batch_size, in_dims, args, params=_PARAMS)
-        return fold.rows(_ConvSilu.apply(*fold.args)), 0
+        return fold.rows(_apply(_ConvSilu, *fold.args)), 0
 
 
 _ConvSiluBackward = gradients_function(_gradients, "the triton causal convolution", params=_PARAMS)
@@ -224,4 +222,4 @@ def causal_conv_silu_triton(x: Tensor, weight: Tensor, bias: Tensor | None = Non
     if x.shape[1] > MAX_SEQLEN:
         raise ConfigError(f"the triton causal convolution handles sequences of at most {MAX_SEQLEN} steps; got L={x.shape[1]}")
     with torch.autocast(device_type=x.device.type, enabled=False):
-        return _ConvSilu.apply(x, weight, bias)
+        return _apply(_ConvSilu, x, weight, bias)

@@ -330,8 +330,17 @@ def parse_backward_shape(text: str) -> tuple[int, int, int, int] | None:
     parts = text.split(":")
     if len(parts) != 4 or not all(p.isdigit() for p in parts):
         raise ConfigError(f"a scan backward shape is BLOCK_D:WARPS:SPLITS:ROWS (e.g. 4:1:8:2) or 'default'; got {text!r}")
-    shape = tuple(int(p) for p in parts)
-    _with_backward_shape(default_config(1, 1, 1, 1), shape)  # checked once, here
+    return _checked_backward_shape(tuple(int(p) for p in parts))
+
+
+def _checked_backward_shape(shape: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    """``shape`` if it can launch (see :data:`BACKWARD_SHAPE`), else a ConfigError naming it."""
+    block_d, warps, splits, rows = shape
+    if block_d < 1 or block_d & (block_d - 1) or warps < 1 or warps & (warps - 1) or splits < 1 or rows < 1:
+        raise ConfigError(
+            f"triton_scan.BACKWARD_SHAPE must be (channels, warps, splits, rows) with channels and warps powers of two "
+            f"and splits, rows >= 1; got {shape!r}"
+        )
     return shape
 
 
@@ -339,12 +348,7 @@ def _with_backward_shape(cfg: ScanConfig, shape: tuple[int, int, int, int] | Non
     """``cfg`` with its backward fields from ``shape`` (see :data:`BACKWARD_SHAPE`)."""
     if shape is None:
         return cfg
-    block_d, warps, splits, rows = shape
-    if block_d < 1 or block_d & (block_d - 1) or warps < 1 or warps & (warps - 1) or splits < 1 or rows < 1:
-        raise ConfigError(
-            f"triton_scan.BACKWARD_SHAPE must be (channels, warps, splits, rows) with channels and warps powers of two "
-            f"and splits, rows >= 1; got {shape!r}"
-        )
+    block_d, warps, splits, rows = _checked_backward_shape(shape)
     return replace(cfg, bwd_block_d=block_d, bwd_warps=warps, bwd_splits=splits, bwd_rows=rows)
 
 
@@ -553,12 +557,17 @@ def _eager(fn: type[torch.autograd.Function]) -> type[torch.autograd.Function]:
     return Eager
 
 
-_EAGER = {fn: _eager(fn) for fn in (_TritonScan, _TritonScanBackward)}
+_EAGER: dict[type, type] = {}  # a Function written for torch.func -> its eager twin (made at first use)
 
 
 def _apply(fn: type[torch.autograd.Function], *args):
-    """fn.apply under a torch.func transform (vmap, grad, vjp), else its eager twin's."""
-    return (fn if torch._C._are_functorch_transforms_active() else _EAGER[fn]).apply(*args)
+    """fn.apply under a torch.func transform (vmap, grad, vjp), else its eager twin's (also the
+    triton convolution's Functions)."""
+    if torch._C._are_functorch_transforms_active():
+        return fn.apply(*args)
+    if fn not in _EAGER:
+        _EAGER[fn] = _eager(fn)
+    return _EAGER[fn].apply(*args)
 
 
 def selective_scan_triton(
