@@ -4,6 +4,8 @@
 #   bash benchmarks/gpu_session.sh validate      # graph/stacked/sampling GPU tests, then bench_gpu_train.py (BENCH_ARGS)
 #   bash benchmarks/gpu_session.sh profile       # profile_gpu_steps.py (fp32/tf32/bf16, compiled fields) and bench_scan.py --members
 #   bash benchmarks/gpu_session.sh speed         # bench_gpu_train.py in tf32 and fp32 with compiled step fields (captured, stacked, plain loops)
+#   bash benchmarks/gpu_session.sh tests         # the GPU tests of the fast paths (captured steps, groups, kernels, graph solves, threads)
+#   bash benchmarks/gpu_session.sh sampling      # profile_sampling.py: samples/s and the kernels of one Mamba draw (ROWS, COMPILE)
 #   bash benchmarks/gpu_session.sh next          # GPU tests, then profile_gpu_steps of the groups (BEFORE=old stacked.py: a baseline in the same call)
 #   bash benchmarks/gpu_session.sh tiles         # the Mamba groups' steps per Triton-scan backward launch shape (SCAN_BWD), then Mamba sampling at 16,384 rows
 #   bash benchmarks/gpu_session.sh scanab        # the study's heaviest groups in threads, the scan's backward shapes (SCAN_BWD) taking turns
@@ -171,12 +173,19 @@ if __name__ == '__main__':
     timeout ${FP32_TIMEOUT:-170} python3 benchmarks/bench_gpu_train.py --precision fp32 --columns plain captured compiled \
       --only mlp unet dit --out "$OUT/train-fp32" 2>&1 | grep -v "^USDT\|^STAGE" | tail -7
     ;;
-  next)  # what the CPU-side work since the last GPU call changed (GPU tests, then the profiled group steps beside BEFORE_TREE's)
+  tests)  # the GPU tests of the captured steps, groups, kernels, graph solves, threads and the cudagraphs helpers
     nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total --format=csv
     timeout ${TEST_TIMEOUT:-150} python3 -m pytest -q -m gpu tests/train/test_stacked.py tests/train/test_graph.py tests/train/test_precision.py \
       tests/train/test_subspace_run.py tests/models/test_triton_conv.py tests/models/test_triton_scan.py tests/test_graph_solver.py \
-      tests/study/test_threads.py tests/flows/test_subspace.py -p no:cacheprovider -o addopts="" > "$OUT/gpu_tests.log" 2>&1; tail -2 "$OUT/gpu_tests.log"
-    grep -E "^(FAILED|ERROR)" "$OUT/gpu_tests.log" | head -10
+      tests/study/test_threads.py tests/flows/test_subspace.py -p no:cacheprovider -o addopts="" > "$OUT/gpu_tests.log" 2>&1
+    tail -2 "$OUT/gpu_tests.log"; grep -E "^(FAILED|ERROR)" "$OUT/gpu_tests.log" | head -10
+    ;;
+  sampling)  # where graph-replayed Mamba sampling (eigenbasis, 50 NFE) spends its GPU time
+    timeout ${BENCH_TIMEOUT:-200} python3 benchmarks/profile_sampling.py --arch ${ARCH:-mamba} --rows ${ROWS:-16384} --compile ${COMPILE:-default none} \
+      --top ${TOP:-25} --out "$OUT/sampling" > "$OUT/profile_sampling.log" 2>&1; grep "^|" "$OUT/profile_sampling.log"; grep -i error "$OUT/profile_sampling.log" | tail -3
+    ;;
+  next)  # what the CPU-side work since the last GPU call changed (GPU tests, then the profiled group steps beside BEFORE_TREE's)
+    bash benchmarks/gpu_session.sh tests
     # the same cases as the last profile (benchmarks/gpu-2026-11-28/profile_gpu_steps.json), then, for a baseline in the same call,
     # an earlier tree run with its own script (BEFORE_TREE=.gpu/before, from `git archive <commit> | tar -x -C .gpu/before`)
     timeout ${PROFILE_TIMEOUT:-200} python3 benchmarks/profile_gpu_steps.py --cases mlp:64 unet:9 dit:3 mamba:3:triton mamba:9:triton --precision tf32 --top 4 \
@@ -245,7 +254,7 @@ PY
       --out "$OUT/scanab" 2>&1 | grep "^|"
     ;;
   nll)  # exact held-out NLL of a Mamba recipe run, eager against graph-replayed solves, alone and in threads
-    timeout ${BENCH_TIMEOUT:-400} python3 benchmarks/bench_nll.py --arch ${ARCH:-mamba} --threads ${THREADS:-4} --out "$OUT/nll" 2>&1 \
+    timeout ${BENCH_TIMEOUT:-400} python3 benchmarks/bench_nll.py --arch ${ARCH:-mamba} --threads ${THREADS:-4} ${NLL_ARGS:-} --out "$OUT/nll" 2>&1 \
       | grep -v "^USDT\|^STAGE" | tail -16
     ;;
   final)
