@@ -133,12 +133,14 @@ def divergence_exact(
     b, d = x.shape
     jac = _Jacobian(velocity_fn, x, t, functional)
     div = torch.zeros(b, dtype=jac.v.dtype, device=x.device)
+    # No index tensors: a CUDA graph records this loop (GraphSolves), and an index built on the host
+    # would be a host-to-device copy during capture.
+    eye = torch.eye(d, dtype=jac.v.dtype, device=x.device)
     for start in range(0, d, chunk):
-        idx = torch.arange(start, min(d, start + chunk), device=x.device)  # [C]
-        basis = torch.zeros(len(idx), b, d, dtype=jac.v.dtype, device=x.device)  # [C, B, D]
-        basis[torch.arange(len(idx)), :, idx] = 1.0
+        end = min(d, start + chunk)
+        basis = eye[start:end, None, :].expand(end - start, b, d)  # [C, B, D]: e_j for every row
         rows = jac(basis)  # [C, B, D]: e_jᵀ J per row
-        div += rows[torch.arange(len(idx)), :, idx].sum(0)  # sum_j J_jj
+        div += torch.diagonal(rows[:, :, start:end], dim1=0, dim2=2).sum(-1)  # sum_j J_jj
     return jac.v.detach(), div.detach()
 
 
