@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import dataclasses
 import json
 import os
 import platform
@@ -244,26 +245,41 @@ def targets(r: dict[str, Any]) -> list[str]:
 SASS_SHAPES = ["fwd:32:4", "fwd:16:2", "fwd:8:1", "fwd:4:1", "bwd:4:1", "bwd:8:1", "bwd:2:1", "bwd:8:2"]
 
 
-def sass_report(shapes: list[str]) -> None:
-    """Compile each KERNEL:BLOCK_D:WARPS for sm_90 at L = N = 16, fp32, and print its resources."""
+UNIT_STRIDES = ("su_d", "sdt_d", "sz_d", "so_d", "sg_d", "sdo_d", "sB_n", "sC_n", "sA_n", "sp_n")
+"""Channel and state strides that are 1 in the Mamba layer's [B, L, d] call (Triton specialises them)."""
+BF16_POINTERS = ("u_ptr", "dt_ptr", "z_ptr", "B_ptr", "C_ptr", "out_ptr", "dout_ptr", "du_ptr", "ddt_ptr", "dz_ptr")
+
+
+def sass_report(shapes: list[str], blc: bool = False, bf16: bool = False) -> None:
+    """Compile each KERNEL:BLOCK_D:WARPS for sm_90 at L = N = 16, fp32, and print its resources.
+    ``blc``: specialised as Triton specialises the Mamba layer's [B, L, d] call (unit channel and
+    state strides, 16-byte aligned pointers, row and time strides multiples of 16); ``bf16``: its
+    activations and their gradients in bf16 (the network under bf16 autocast)."""
     import triton.language as tl
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
     from flowstudy.models.ssm import triton_conv
 
-    kernels = {"fwd": triton_scan._scan_fwd_kernel, "bwd": triton_scan._scan_bwd_kernel,
+    kernels = {"fwd": triton_scan._scan_fwd_kernel, "fwdtime": triton_scan._scan_fwd_time_kernel, "bwd": triton_scan._scan_bwd_kernel,
                "conv_fwd": triton_conv._conv_silu_fwd_kernel, "conv_bwd": triton_conv._conv_silu_bwd_kernel}
     tools = Path(triton.__file__).parent / "backends" / "nvidia" / "bin"
     for spec in shapes:
         name, bd, warps = spec.split(":")
         fn = kernels[name]
         consts = dict(MEMBERS=False, HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True, L_PAD=L, N_PAD=N,
-                      BLOCK_D=int(bd), CT=tl.float32, FAST=True, K=4, K_PAD=4)
+                      BLOCK_D=int(bd), CT=tl.float32, FAST=True, K=4, K_PAD=4, EVEN_L=True, EVEN_N=True)
         consts = {k: v for k, v in consts.items() if k in fn.arg_names}
-        sig = {a: "constexpr" if a in consts else ("*fp32" if a.endswith(("_ptr", "_part")) else "i32")
+        attrs = {}
+        if blc:
+            kept = {fn.arg_names[i] if isinstance(i, int) else i for i in (fn.do_not_specialize or ())}
+            consts.update({a: 1 for a in UNIT_STRIDES if a in fn.arg_names and a not in kept})
+            aligned = [a for a in fn.arg_names if a.endswith(("_ptr", "_part")) or re.fullmatch(r"s\w+_[bl]", a)]
+            attrs = {(fn.arg_names.index(a),): [["tt.divisibility", 16]] for a in aligned}
+        sig = {a: "constexpr" if a in consts else
+               (("*bf16" if bf16 and a in BF16_POINTERS else "*fp32") if a.endswith(("_ptr", "_part")) else "i32")
                for a in fn.arg_names}
-        k = triton.compile(ASTSource(fn=fn, signature=sig, constexprs=consts), target=GPUTarget("cuda", 90, 32),
+        k = triton.compile(ASTSource(fn=fn, signature=sig, constexprs=consts, attrs=attrs), target=GPUTarget("cuda", 90, 32),
                            options={"num_warps": int(warps)})
         with tempfile.NamedTemporaryFile(suffix=".cubin", delete=False) as f:
             f.write(k.asm["cubin"])
@@ -276,7 +292,7 @@ def sass_report(shapes: list[str]) -> None:
         per_thread = int(bd) * L * (1 if name.startswith("conv") else N) // (32 * int(warps))  # states, or conv outputs
         print(f"{spec:10s} regs {regs.group(1)} stack {regs.group(2):>5s} B  instructions {len(ops):5d} = "
               f"{len(ops) / per_thread:5.1f} per state element ({per_thread} a thread); "
-              + " ".join(f"{o} {c}" for o, c in mix.most_common(6)), flush=True)
+              + " ".join(f"{o} {c}" for o, c in mix.most_common(int(os.environ.get("SASS_TOP", 6)))), flush=True)
 
 
 def members(shapes: str) -> None:
@@ -306,25 +322,93 @@ def members(shapes: str) -> None:
         print(f"K·B={K * B} one call, shared parameters: forward {t_fwd:.3f} ms, fwd+bwd {t_fb:.3f} ms", flush=True)
 
 
+FORWARD_CASES = "16384,8,bf16,blc;2304,8,fp32,blc;4096,16,fp32,bdl;256,16,fp32,bdl"
+"""--forward-kernels: (batch, L, dtype, layout) of the Mamba network's scan: sampling at 16,384
+rows under bf16 autocast (the study recipe's chunks of 8), a 9-member training group, the
+issue's batch 4096 and the trainer's batch 256."""
+
+
+TIME_SHAPES = {"time 64ch 1w": dict(fwd_block_d=64), "time 64ch 2w": dict(fwd_block_d=64, fwd_warps=2),
+               "time 128ch 4w": dict(fwd_block_d=128, fwd_warps=4), "time 4 rows": dict(fwd_rows=4),
+               "time 2 rows": dict(fwd_rows=2)}
+
+
+def forward_kernels(cases: str) -> list[dict]:
+    """The two forward kernels ("tile", "time") side by side on each case, and "time" with B and
+    C given in fp32 (16-bit B and C are unpacked per state): kernel ms (do_bench medians), the
+    fraction of the forward's memory floor, and the largest relative difference of the outputs.
+    Layout "blc": the [B, L, d] views the Mamba layer passes (u, z from one [B, L, 2d] tensor; B, C
+    slices of one [B, L, R + 2N]); "bdl": contiguous [B, d, L]."""
+    gbs, rows = copy_gbs(), []
+    for case in cases.split(";"):
+        batch, seqlen, dtype, layout = case.split(",")
+        batch, seqlen = int(batch), int(seqlen)
+        dt = {"bf16": torch.bfloat16, "fp32": torch.float32}[dtype]
+        g = torch.Generator(device="cuda").manual_seed(0)
+        r = lambda *shape: torch.randn(*shape, generator=g, device="cuda")  # noqa: E731
+        if layout == "blc":
+            xz, dbc = r(batch, seqlen, 2 * DIM).to(dt), r(batch, seqlen, 32 + 2 * N).to(dt)
+            u, z = (t.transpose(1, 2) for t in xz.chunk(2, dim=-1))
+            B, C = (t.transpose(1, 2) for t in dbc[..., 32:].split(N, dim=-1))
+            delta = (0.5 * r(batch, seqlen, DIM) - 2.0).to(dt).transpose(1, 2)
+        else:
+            u, z, delta = r(batch, DIM, seqlen).to(dt), r(batch, DIM, seqlen).to(dt), (0.5 * r(batch, DIM, seqlen) - 2.0).to(dt)
+            B, C = r(batch, N, seqlen).to(dt), r(batch, N, seqlen).to(dt)
+        x = dict(u=u, delta=delta, A=-torch.exp(0.5 * r(DIM, N)), B=B, C=C, D=r(DIM), z=z, delta_bias=0.1 * r(DIM))
+        size = dt.itemsize
+        floor_ms = (4 * batch * DIM * seqlen * size + 2 * batch * N * seqlen * size) / gbs / 1e6
+        sms = torch.cuda.get_device_properties(0).multi_processor_count
+        outs, row = {}, {"case": case, "floor_ms": floor_ms}
+        for name in triton_scan.FORWARD_KERNELS:
+            triton_scan.FORWARD_KERNEL = name  # default_config's launch shape for that kernel
+            cfg, triton_scan.FORWARD_KERNEL = default_config(batch, DIM, seqlen, N, sms), None
+            with torch.no_grad():
+                row[name] = ms(lambda: triton_scan._forward(**x, softplus=True, cfg=cfg))
+                outs[name] = triton_scan._forward(**x, softplus=True, cfg=cfg).float()
+            if name == "time" and dt != torch.float32:
+                x32 = {**x, "B": x["B"].float(), "C": x["C"].float()}
+                with torch.no_grad():
+                    row["time_bc_fp32"] = ms(lambda: triton_scan._forward(**x32, softplus=True, cfg=cfg))
+        for label, fields in TIME_SHAPES.items():  # launch shapes around the time kernel's default
+            shape = dataclasses.replace(cfg, **fields)
+            with torch.no_grad():
+                row[label] = ms(lambda: triton_scan._forward(**x, softplus=True, cfg=shape))
+        row["time_vs_tile"] = row["tile"] / row["time"]
+        row["max_rel_diff"] = ((outs["time"] - outs["tile"]).abs().max() / outs["tile"].abs().max()).item()
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sass", nargs="*", metavar="KERNEL:BLOCK_D:WARPS",
                     help="compile for sm_90 (no GPU needed) and print resources; kernels fwd, bwd, conv_fwd, conv_bwd")
     ap.add_argument("--sass-seqlen", type=int, default=None, help="the sequence length the --sass kernels are compiled for (default L)")
+    ap.add_argument("--sass-blc", action="store_true", help="--sass: specialised for the Mamba layer's [B, L, d] call (unit strides, aligned)")
+    ap.add_argument("--sass-bf16", action="store_true", help="--sass: activations in bf16")
     ap.add_argument("--out")
     ap.add_argument("--batches", default="4096,256")
     ap.add_argument("--sweep", action="store_true", help="also time launch shapes around the default")
     ap.add_argument("--network-batch", type=int, default=256)
+    ap.add_argument("--forward-kernels", nargs="?", const=FORWARD_CASES, metavar="B,L,DTYPE,LAYOUT[;...]",
+                    help="time the two forward kernels side by side (default cases: the network's), then stop")
     ap.add_argument("--members", metavar="K,B[;K,B]", help="time K vmapped members of B rows against a loop and one shared call, then stop")
     args = ap.parse_args()
     if args.members:
         members(args.members)
         return
+    if args.forward_kernels:
+        rows = forward_kernels(args.forward_kernels)
+        if args.out:
+            Path(args.out).mkdir(parents=True, exist_ok=True)
+            (Path(args.out) / "forward_kernels.json").write_text(json.dumps({"env": env(), "rows": rows}, indent=2))
+        return
     if args.sass is not None:
         if args.sass_seqlen:
             global L
             L = args.sass_seqlen
-        sass_report(args.sass or SASS_SHAPES)
+        sass_report(args.sass or SASS_SHAPES, args.sass_blc, args.sass_bf16)
         return
     if not args.out:
         ap.error("--out is required (or --sass)")

@@ -21,6 +21,7 @@ Writes DIR/profile_sampling.json and prints a Markdown table.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import re
 import sys
@@ -74,6 +75,30 @@ def eigen_draw(run, rows: int, precision: str, compile_mode: str | None, device:
     return lambda: flow.from_eigen(flow.solve(flow.to_eigen(x), solver, complement))
 
 
+def operators(run, rows: int, precision: str, compile_mode: str | None, device: torch.device, top: int) -> list:
+    """The operators of one network evaluation outside a graph (eager, or the compiled velocity's
+    own kernels), by name and input shapes: [(name, shapes, GPU ms)], the top ``top`` by GPU time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    flow = EigenbasisFlow.of(run.model)
+    velocity = _velocity(run, device, precision, flow.subspace_velocity)
+    if compile_mode is not None:
+        velocity = torch.compile(velocity, mode=compile_mode, dynamic=False)
+    y, t = torch.randn(rows, flow.k, device=device), torch.full((rows,), 0.5, device=device)
+    with torch.no_grad():
+        for _ in range(2):
+            velocity(y, t)
+        _sync(device)
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA], record_shapes=True) as prof:
+            velocity(y, t)
+            _sync(device)
+    events = prof.key_averages(group_by_input_shape=True)
+    key = "device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    rows_out = [(e.key, str(e.input_shapes)[:160], getattr(e, key) / 1e3) for e in events if not e.key.startswith("ProfilerStep")]
+    rows_out = [r for r in rows_out if r[0].startswith("aten::") or r[0].startswith("Torch-Compiled")]
+    return [(name, shapes, round(ms, 4)) for name, shapes, ms in sorted(rows_out, key=lambda r: -r[2])[:top]]
+
+
 def measure(draw, rows: int, repeats: int, top: int, device: torch.device) -> dict:
     draw()  # compiled and captured before the clock starts
     _sync(device)
@@ -117,6 +142,9 @@ def main() -> None:
     parser.add_argument("--train-steps", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--top", type=int, default=20)
+    parser.add_argument("--ops", action="store_true", help="also profile one evaluation outside the graph: operators by input shapes")
+    parser.add_argument("--scan-fwd", nargs="+", default=["default"], choices=["default", "time", "tile"],
+                        help="the Triton scan's forward kernel (triton_scan.FORWARD_KERNEL), one variant each")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
@@ -130,30 +158,34 @@ def main() -> None:
                                     "device": args.device, "val_every": 10**9})
         Trainer(cfg, f"{tmp}/run", progress=False).fit()
         run = load_run(f"{tmp}/run", "last", device=device)
-        for rows in args.rows:
-            for precision in args.precision:
-                for mode in args.compile:
-                    row = {"arch": args.arch, "rows": rows, "precision": precision, "compile": mode}
-                    try:
-                        draw = eigen_draw(run, rows, precision, None if mode == "none" else mode, device)
-                        row.update(measure(draw, rows, args.repeats, args.top, device))
-                    except Exception as err:  # one variant's failure must not lose the others
-                        row["error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:300] if str(err) else ''}"
-                    rows_out.append(row)
-                    print(json.dumps(row), flush=True)
-                    if args.out:
-                        args.out.mkdir(parents=True, exist_ok=True)
-                        (args.out / "profile_sampling.json").write_text(json.dumps(rows_out, indent=2))
-                    if device.type == "cuda":
-                        torch.cuda.empty_cache()
-    lines = ["| rows | precision | compile | samples/s | GPU busy | ms / NFE | kernels / NFE | categories (ms / NFE) |",
-             "| ---: | --- | --- | ---: | ---: | ---: | ---: | --- |"]
+        from flowstudy.models.ssm import triton_scan
+
+        for rows, precision, mode, scan_fwd in itertools.product(args.rows, args.precision, args.compile, args.scan_fwd):
+            row = {"arch": args.arch, "rows": rows, "precision": precision, "compile": mode, "scan_fwd": scan_fwd}
+            triton_scan.FORWARD_KERNEL = None if scan_fwd == "default" else scan_fwd
+            torch._dynamo.reset()  # code compiled under the other switch would be reused
+            compile_mode = None if mode == "none" else mode
+            try:
+                row.update(measure(eigen_draw(run, rows, precision, compile_mode, device), rows, args.repeats, args.top, device))
+                if args.ops:
+                    row["operators"] = operators(run, rows, precision, compile_mode, device, args.top)
+            except Exception as err:  # one variant's failure must not lose the others
+                row["error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:300] if str(err) else ''}"
+            rows_out.append(row)
+            print(json.dumps(row), flush=True)
+            if args.out:
+                args.out.mkdir(parents=True, exist_ok=True)
+                (args.out / "profile_sampling.json").write_text(json.dumps(rows_out, indent=2))
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+    lines = ["| rows | precision | compile | scan forward | samples/s | GPU busy | ms / NFE | kernels / NFE | categories (ms / NFE) |",
+             "| ---: | --- | --- | --- | ---: | ---: | ---: | ---: | --- |"]
     for r in rows_out:
         if "error" in r:
-            lines.append(f"| {r['rows']} | {r['precision']} | {r['compile']} | {r['error']} | | | | |")
+            lines.append(f"| {r['rows']} | {r['precision']} | {r['compile']} | {r['scan_fwd']} | {r['error']} | | | | |")
             continue
         cats = ", ".join(f"{k} {v:.3f}" for k, v in r["categories_ms_per_nfe"].items())
-        lines.append(f"| {r['rows']} | {r['precision']} | {r['compile']} | {r['samples_per_s']:,.0f} | {r['gpu_busy_fraction']:.2f} "
+        lines.append(f"| {r['rows']} | {r['precision']} | {r['compile']} | {r['scan_fwd']} | {r['samples_per_s']:,.0f} | {r['gpu_busy_fraction']:.2f} "
                      f"| {r['ms_per_nfe']:.3f} | {r['kernels_per_nfe']:.0f} | {cats} |")
     print("\n".join(lines))
     if args.out:

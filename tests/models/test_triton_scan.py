@@ -60,8 +60,11 @@ def test_backend_needs_cuda_outside_the_interpreter():
 def test_default_config_fits_tiles_and_fills_the_device(batch, dim, L, N):
     cfg = default_config(batch, dim, L, N, n_sm=132)
     lp, np_ = triton.next_power_of_2(L), triton.next_power_of_2(N)
-    for bd, budget in ((cfg.fwd_block_d, 2048), (cfg.bwd_block_d, 1024)):
-        assert bd & (bd - 1) == 0 and bd * lp * np_ <= max(budget, lp * np_)
+    # the forward steps through time: a thread holds its channel's N states, one warp of <= 32 channels
+    assert cfg.fwd_kernel == "time" and cfg.fwd_warps == 1
+    assert cfg.fwd_block_d == min(32, triton.next_power_of_2(dim))
+    bd = cfg.bwd_block_d
+    assert bd & (bd - 1) == 0 and bd * lp * np_ <= max(1024, lp * np_)
     assert 1 <= cfg.bwd_splits <= triton.cdiv(dim, cfg.bwd_block_d)
     if batch * dim >= 256 * 512:  # large problems: at least 8 programs per multiprocessor
         assert triton.cdiv(batch, cfg.fwd_rows) * triton.cdiv(dim, cfg.fwd_block_d) >= 8 * 132
