@@ -60,15 +60,24 @@ def test_backend_needs_cuda_outside_the_interpreter():
 def test_default_config_fits_tiles_and_fills_the_device(batch, dim, L, N):
     cfg = default_config(batch, dim, L, N, n_sm=132)
     lp, np_ = triton.next_power_of_2(L), triton.next_power_of_2(N)
-    # the forward steps through time: a thread holds its channel's N states, one warp of <= 32 channels
-    assert cfg.fwd_kernel == "time" and cfg.fwd_warps == 1
-    assert cfg.fwd_block_d == min(32, triton.next_power_of_2(dim))
-    bd = cfg.bwd_block_d
-    assert bd & (bd - 1) == 0 and bd * lp * np_ <= max(1024, lp * np_)
+    assert cfg.fwd_kernel == "tile"
+    for bd, budget in ((cfg.fwd_block_d, 2048), (cfg.bwd_block_d, 1024)):
+        assert bd & (bd - 1) == 0 and bd * lp * np_ <= max(budget, lp * np_)
     assert 1 <= cfg.bwd_splits <= triton.cdiv(dim, cfg.bwd_block_d)
     if batch * dim >= 256 * 512:  # large problems: at least 8 programs per multiprocessor
         assert triton.cdiv(batch, cfg.fwd_rows) * triton.cdiv(dim, cfg.fwd_block_d) >= 8 * 132
         assert triton.cdiv(batch, cfg.bwd_rows) * cfg.bwd_splits >= 8 * 132
+
+
+def test_forward_kernel_switch_sets_the_time_kernel_launch_and_bad_kinds_are_refused(monkeypatch):
+    from flowstudy.models.ssm import triton_scan
+
+    monkeypatch.setattr(triton_scan, "FORWARD_KERNEL", "time")
+    cfg = default_config(4096, 512, 16, 16, n_sm=132)  # one warp of 32 channels, a thread's N states
+    assert (cfg.fwd_kernel, cfg.fwd_block_d, cfg.fwd_warps) == ("time", 32, 1)
+    assert default_config(3, 5, 8, 16).fwd_block_d == 8  # narrow layers: the next power of two
+    with pytest.raises(ConfigError, match="fwd_kernel must be one of time, tile; got 'scan'"):
+        ScanConfig(8, 1, 1, 4, 1, 1, 1, fwd_kernel="scan")
 
 
 def test_backward_shape_replaces_the_default_backward_fields_and_is_checked():

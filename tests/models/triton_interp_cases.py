@@ -23,8 +23,8 @@ pytestmark = pytest.mark.skipif(
 )
 # Several row chunks, two channel splits, a ragged last channel block of each split.
 SPLIT = ScanConfig(fwd_block_d=2, fwd_rows=2, fwd_warps=1, bwd_block_d=2, bwd_rows=2, bwd_splits=2, bwd_warps=1)
-# The same with the [L, N, channels] tile forward in place of the one stepping through time.
-TILE = dataclasses.replace(SPLIT, fwd_kernel="tile")
+# The same with the forward that steps through time in place of the [L, N, channels] tile kernel.
+TIME = dataclasses.replace(SPLIT, fwd_kernel="time")
 
 
 def _check(dtype, tol, drop=(), softplus=True, config=None, **shape):
@@ -45,7 +45,7 @@ def _check(dtype, tol, drop=(), softplus=True, config=None, **shape):
         assert g.dtype == dtype and _rel(g, e) < tol, name
 
 
-@pytest.mark.parametrize("config", [None, SPLIT, TILE], ids=["default", "split", "tile-forward"])
+@pytest.mark.parametrize("config", [None, SPLIT, TIME], ids=["default", "split", "time-forward"])
 def test_float64_matches_reference(config):
     _check(torch.float64, 1e-12, config=config)
 
@@ -63,10 +63,10 @@ def test_without_softplus():
     _check(torch.float64, 1e-12, softplus=False)
 
 
-@pytest.mark.parametrize("config", [None, TILE], ids=["time-forward", "tile-forward"])
+@pytest.mark.parametrize("config", [None, TIME], ids=["tile-forward", "time-forward"])
 def test_long_padded_sequence(config):
-    """L = 100: the time-stepping forward's loop is not unrolled past 32 steps; the tile
-    kernels pad it to 128 steps. N = 2."""
+    """L = 100: the tile kernels pad it to 128 steps; the time-stepping forward does not unroll
+    its loop past 32 steps. N = 2."""
     _check(torch.float64, 1e-12, config=config, batch=1, d=2, L=100, N=2)
 
 
@@ -152,7 +152,7 @@ def _vmapped_vs_reference(k, dims, config, tol=1e-12):
         assert g.shape == e.shape and _rel(g, e) < tol, name
 
 
-@pytest.mark.parametrize("config", [None, SPLIT, ROWS4, dataclasses.replace(ROWS4, fwd_kernel="tile")], ids=["default", "split", "rows4", "rows4-tile-forward"])
+@pytest.mark.parametrize("config", [None, SPLIT, ROWS4, dataclasses.replace(ROWS4, fwd_kernel="time")], ids=["default", "split", "rows4", "rows4-time-forward"])
 def test_vmapped_members_match_reference(config):
     """K = 3 members folded into the kernels' rows, each reading its own A, D, bias; row chunks
     (2 or 4 rows) do not divide a member's 3 rows, and dA, dD, dbias partials sum per member."""

@@ -78,6 +78,14 @@ def causal_conv_silu(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     return F.silu(causal_conv_blc(x, weight, bias))
 
 
+def _delta(dt: Tensor, weight: Tensor) -> Tensor:
+    """dt [B, L, R] (a column slice of x_proj's output) @ weight.T -> [B, L, d_inner], as one
+    [B·L, R] product: on the 3-D slice, torch.compile's matmul did not fold the rows and ran a
+    batched product over B with the weight expanded ([B, R, d_inner]), 2.9 ms of a 17 ms Mamba
+    evaluation at 16,384 rows (H200, benchmarks/RESULTS.md)."""
+    return F.linear(dt.reshape(-1, dt.shape[-1]), weight).view(*dt.shape[:-1], weight.shape[0])
+
+
 def _fp32(p: Tensor) -> Tensor:
     """A parameter in at least fp32 (A_log, D and dt bias never enter the scan below fp32)."""
     return p.to(torch.promote_types(p.dtype, torch.float32))
@@ -103,7 +111,7 @@ def selective_ssm(
     xc = conv_silu(x, conv1d.weight, conv1d.bias)  # [B, L, d_inner]
     dt_rank, d_state = dt_proj.in_features, A_log.shape[1]
     dt, B, C = torch.split(x_proj(xc), [dt_rank, d_state, d_state], dim=-1)  # [B, L, R|N|N]
-    delta = F.linear(dt, dt_proj.weight)  # [B, L, d_inner]; the bias enters inside the scan
+    delta = _delta(dt, dt_proj.weight)  # [B, L, d_inner]; the bias enters inside the scan
     A = -torch.exp(_fp32(A_log))  # [d_inner, N]
     return scan(xc, delta, A, B, C, _fp32(D), z, delta_bias=_fp32(dt_proj.bias), delta_softplus=True)
 
@@ -122,7 +130,7 @@ def _fused(
     dt_rank, d_state = dt_proj.in_features, A_log.shape[1]
     x_dbl = x_proj(rearrange(xc, "b d l -> b l d"))  # [B, L, R + 2N]
     dt, B, C = torch.split(x_dbl, [dt_rank, d_state, d_state], dim=-1)
-    delta = rearrange(F.linear(dt, dt_proj.weight), "b l d -> b d l")  # [B, d_inner, L]
+    delta = rearrange(_delta(dt, dt_proj.weight), "b l d -> b d l")  # [B, d_inner, L]
     with torch.autocast(device_type="cuda", enabled=False):
         y = fused_selective_scan(
             xc.float(),

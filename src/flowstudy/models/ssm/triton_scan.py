@@ -376,8 +376,8 @@ def _scan_bwd_kernel(
 class ScanConfig:
     """Launch shape: channels per tile (block_d), batch rows per program (rows), warps per
     program; bwd_splits splits the channels of the backward grid (each split adds a [B, L, N]
-    partial of dB and dC that torch sums). fwd_kernel: "time" (_scan_fwd_time_kernel, a thread's
-    channel stepped through time) or "tile" (_scan_fwd_kernel, [L, N, channels] tiles)."""
+    partial of dB and dC that torch sums). fwd_kernel: "tile" (_scan_fwd_kernel, [L, N, channels]
+    tiles) or "time" (_scan_fwd_time_kernel, a thread's channel stepped through time)."""
 
     fwd_block_d: int
     fwd_rows: int
@@ -386,7 +386,7 @@ class ScanConfig:
     bwd_rows: int
     bwd_splits: int
     bwd_warps: int
-    fwd_kernel: str = "time"
+    fwd_kernel: str = "tile"
 
     def __post_init__(self) -> None:
         if self.fwd_kernel not in FORWARD_KERNELS:
@@ -405,14 +405,14 @@ def _tile(lp: int, np_: int, dim: int, budget: int) -> tuple[int, int]:
 
 
 def default_config(batch: int, dim: int, seqlen: int, dstate: int, n_sm: int = 132) -> ScanConfig:
-    """Launch shapes. The forward steps through time (a thread's N states of one channel, one
-    warp of 32 channels a program, at least ~16 programs per multiprocessor) up to N = 64, where
-    the state stops fitting in registers; above that its tiles of 2048 states (64 a thread).
-    The backward: tiles of 1024 states (32 a thread, its register limit), at least ~15 one-warp
-    programs per multiprocessor. Tile shapes measured best at L = N = 16 on an H100
-    (benchmarks/SCAN.md)."""
+    """Launch shapes measured best at L = N = 16 on an H100 (benchmarks/SCAN.md): forward
+    tiles of 2048 states (64 a thread), backward tiles of 1024 (32 a thread, its register
+    limit), at least ~8 (forward) and ~15 (backward) one-warp programs per multiprocessor.
+    The forward that steps through time (FORWARD_KERNEL = "time": one warp of 32 channels a
+    program, at least ~16 programs per multiprocessor) measured slower at three of the network's
+    four shapes on an H200 (benchmarks/SCAN.md), so it is not the default."""
     lp, np_ = triton.next_power_of_2(seqlen), triton.next_power_of_2(dstate)
-    kind = FORWARD_KERNEL or ("time" if np_ <= 64 else "tile")
+    kind = FORWARD_KERNEL or "tile"
     if kind == "time":
         fbd, fw = min(32, triton.next_power_of_2(dim)), 1
         f_rows = max(1, min(16, batch * triton.cdiv(dim, fbd) // (16 * n_sm)))
