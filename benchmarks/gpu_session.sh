@@ -176,14 +176,14 @@ if __name__ == '__main__':
   tests)  # the GPU tests of the captured steps, groups, kernels, graph solves, threads and the cudagraphs helpers
     nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total --format=csv
     # -v: a run cut by the timeout still names the tests that passed
-    timeout ${TEST_TIMEOUT:-280} python3 -m pytest -v -m gpu tests/train/test_stacked.py tests/train/test_graph.py tests/train/test_precision.py \
+    timeout ${TEST_TIMEOUT:-280} python3 -m pytest -v -m gpu ${TESTS:-tests/train/test_stacked.py tests/train/test_graph.py tests/train/test_precision.py \
       tests/train/test_subspace_run.py tests/models/test_triton_conv.py tests/models/test_triton_scan.py tests/test_graph_solver.py \
-      tests/study/test_threads.py tests/flows/test_subspace.py tests/metrics/test_metric_likelihood.py -p no:cacheprovider -o addopts="" \
+      tests/study/test_threads.py tests/flows/test_subspace.py tests/metrics/test_metric_likelihood.py} -p no:cacheprovider -o addopts="" \
       --durations=8 > "$OUT/gpu_tests.log" 2>&1
     grep -c PASSED "$OUT/gpu_tests.log"; grep -E "(FAILED|ERROR)" "$OUT/gpu_tests.log" | head -10; tail -12 "$OUT/gpu_tests.log"
     ;;
   sampling)  # where graph-replayed Mamba sampling (eigenbasis, 50 NFE) spends its GPU time; the scan's forward kernels side by side
-    [ -n "${SCAN_AB:-1}" ] && timeout ${SCAN_TIMEOUT:-90} python3 benchmarks/bench_scan.py --forward-kernels --out "$OUT/scan-forward" 2>&1 | grep -v "^USDT\|^STAGE" | tail -5
+    [ "${SCAN_AB:-1}" != 0 ] && timeout ${SCAN_TIMEOUT:-90} python3 benchmarks/bench_scan.py --forward-kernels --out "$OUT/scan-forward" 2>&1 | grep -v "^USDT\|^STAGE" | tail -5
     timeout ${BENCH_TIMEOUT:-240} python3 benchmarks/profile_sampling.py --arch ${ARCH:-mamba} --rows ${ROWS:-16384} --compile ${COMPILE:-default} \
       --scan-fwd ${SCAN_FWD:-tile time} ${SAMPLING_ARGS:---ops} --top ${TOP:-25} --out "$OUT/sampling" > "$OUT/profile_sampling.log" 2>&1
     grep "^|" "$OUT/profile_sampling.log"; grep -i error "$OUT/profile_sampling.log" | tail -3
