@@ -411,3 +411,43 @@ def test_flat_stack_round_trips_views_and_refuses_mixed_dtypes():
     assert views[1][1, 0] == 42.0
     with pytest.raises(ConfigError, match="one dtype.*float32.*float64"):
         FlatStack([torch.zeros(2), torch.zeros(2, dtype=torch.float64)], members=1)
+
+
+def test_vmap_probes_of_one_architecture_take_turns_in_threads(tmp_path, tiny_config, monkeypatch):
+    """The probe compiles a network's Triton kernels on first use, and Triton does not share a compile
+    between threads: groups of one architecture family (mlp-tiny, mlp) probe one at a time, groups of
+    others alongside."""
+    import threading
+    import time
+
+    inside: dict[str, int] = {}
+    most: dict[str, int] = {}
+    guard = threading.Lock()
+    velocities = StackedGroup._velocities
+
+    def slow_velocities(self, *args, **kwargs):
+        arch = self.members[0].config.arch.split("-")[0]
+        with guard:
+            inside[arch] = inside.get(arch, 0) + 1
+            most[arch] = max(most.get(arch, 0), inside[arch])
+            most["all"] = max(most.get("all", 0), sum(inside.values()))
+        time.sleep(0.3)  # long enough for every thread to arrive
+        with guard:
+            inside[arch] -= 1
+        return velocities(self, *args, **kwargs)
+
+    monkeypatch.setattr(StackedGroup, "_velocities", slow_velocities)
+    groups = [
+        StackedGroup([tiny_config(arch=arch, seed=s, steps=2) for s in range(2)], [tmp_path / f"{arch}{g}-{s}" for s in range(2)])
+        for arch, g in (("mlp-tiny", 0), ("mlp", 1), ("mlp-tiny", 2), ("unet-tiny", 0))
+    ]
+    for group in groups:
+        group._prepare([False, False])  # probes once, alone
+    inside.clear(), most.clear()
+    threads = [threading.Thread(target=group._can_vmap) for group in groups]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert most == {"mlp": 1, "unet": 1, "all": 2}  # one of each family at a time
+    assert all(group._can_vmap() for group in groups)

@@ -43,6 +43,7 @@ import copy
 import functools
 import os
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -87,6 +88,17 @@ class GroupMember(Trainer):
         if self.group_record is not None:
             state["group"] = self.group_record
         return state
+
+
+_PROBE_LOCKS: dict[str, threading.Lock] = {}
+_PROBE_LOCKS_GUARD = threading.Lock()
+
+
+def _probe_lock(arch: str) -> threading.Lock:
+    """The process's lock for the vmap probes of groups of ``arch``'s family (``mamba-tied`` ->
+    ``mamba``; :meth:`StackedGroup._can_vmap`)."""
+    with _PROBE_LOCKS_GUARD:
+        return _PROBE_LOCKS.setdefault(arch.split("-")[0], threading.Lock())
 
 
 class StackedGroup:
@@ -229,15 +241,23 @@ class StackedGroup:
         self.positions = [torch.tensor([m.batcher.pos], device=dev) for m in ms]  # [1] each
 
     def _can_vmap(self) -> bool:
-        """Whether the network runs under vmap (a forward and backward on two rows per member)."""
+        """Whether the network runs under vmap (a forward and backward on two rows per member).
+
+        The probe is the network's first run: with Triton kernels (the Mamba scans) it compiles them.
+        Triton's JIT does not share a compile between threads, so groups of one architecture probing
+        at once (the study's threads) would each compile the same kernels, holding the interpreter
+        lock through the compiler's passes. Probes of one architecture family (``mamba``, ``mamba-tied``
+        and ``mamba-merged`` run the same kernels) take turns (:func:`_probe_lock`): the first
+        compiles, the rest find the kernels compiled."""
         x = torch.zeros(self.K, 2, self.members[0].step_x1.shape[1], device=self.device)
         t = torch.full((self.K, 2), 0.5, device=self.device)
         params = [p.detach().clone().requires_grad_(True) for p in self.params]
-        try:
-            self._velocities(x, t, params, vmapped=True).sum().backward()
-            return True
-        except Exception:  # e.g. an autograd.Function without a vmap rule
-            return False
+        with _probe_lock(self.members[0].config.arch):
+            try:
+                self._velocities(x, t, params, vmapped=True).sum().backward()
+                return True
+            except Exception:  # e.g. an autograd.Function without a vmap rule
+                return False
 
     # ----------------------------------------------------------------- the step's maths
     def _velocities(self, x: Tensor, t: Tensor, params: list[Tensor], vmapped: bool) -> Tensor:
