@@ -241,16 +241,19 @@ class StackedGroup:
         self.positions = [torch.tensor([m.batcher.pos], device=dev) for m in ms]  # [1] each
 
     def _can_vmap(self) -> bool:
-        """Whether the network runs under vmap (a forward and backward on two rows per member).
+        """Whether the network runs under vmap (a forward and backward on a batch per member).
 
-        The probe is the network's first run: with Triton kernels (the Mamba scans) it compiles them.
+        The probe is the network's first run: with Triton kernels (the Mamba scans) it compiles them,
+        at the step's batch size so that the step finds the same specialisation compiled (Triton
+        compiles again for row counts of another divisibility).
         Triton's JIT does not share a compile between threads, so groups of one architecture probing
         at once (the study's threads) would each compile the same kernels, holding the interpreter
         lock through the compiler's passes. Probes of one architecture family (``mamba``, ``mamba-tied``
         and ``mamba-merged`` run the same kernels) take turns (:func:`_probe_lock`): the first
         compiles, the rest find the kernels compiled."""
-        x = torch.zeros(self.K, 2, self.members[0].step_x1.shape[1], device=self.device)
-        t = torch.full((self.K, 2), 0.5, device=self.device)
+        rows = self.members[0].batcher.batch_size
+        x = torch.zeros(self.K, rows, self.members[0].step_x1.shape[1], device=self.device)
+        t = torch.full((self.K, rows), 0.5, device=self.device)
         params = [p.detach().clone().requires_grad_(True) for p in self.params]
         with _probe_lock(self.members[0].config.arch):
             try:
