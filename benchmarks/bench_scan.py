@@ -21,11 +21,19 @@ Writes DIR/results.json and DIR/results.md and prints the Markdown.
 times K stacked members (their own A, D, delta_bias) under torch.func.vmap against a loop over the
 members and one shared-parameter call of K·B rows.
 
-    python benchmarks/bench_scan.py --sass [KERNEL:BLOCK_D:WARPS ...]
+    python benchmarks/bench_scan.py --forward-kernels [B,L,DTYPE,LAYOUT;...] [--out DIR]
+
+times the two forward kernels (the [L, N, channels] tile kernel, the default, and the one that
+steps through time) side by side on the Mamba network's shapes, with launch shapes around the
+second's default.
+
+    python benchmarks/bench_scan.py --sass [KERNEL:BLOCK_D:WARPS ...] [--sass-seqlen L] [--sass-blc] [--sass-bf16]
 
 needs no GPU: compiles the kernels for sm_90 (the H100) with Triton's bundled ptxas and prints,
 per launch shape, registers, spill stack and the instructions of the compiled kernel per state
-element of its tile (from cuobjdump), the cost model behind the default launch shapes.
+element of its tile (from cuobjdump), the cost model behind the default launch shapes. Kernels:
+fwd, fwdtime, bwd, conv_fwd, conv_bwd; --sass-blc and --sass-bf16 compile them as the Mamba
+layer's call specialises them (unit strides, aligned pointers; bf16 activations).
 """
 
 from __future__ import annotations
@@ -383,7 +391,7 @@ def forward_kernels(cases: str) -> list[dict]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sass", nargs="*", metavar="KERNEL:BLOCK_D:WARPS",
-                    help="compile for sm_90 (no GPU needed) and print resources; kernels fwd, bwd, conv_fwd, conv_bwd")
+                    help="compile for sm_90 (no GPU needed) and print resources; kernels fwd, fwdtime, bwd, conv_fwd, conv_bwd")
     ap.add_argument("--sass-seqlen", type=int, default=None, help="the sequence length the --sass kernels are compiled for (default L)")
     ap.add_argument("--sass-blc", action="store_true", help="--sass: specialised for the Mamba layer's [B, L, d] call (unit strides, aligned)")
     ap.add_argument("--sass-bf16", action="store_true", help="--sass: activations in bf16")

@@ -12,7 +12,12 @@ inside the network, the velocity torch.compile'd (``--compile none``: not). For 
                   selective scan, the convolution, normalisation, fused elementwise, other)
     top kernels   the --top kernels by GPU time
 
+``--scan-fwd tile time`` runs each variant with the Triton scan's forward kernel switched
+(triton_scan.FORWARD_KERNEL); ``--ops`` also profiles one evaluation outside the graph and lists
+its operators by input shape (what a kernel in the table was called for).
+
     python benchmarks/profile_sampling.py --arch mamba --rows 16384 32768 --out DIR
+    python benchmarks/profile_sampling.py --arch mamba --compile default --scan-fwd tile time --ops --out DIR
     python benchmarks/profile_sampling.py --arch mlp-tiny --device cpu --rows 64 --train-steps 3 --compile none   # smoke test
 
 Writes DIR/profile_sampling.json and prints a Markdown table.
