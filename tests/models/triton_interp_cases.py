@@ -207,3 +207,58 @@ def test_torch_func_grad_of_the_vmapped_scan():
     loop = sum((reference_scan(*[v[i] for v in leaves], delta_softplus=True) * w[i]).sum() for i in range(2))
     for name, g, e in zip(NAMES, grads, torch.autograd.grad(loop, leaves)):
         assert _rel(g, e) < 1e-12, name
+
+
+# ----------------------------------------------------------------------- torch.compile
+def _blc(x: dict) -> dict:
+    """The inputs as the Mamba layer passes them: [B, L, d] and [B, L, N] memory, transposed views."""
+    return {k: (v.detach().transpose(1, 2).contiguous().transpose(1, 2).requires_grad_() if v.dim() == 3 else v) for k, v in x.items()}
+
+
+@pytest.mark.parametrize("layout", ["bdl", "blc"])
+@pytest.mark.parametrize("drop", [(), ("D", "z", "delta_bias")], ids=["all", "without-optional"])
+def test_custom_operators_pass_opcheck(layout, drop):
+    """The operators torch.compile sees: schema, fake tensors (shapes, strides, dtypes) against the
+    kernels' outputs, and the autograd registration, checked by torch.library.opcheck."""
+    from flowstudy.models.ssm import triton_conv, triton_scan
+
+    x = _inputs(torch.float32, batch=3, d=5, L=7, N=3)
+    x = _blc(x) if layout == "blc" else x
+    args = [None if k in drop else x[k] for k in NAMES] + [True]
+    torch.library.opcheck(triton_scan._scan_op, args)
+    g = torch.Generator().manual_seed(2)
+    xs = torch.randn(2, 7, 5, generator=g)
+    xs = (xs.transpose(1, 2).contiguous().transpose(1, 2) if layout == "blc" else xs).requires_grad_()
+    w, bias = torch.randn(5, 4, generator=g).requires_grad_(), torch.randn(5, generator=g).requires_grad_()
+    torch.library.opcheck(triton_conv._conv_op, (xs, w, None if drop else bias))
+
+
+def test_compiled_network_is_one_graph_and_equals_eager():
+    """Under torch.compile the scan and the convolution are custom operators, so the Mamba network
+    traces as one graph: a graph break inside its loop over layers would leave that loop eager.
+    Compiled (AOT autograd, eager kernels) it gives the eager values and gradients."""
+    import torch._dynamo
+
+    from flowstudy.models.mamba_velocity import MambaVelocityNetwork
+
+    torch.manual_seed(0)
+    model = MambaVelocityNetwork(input_dim=16, chunk_size=4, hidden_dim=8, num_layers=2, d_state=4, time_embed_dim=8, backend="triton")
+    with torch.no_grad():  # the output projection starts at zero
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    x, t = torch.randn(3, 16), torch.full((3,), 0.5)
+    explained = torch._dynamo.explain(model)(x, t)
+    assert (explained.graph_count, explained.graph_break_count) == (1, 0)
+    ops = {str(n.target) for graph in explained.graphs for n in graph.graph.nodes}
+    assert {"flowstudy.triton_selective_scan.default", "flowstudy.triton_conv_silu.default"} <= ops
+    torch._dynamo.reset()
+    compiled = torch.compile(model, backend="aot_eager")
+    out, ref = compiled(x, t), model(x, t)
+    torch.testing.assert_close(out, ref, rtol=1e-6, atol=1e-6)
+    params = list(model.parameters())
+    grads = torch.autograd.grad(out.square().sum(), params, allow_unused=True)
+    ref_grads = torch.autograd.grad(ref.square().sum(), params, allow_unused=True)
+    for (name, _), a, e in zip(model.named_parameters(), grads, ref_grads):
+        assert (a is None) == (e is None), name
+        if a is not None:
+            torch.testing.assert_close(a, e, rtol=1e-5, atol=1e-6, msg=name)

@@ -32,6 +32,8 @@ imported (slow; for tests).
 
 from __future__ import annotations
 
+from typing import List, Optional  # the custom operators' schemas (torch infers them from these)
+
 import torch
 import triton
 import triton.language as tl
@@ -39,7 +41,7 @@ from torch import Tensor
 
 from flowstudy.errors import ConfigError
 from flowstudy.models.ssm.torch_scan import MemberFold, gradients_function, members_of
-from flowstudy.models.ssm.triton_scan import MAX_SEQLEN, _apply, _member_stride, _per_member_sum, _rows
+from flowstudy.models.ssm.triton_scan import MAX_SEQLEN, _apply, _compiling, _member_stride, _per_member_sum, _rows
 
 __all__ = ["causal_conv_silu_triton"]
 
@@ -206,6 +208,43 @@ class _ConvSilu(torch.autograd.Function):
 _ConvSiluBackward = gradients_function(_gradients, "the triton causal convolution", params=_PARAMS)
 
 
+# torch.compile: opaque operators in place of the Functions' graph breaks (triton_scan._scan_op)
+@torch.library.custom_op("flowstudy::triton_conv_silu", mutates_args=())
+def _conv_op(x: Tensor, w: Tensor, bias: Optional[Tensor]) -> Tensor:
+    return _forward(x, w, bias)
+
+
+@_conv_op.register_fake
+def _(x, w, bias):
+    return torch.empty_like(x, memory_format=torch.contiguous_format)
+
+
+@torch.library.custom_op("flowstudy::triton_conv_silu_backward", mutates_args=())
+def _conv_backward_op(x: Tensor, w: Tensor, bias: Optional[Tensor], g: Tensor) -> List[Tensor]:
+    """(dx, dw, dbias); dbias an empty tensor without a bias."""
+    dx, dw, dbias = _gradients(x, w, bias, g)
+    return [dx, dw.contiguous(), dbias if dbias is not None else x.new_empty(0)]
+
+
+@_conv_backward_op.register_fake
+def _(x, w, bias, g):
+    return [torch.empty_like(x, memory_format=torch.contiguous_format), w.new_empty(w.shape),
+            bias.new_empty(bias.shape) if bias is not None else x.new_empty(0)]
+
+
+def _conv_op_setup(ctx, inputs, output):
+    ctx.has_bias = inputs[2] is not None
+    ctx.save_for_backward(*inputs)
+
+
+def _conv_op_backward(ctx, g):
+    dx, dw, dbias = torch.ops.flowstudy.triton_conv_silu_backward(*ctx.saved_tensors, g)
+    return dx, dw, dbias if ctx.has_bias else None
+
+
+_conv_op.register_autograd(_conv_op_backward, setup_context=_conv_op_setup)
+
+
 def causal_conv_silu_triton(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """silu(causal depthwise convolution of x) in [B, L, d] layout, any strides; L <= 128.
 
@@ -222,4 +261,6 @@ def causal_conv_silu_triton(x: Tensor, weight: Tensor, bias: Tensor | None = Non
     if x.shape[1] > MAX_SEQLEN:
         raise ConfigError(f"the triton causal convolution handles sequences of at most {MAX_SEQLEN} steps; got L={x.shape[1]}")
     with torch.autocast(device_type=x.device.type, enabled=False):
+        if _compiling():
+            return _conv_op(x, weight, bias)
         return _apply(_ConvSilu, x, weight, bias)

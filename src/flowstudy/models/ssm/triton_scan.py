@@ -34,6 +34,10 @@ kernels' code (H100, graph-replayed fwd+bwd at B = 256 and 2048: the same time a
 K = 8 members of 256 rows run in the time of one call of 2048 rows (fwd+bwd 2.52 ms against
 4.62 ms for the member loop, graph-replayed; eager 2.55 against 12.4 ms).
 
+Under torch.compile (outside torch.func transforms) the scan and its backward are custom operators
+(``flowstudy::triton_selective_scan``): one graph for the whole network instead of a graph break
+per layer.
+
 Inputs may have any strides (the [B, L, d] layout of Linear outputs runs without copies).
 On CPU the kernels run in Triton's interpreter when TRITON_INTERPRET=1 is set before
 triton is imported (slow; for tests).
@@ -42,6 +46,8 @@ triton is imported (slow; for tests).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+
+from typing import List, Optional  # the custom operators' schemas (torch infers them from these)
 
 import torch
 import triton
@@ -685,6 +691,62 @@ def _apply(fn: type[torch.autograd.Function], *args):
     return _EAGER[fn].apply(*args)
 
 
+# ----------------------------------------------------------------------------- torch.compile
+# Inside torch.compile the Function above is a graph break: Dynamo cannot trace its launch code, and
+# a break inside the network's loop over layers leaves that whole loop eager (the residual and
+# time-conditioning adds around every layer unfused). As custom operators the scan and its backward
+# are opaque nodes of one graph. Only calls outside torch.func transforms take them (vmapped calls,
+# the stacked groups', keep the Function and its vmap rule).
+@torch.library.custom_op("flowstudy::triton_selective_scan", mutates_args=())
+def _scan_op(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor], z: Optional[Tensor],
+             delta_bias: Optional[Tensor], delta_softplus: bool) -> Tensor:
+    return _forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, None)
+
+
+@_scan_op.register_fake
+def _(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
+    return _layout_like(u, u.dtype)
+
+
+@torch.library.custom_op("flowstudy::triton_selective_scan_backward", mutates_args=())
+def _scan_backward_op(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor], z: Optional[Tensor],
+                      delta_bias: Optional[Tensor], delta_softplus: bool, dout: Tensor) -> List[Tensor]:
+    """(du, ddelta, dA, dB, dC, dD, dz, ddelta_bias); an absent argument's gradient is an empty
+    tensor (an operator returns tensors only); dB and dC contiguous (their fake's strides)."""
+    grads = _backward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, dout, None)
+    grads = [g.contiguous() if i in (3, 4) else g for i, g in enumerate(grads)]
+    return [g if g is not None else u.new_empty(0) for g in grads]
+
+
+@_scan_backward_op.register_fake
+def _(u, delta, A, B, C, D, z, delta_bias, delta_softplus, dout):
+    empty = u.new_empty(0)
+    return [_layout_like(u, u.dtype), _layout_like(u, delta.dtype), torch.empty_like(A, memory_format=torch.contiguous_format),
+            B.new_empty(B.shape), C.new_empty(C.shape),
+            torch.empty_like(D, memory_format=torch.contiguous_format) if D is not None else empty,
+            _layout_like(u, z.dtype) if z is not None else empty,
+            torch.empty_like(delta_bias, memory_format=torch.contiguous_format) if delta_bias is not None else empty]
+
+
+def _scan_op_setup(ctx, inputs, output):
+    ctx.delta_softplus = inputs[8]
+    ctx.absent = [t is None for t in inputs[:8]]
+    ctx.save_for_backward(*inputs[:8])
+
+
+def _scan_op_backward(ctx, dout):
+    grads = torch.ops.flowstudy.triton_selective_scan_backward(*ctx.saved_tensors, ctx.delta_softplus, dout)
+    return (*[None if absent else g for g, absent in zip(grads, ctx.absent)], None)
+
+
+_scan_op.register_autograd(_scan_op_backward, setup_context=_scan_op_setup)
+
+
+def _compiling() -> bool:
+    """Traced by torch.compile outside torch.func transforms: the custom operators' calls."""
+    return torch.compiler.is_compiling() and not torch._C._are_functorch_transforms_active()
+
+
 def selective_scan_triton(
     u: Tensor,
     delta: Tensor,
@@ -706,6 +768,8 @@ def selective_scan_triton(
     """
     _check(u, delta, A, B, C, D, z, delta_bias)
     with torch.autocast(device_type=u.device.type, enabled=False):
+        if config is None and _compiling():
+            return _scan_op(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
         return _apply(_TritonScan, u, delta, A, B, C, D, z, delta_bias, delta_softplus, config)
 
 
