@@ -247,8 +247,8 @@ class StackedGroup:
         at the step's batch size so that the step finds the same specialisation compiled (Triton
         compiles again for row counts of another divisibility).
         Triton's JIT does not share a compile between threads, so groups of one architecture probing
-        at once (the study's threads) would each compile the same kernels, holding the interpreter
-        lock through the compiler's passes. Probes of one architecture family (``mamba``, ``mamba-tied``
+        at once (the study's threads) would each compile the same kernels, in this process, beside
+        the other groups' training loops. Probes of one architecture family (``mamba``, ``mamba-tied``
         and ``mamba-merged`` run the same kernels) take turns (:func:`_probe_lock`): the first
         compiles, the rest find the kernels compiled."""
         rows = self.members[0].batcher.batch_size

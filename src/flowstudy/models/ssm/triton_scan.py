@@ -46,7 +46,6 @@ triton is imported (slow; for tests).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-
 from typing import List, Optional  # the custom operators' schemas (torch infers them from these)
 
 import torch
@@ -217,8 +216,7 @@ def _fwd_time_step(h, t, row, u_ptr, dt_ptr, B_ptr, C_ptr, z_ptr, out_ptr, seqle
         dl = dl + bias
     if SOFTPLUS:
         dl = _softplus(dl)
-    # B_t and C_t read as [N, BLOCK_D] tiles, every channel the same address: the load takes the
-    # state tile's layout (states of a channel inside a thread, vectorised along N). Their
+    # B_t and C_t: the whole [N] vectors in every thread (one address a warp, vectorised); their
     # addresses do not depend on the channel: no channel mask.
     if MASK_N:
         Bt = tl.load(B_ptr + row * sB_b + t * sB_l + offs_n * sB_n, mask=m_tn, other=0.0).to(CT)
@@ -272,8 +270,8 @@ def _scan_fwd_time_kernel(
         h = tl.zeros([N_PAD, BLOCK_D], dtype=CT)
         if L_PAD <= 32:
             # Unrolled, the row's outputs kept in registers and stored after its last step: a store
-            # between two steps would keep the next step's loads behind it (the compiler cannot tell
-            # out from the inputs), one memory latency a step.
+            # between two steps keeps the next step's loads behind it (the compiler cannot tell out
+            # from the inputs).
             Y = tl.zeros([L_PAD, BLOCK_D], dtype=CT)
             for t in tl.static_range(L_PAD):
                 h, y = _fwd_time_step(h, t, row, u_ptr, dt_ptr, B_ptr, C_ptr, z_ptr, out_ptr, seqlen,
