@@ -41,13 +41,16 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from flowstudy.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from flowstudy.graph_solver import GraphSolver
 
 ESTIMATORS = ("exact", "hutchinson")
 """Divergence estimators; "auto" picks exact on CUDA and hutchinson on CPU, and exact wherever the
@@ -249,7 +252,7 @@ class GraphSolves:
 
     def __init__(self, device: torch.device | str) -> None:
         self.device = torch.device(device)
-        self.solvers: dict[tuple, object] = {}
+        self.solvers: dict[tuple, GraphSolver] = {}  # (shape, dtype, method, steps) -> its recorded solve
 
     @property
     def recorded(self) -> bool:

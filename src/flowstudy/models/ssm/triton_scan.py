@@ -711,8 +711,8 @@ def _scan_backward_op(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
                       delta_bias: Optional[Tensor], delta_softplus: bool, dout: Tensor) -> List[Tensor]:
     """(du, ddelta, dA, dB, dC, dD, dz, ddelta_bias); an absent argument's gradient is an empty
     tensor (an operator returns tensors only); dB and dC contiguous (their fake's strides)."""
-    grads = _backward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, dout, None)
-    grads = [g.contiguous() if i in (3, 4) else g for i, g in enumerate(grads)]
+    du, ddelta, dA, dB, dC, dD, dz, dbias = _backward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, dout, None)
+    grads = [du, ddelta, dA, dB.contiguous(), dC.contiguous(), dD, dz, dbias]
     return [g if g is not None else u.new_empty(0) for g in grads]
 
 
