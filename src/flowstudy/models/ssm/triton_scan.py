@@ -202,10 +202,9 @@ def _fwd_time_step(h, t, row, u_ptr, dt_ptr, B_ptr, C_ptr, z_ptr, out_ptr, seqle
                    su_b, su_l, su_d, sdt_b, sdt_l, sdt_d, sz_b, sz_l, sz_d, so_b, so_l, so_d,
                    sB_b, sB_l, sB_n, sC_b, sC_l, sC_n, offs_d, offs_n, m_d, m_n, A2, bias, Dv,
                    MASK_T: tl.constexpr, MASK_N: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
-                   SOFTPLUS: tl.constexpr, CT: tl.constexpr, FAST: tl.constexpr, STORE: tl.constexpr):
-    """One time step of one row: h [N, BLOCK_D] -> (h_t, out_t [BLOCK_D]); STORE: out_t is
-    stored here. MASK_T: t may lie past seqlen (the unrolled loop of an uneven length); MASK_N:
-    m_n [N] masks the states."""
+                   SOFTPLUS: tl.constexpr, CT: tl.constexpr, FAST: tl.constexpr):
+    """One time step of one row: h [N, BLOCK_D] -> h_t; stores out_t [BLOCK_D]. MASK_T: t may
+    lie past seqlen (the unrolled loop of an uneven length); MASK_N: m_n [N] masks the states."""
     m_t, m_tn = m_d, m_n
     if MASK_T:  # tensor masks: the interpreter refuses a scalar one
         m_t = m_d & ((offs_d * 0 + t) < seqlen)
@@ -231,9 +230,8 @@ def _fwd_time_step(h, t, row, u_ptr, dt_ptr, B_ptr, C_ptr, z_ptr, out_ptr, seqle
     if HAS_Z:
         z = tl.load(z_ptr + row * sz_b + t * sz_l + offs_d * sz_d, mask=m_t, other=0.0).to(CT)
         y = y * z * _sigmoid(z)
-    if STORE:
-        tl.store(out_ptr + row * so_b + t * so_l + offs_d * so_d, y, mask=m_t)
-    return h, y
+    tl.store(out_ptr + row * so_b + t * so_l + offs_d * so_d, y, mask=m_t)
+    return h
 
 
 @triton.jit(do_not_specialize=["sA_n", "sA_d"])  # A's unit stride would make its load set the tiles' layout
@@ -265,28 +263,20 @@ def _scan_fwd_time_kernel(
                  mask=m_n[:, None] & m_d[None, :], other=0.0).to(CT) * LOG2E  # [N, BLOCK_D]
     bias = tl.load(bias_ptr + member * sbias_m + offs_d, mask=m_d, other=0.0).to(CT) if HAS_BIAS else None
     Dv = tl.load(D_ptr + member * sD_m + offs_d, mask=m_d, other=0.0).to(CT) if HAS_D else None
-    offs_t = tl.arange(0, L_PAD)
     for row in range(row0, row1):
         h = tl.zeros([N_PAD, BLOCK_D], dtype=CT)
-        if L_PAD <= 32:
-            # Unrolled, the row's outputs kept in registers and stored after its last step: a store
-            # between two steps keeps the next step's loads behind it (the compiler cannot tell out
-            # from the inputs).
-            Y = tl.zeros([L_PAD, BLOCK_D], dtype=CT)
+        if L_PAD <= 32:  # unrolled: loads run ahead of the chain
             for t in tl.static_range(L_PAD):
-                h, y = _fwd_time_step(h, t, row, u_ptr, dt_ptr, B_ptr, C_ptr, z_ptr, out_ptr, seqlen,
-                                      su_b, su_l, su_d, sdt_b, sdt_l, sdt_d, sz_b, sz_l, sz_d, so_b, so_l, so_d,
-                                      sB_b, sB_l, sB_n, sC_b, sC_l, sC_n, offs_d, offs_n, m_d, m_n, A2, bias, Dv,
-                                      not EVEN_L, not (EVEN_N and EVEN_L), HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, CT, FAST, False)
-                Y = tl.where(offs_t[:, None] == t, y[None, :], Y)
-            m_td = (offs_t[:, None] < seqlen) & m_d[None, :]
-            tl.store(out_ptr + row * so_b + offs_t[:, None] * so_l + offs_d[None, :] * so_d, Y, mask=m_td)
+                h = _fwd_time_step(h, t, row, u_ptr, dt_ptr, B_ptr, C_ptr, z_ptr, out_ptr, seqlen,
+                                   su_b, su_l, su_d, sdt_b, sdt_l, sdt_d, sz_b, sz_l, sz_d, so_b, so_l, so_d,
+                                   sB_b, sB_l, sB_n, sC_b, sC_l, sC_n, offs_d, offs_n, m_d, m_n, A2, bias, Dv,
+                                   not EVEN_L, not (EVEN_N and EVEN_L), HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, CT, FAST)
         else:
             for t in range(seqlen):
-                h, _ = _fwd_time_step(h, t, row, u_ptr, dt_ptr, B_ptr, C_ptr, z_ptr, out_ptr, seqlen,
-                                      su_b, su_l, su_d, sdt_b, sdt_l, sdt_d, sz_b, sz_l, sz_d, so_b, so_l, so_d,
-                                      sB_b, sB_l, sB_n, sC_b, sC_l, sC_n, offs_d, offs_n, m_d, m_n, A2, bias, Dv,
-                                      False, not EVEN_N, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, CT, FAST, True)
+                h = _fwd_time_step(h, t, row, u_ptr, dt_ptr, B_ptr, C_ptr, z_ptr, out_ptr, seqlen,
+                                   su_b, su_l, su_d, sdt_b, sdt_l, sdt_d, sz_b, sz_l, sz_d, so_b, so_l, so_d,
+                                   sB_b, sB_l, sB_n, sC_b, sC_l, sC_n, offs_d, offs_n, m_d, m_n, A2, bias, Dv,
+                                   False, not EVEN_N, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, CT, FAST)
 
 
 @triton.jit
