@@ -43,7 +43,6 @@ import copy
 import functools
 import os
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -88,17 +87,6 @@ class GroupMember(Trainer):
         if self.group_record is not None:
             state["group"] = self.group_record
         return state
-
-
-_PROBE_LOCKS: dict[str, threading.Lock] = {}
-_PROBE_LOCKS_GUARD = threading.Lock()
-
-
-def _probe_lock(arch: str) -> threading.Lock:
-    """The process's lock for the vmap probes of groups of ``arch``'s family (``mamba-tied`` ->
-    ``mamba``; :meth:`StackedGroup._can_vmap`)."""
-    with _PROBE_LOCKS_GUARD:
-        return _PROBE_LOCKS.setdefault(arch.split("-")[0], threading.Lock())
 
 
 class StackedGroup:
@@ -245,22 +233,18 @@ class StackedGroup:
 
         The probe is the network's first run: with Triton kernels (the Mamba scans) it compiles them,
         at the step's batch size so that the step finds the same specialisation compiled (Triton
-        compiles again for row counts of another divisibility).
-        Triton's JIT does not share a compile between threads, so groups of one architecture probing
-        at once (the study's threads) would each compile the same kernels, in this process, beside
-        the other groups' training loops. Probes of one architecture family (``mamba``, ``mamba-tied``
-        and ``mamba-merged`` run the same kernels) take turns (:func:`_probe_lock`): the first
-        compiles, the rest find the kernels compiled."""
+        compiles again for row counts of another divisibility). Probes of one architecture run at
+        once in the study's threads: taking turns (a lock per family) made the Mamba groups' setup
+        longer on an H200, 24.5-41.3 s against 21.6-21.9 s (benchmarks/RESULTS.md)."""
         rows = self.members[0].batcher.batch_size
         x = torch.zeros(self.K, rows, self.members[0].step_x1.shape[1], device=self.device)
         t = torch.full((self.K, rows), 0.5, device=self.device)
         params = [p.detach().clone().requires_grad_(True) for p in self.params]
-        with _probe_lock(self.members[0].config.arch):
-            try:
-                self._velocities(x, t, params, vmapped=True).sum().backward()
-                return True
-            except Exception:  # e.g. an autograd.Function without a vmap rule
-                return False
+        try:
+            self._velocities(x, t, params, vmapped=True).sum().backward()
+            return True
+        except Exception:  # e.g. an autograd.Function without a vmap rule
+            return False
 
     # ----------------------------------------------------------------- the step's maths
     def _velocities(self, x: Tensor, t: Tensor, params: list[Tensor], vmapped: bool) -> Tensor:
