@@ -33,7 +33,8 @@ needs no GPU: compiles the kernels for sm_90 (the H100) with Triton's bundled pt
 per launch shape, registers, spill stack and the instructions of the compiled kernel per state
 element of its tile (from cuobjdump), the cost model behind the default launch shapes. Kernels:
 fwd, fwdtime, bwd, conv_fwd, conv_bwd; --sass-blc and --sass-bf16 compile them as the Mamba
-layer's call specialises them (unit strides, aligned pointers; bf16 activations).
+layer's call specialises them (unit strides, aligned pointers; bf16 activations). With SASS_IR=DIR
+it also writes each kernel's TTGIR (the register layouts Triton chose), PTX and SASS to DIR.
 """
 
 from __future__ import annotations
@@ -279,9 +280,11 @@ def sass_report(shapes: list[str], blc: bool = False, bf16: bool = False) -> Non
                       BLOCK_D=int(bd), CT=tl.float32, FAST=True, K=4, K_PAD=4, EVEN_L=True, EVEN_N=True)
         consts = {k: v for k, v in consts.items() if k in fn.arg_names}
         attrs = {}
+        if name == "fwdtime":
+            consts["sA_d"] = 1  # the host passes A as a contiguous [N, d] copy
         if blc:
             kept = {fn.arg_names[i] if isinstance(i, int) else i for i in (fn.do_not_specialize or ())}
-            consts.update({a: 1 for a in UNIT_STRIDES if a in fn.arg_names and a not in kept})
+            consts.update({a: 1 for a in UNIT_STRIDES if a in fn.arg_names and a not in kept and not (a == "sA_n" and name == "fwdtime")})
             aligned = [a for a in fn.arg_names if a.endswith(("_ptr", "_part")) or re.fullmatch(r"s\w+_[bl]", a)]
             attrs = {(fn.arg_names.index(a),): [["tt.divisibility", 16]] for a in aligned}
         sig = {a: "constexpr" if a in consts else
@@ -298,6 +301,11 @@ def sass_report(shapes: list[str], blc: bool = False, bf16: bool = False) -> Non
         mix = collections.Counter(ops)
         regs = re.search(r"REG:(\d+) STACK:(\d+)", res)
         per_thread = int(bd) * L * (1 if name.startswith("conv") else N) // (32 * int(warps))  # states, or conv outputs
+        if os.environ.get("SASS_IR"):  # the layouts Triton chose (TTGIR), the PTX and the SASS, one file each
+            out = Path(os.environ["SASS_IR"])
+            out.mkdir(parents=True, exist_ok=True)
+            for ext, text in (("ttgir", k.asm["ttgir"]), ("ptx", k.asm["ptx"]), ("sass", sass)):
+                (out / f"{spec.replace(':', '_')}.{ext}").write_text(text)
         print(f"{spec:10s} regs {regs.group(1)} stack {regs.group(2):>5s} B  instructions {len(ops):5d} = "
               f"{len(ops) / per_thread:5.1f} per state element ({per_thread} a thread); "
               + " ".join(f"{o} {c}" for o, c in mix.most_common(int(os.environ.get("SASS_TOP", 6)))), flush=True)
@@ -336,9 +344,12 @@ rows under bf16 autocast (the study recipe's chunks of 8), a 9-member training g
 issue's batch 4096 and the trainer's batch 256."""
 
 
-TIME_SHAPES = {"time 64ch 1w": dict(fwd_block_d=64), "time 64ch 2w": dict(fwd_block_d=64, fwd_warps=2),
-               "time 128ch 4w": dict(fwd_block_d=128, fwd_warps=4), "time 4 rows": dict(fwd_rows=4),
-               "time 2 rows": dict(fwd_rows=2)}
+SHAPES = {"time 64ch": dict(fwd_block_d=64), "time 64ch 2w": dict(fwd_block_d=64, fwd_warps=2),
+          "time 4 rows": dict(fwd_rows=4), "tile 64ch": dict(fwd_block_d=64), "tile 32ch": dict(fwd_block_d=32),
+          "tile 64ch 2w": dict(fwd_block_d=64, fwd_warps=2), "tile 4 rows": dict(fwd_rows=4)}
+"""--forward-kernels: launch shapes around each kernel's default (its name first). Before the
+kernel's name was read here, every variant replaced fields of the tile kernel's config: the
+"time 64ch" and "time N rows" columns of the first H200 runs are tile-kernel shapes."""
 
 
 def forward_kernels(cases: str) -> list[dict]:
@@ -366,10 +377,11 @@ def forward_kernels(cases: str) -> list[dict]:
         size = dt.itemsize
         floor_ms = (4 * batch * DIM * seqlen * size + 2 * batch * N * seqlen * size) / gbs / 1e6
         sms = torch.cuda.get_device_properties(0).multi_processor_count
-        outs, row = {}, {"case": case, "floor_ms": floor_ms}
+        outs, row, cfgs = {}, {"case": case, "floor_ms": floor_ms}, {}
         for name in triton_scan.FORWARD_KERNELS:
             triton_scan.FORWARD_KERNEL = name  # default_config's launch shape for that kernel
             cfg, triton_scan.FORWARD_KERNEL = default_config(batch, DIM, seqlen, N, sms), None
+            cfgs[name] = cfg
             with torch.no_grad():
                 row[name] = ms(lambda: triton_scan._forward(**x, softplus=True, cfg=cfg))
                 outs[name] = triton_scan._forward(**x, softplus=True, cfg=cfg).float()
@@ -377,8 +389,8 @@ def forward_kernels(cases: str) -> list[dict]:
                 x32 = {**x, "B": x["B"].float(), "C": x["C"].float()}
                 with torch.no_grad():
                     row["time_bc_fp32"] = ms(lambda: triton_scan._forward(**x32, softplus=True, cfg=cfg))
-        for label, fields in TIME_SHAPES.items():  # launch shapes around the time kernel's default
-            shape = dataclasses.replace(cfg, **fields)
+        for label, fields in SHAPES.items():  # launch shapes around each kernel's default
+            shape = dataclasses.replace(cfgs[label.split()[0]], **fields)
             with torch.no_grad():
                 row[label] = ms(lambda: triton_scan._forward(**x, softplus=True, cfg=shape))
         row["time_vs_tile"] = row["tile"] / row["time"]

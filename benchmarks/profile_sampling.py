@@ -12,8 +12,8 @@ inside the network, the velocity torch.compile'd (``--compile none``: not). For 
                   selective scan, the convolution, normalisation, fused elementwise, other)
     top kernels   the --top kernels by GPU time
 
-``--scan-fwd tile time`` runs each variant with the Triton scan's forward kernel switched
-(triton_scan.FORWARD_KERNEL); ``--ops`` also profiles one evaluation outside the graph and lists
+``--scan-fwd tile time tile:64`` runs each variant with the Triton scan's forward kernel switched
+(triton_scan.FORWARD_KERNEL), ``KIND:CHANNELS`` with that many channels a program; ``--ops`` also profiles one evaluation outside the graph and lists
 its operators by input shape (what a kernel in the table was called for).
 
     python benchmarks/profile_sampling.py --arch mamba --rows 16384 32768 --out DIR
@@ -26,6 +26,7 @@ Writes DIR/profile_sampling.json and prints a Markdown table.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import re
@@ -148,8 +149,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--top", type=int, default=20)
     parser.add_argument("--ops", action="store_true", help="also profile one evaluation outside the graph: operators by input shapes")
-    parser.add_argument("--scan-fwd", nargs="+", default=["default"], choices=["default", "time", "tile"],
-                        help="the Triton scan's forward kernel (triton_scan.FORWARD_KERNEL), one variant each")
+    parser.add_argument("--scan-fwd", nargs="+", default=["default"], metavar="default|tile|time[:CHANNELS]",
+                        help="the Triton scan's forward kernel (triton_scan.FORWARD_KERNEL), one variant each; "
+                             "KIND:64: that kernel with 64 channels a program")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
@@ -165,9 +167,16 @@ def main() -> None:
         run = load_run(f"{tmp}/run", "last", device=device)
         from flowstudy.models.ssm import triton_scan
 
+        library = triton_scan.default_config
         for rows, precision, mode, scan_fwd in itertools.product(args.rows, args.precision, args.compile, args.scan_fwd):
             row = {"arch": args.arch, "rows": rows, "precision": precision, "compile": mode, "scan_fwd": scan_fwd}
-            triton_scan.FORWARD_KERNEL = None if scan_fwd == "default" else scan_fwd
+            kind, _, channels = scan_fwd.partition(":")
+            if kind not in ("default", *triton_scan.FORWARD_KERNELS) or (channels and not channels.isdigit()):
+                parser.error(f"--scan-fwd: default, tile, time, tile:CHANNELS or time:CHANNELS; got {scan_fwd!r}")
+            triton_scan.FORWARD_KERNEL = None if kind == "default" else kind
+            triton_scan.default_config = (
+                (lambda *a, _c=int(channels): dataclasses.replace(library(*a), fwd_block_d=_c)) if channels else library
+            )
             torch._dynamo.reset()  # code compiled under the other switch would be reused
             compile_mode = None if mode == "none" else mode
             try:

@@ -56,12 +56,15 @@ def test_backend_needs_cuda_outside_the_interpreter():
         resolve_backend("triton", torch.device("cpu"))
 
 
-@pytest.mark.parametrize("batch,dim,L,N", [(4096, 512, 16, 16), (256, 512, 16, 16), (3, 5, 128, 16), (1, 1, 1, 1)])
+@pytest.mark.parametrize("batch,dim,L,N", [(4096, 512, 16, 16), (256, 512, 16, 16), (3, 5, 128, 16), (1, 1, 1, 1),
+                                         (16384, 512, 8, 16), (2304, 512, 8, 16)])
 def test_default_config_fits_tiles_and_fills_the_device(batch, dim, L, N):
     cfg = default_config(batch, dim, L, N, n_sm=132)
     lp, np_ = triton.next_power_of_2(L), triton.next_power_of_2(N)
     assert cfg.fwd_kernel == "tile"
-    for bd, budget in ((cfg.fwd_block_d, 2048), (cfg.bwd_block_d, 1024)):
+    wide = lp * np_ <= 128 and batch * triton.cdiv(dim, 64) >= 32 * 16 * 132  # 64-channel forward tiles
+    assert (cfg.fwd_block_d == 64) == (wide and dim >= 64)
+    for bd, budget in ((cfg.fwd_block_d, 8192 if wide else 2048), (cfg.bwd_block_d, 1024)):
         assert bd & (bd - 1) == 0 and bd * lp * np_ <= max(budget, lp * np_)
     assert 1 <= cfg.bwd_splits <= triton.cdiv(dim, cfg.bwd_block_d)
     if batch * dim >= 256 * 512:  # large problems: at least 8 programs per multiprocessor
@@ -114,9 +117,13 @@ def _grads_vs(ours, expected_fn, ref, tol):
         assert _rel(a.cpu(), e.cpu()) < tol, (name, _rel(a.cpu(), e.cpu()))
 
 
+TIME_FWD = ScanConfig(fwd_block_d=32, fwd_rows=2, fwd_warps=1, bwd_block_d=4, bwd_rows=3, bwd_splits=3, bwd_warps=2, fwd_kernel="time")
+
+
 @pytest.mark.parametrize("shape,config", [((2, 5, 7, 3), None), ((4, 64, 16, 16), None),
-                                          ((4, 64, 16, 16), SPLIT), ((3, 40, 100, 16), None)],
-                         ids=["odd", "mamba", "mamba-split", "long"])
+                                          ((4, 64, 16, 16), SPLIT), ((3, 40, 100, 16), None),
+                                          ((4, 100, 16, 16), TIME_FWD), ((3, 40, 13, 5), TIME_FWD)],
+                         ids=["odd", "mamba", "mamba-split", "long", "time-forward", "time-forward-odd"])
 @pytest.mark.gpu
 @pytest.mark.skipif(not CUDA, reason="needs CUDA")
 def test_cuda_fp32_matches_float64_reference(shape, config):

@@ -234,7 +234,7 @@ def _fwd_time_step(h, t, row, u_ptr, dt_ptr, B_ptr, C_ptr, z_ptr, out_ptr, seqle
     return h
 
 
-@triton.jit(do_not_specialize=["sA_n", "sA_d"])  # A's unit stride would make its load set the tiles' layout
+@triton.jit
 def _scan_fwd_time_kernel(
     u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, out_ptr,
     rows_per_member, chunks_per_member, dim, seqlen, dstate, rows_per_prog,
@@ -247,8 +247,9 @@ def _scan_fwd_time_kernel(
 ):
     """The forward, stepping through time: grid and arguments of _scan_fwd_kernel (EVEN_L,
     EVEN_N: seqlen == L_PAD, dstate == N_PAD, masks dropped). The state is one [N, BLOCK_D]
-    tile, lanes along the channels and a channel's N states inside its thread (A's strides are
-    not specialised: a unit stride along N would make its load lay the tile out along N), so that
+    tile, lanes along the channels and a channel's N states inside its thread (the host passes A
+    as a [N, d] copy, strides sA_d = 1: A's own unit stride along N would make its load lay every
+    tile out along N), so that
     h_t = exp(delta_t A) h_{t-1} + delta_t B_t u_t is one multiply-add a state and
     y_t = <C_t, h_t> a sum inside the thread; B_t and C_t are read whole by every thread (one
     address a warp). The tile kernel's associative scan composes (a, b) pairs and its sums over N
@@ -413,8 +414,13 @@ def default_config(batch: int, dim: int, seqlen: int, dstate: int, n_sm: int = 1
     tiles of 2048 states (64 a thread), backward tiles of 1024 (32 a thread, its register
     limit), at least ~8 (forward) and ~15 (backward) one-warp programs per multiprocessor.
     The forward that steps through time (FORWARD_KERNEL = "time": one warp of 32 channels a
-    program, at least ~16 programs per multiprocessor) measured slower at three of the network's
-    four shapes on an H200 (benchmarks/SCAN.md), so it is not the default."""
+    program, at least ~16 programs per multiprocessor) measured slower than the tile kernel at
+    each of the network's four shapes on an H200 (benchmarks/SCAN.md), so it is not the default.
+
+    Short sequences over many rows (L x N <= 128 and at least 32 programs of 16 rows per
+    multiprocessor with 64 channels a tile, e.g. sampling 16,384 rows at L = 8) take tiles of 64
+    channels: on an H200 0.76 against 0.93 ms at 16,384 rows x L 8, where 2,304 rows (1,152 such
+    programs) took 0.27 against 0.14 ms (benchmarks/SCAN.md)."""
     lp, np_ = triton.next_power_of_2(seqlen), triton.next_power_of_2(dstate)
     kind = FORWARD_KERNEL or "tile"
     if kind == "time":
@@ -422,6 +428,9 @@ def default_config(batch: int, dim: int, seqlen: int, dstate: int, n_sm: int = 1
         f_rows = max(1, min(16, batch * triton.cdiv(dim, fbd) // (16 * n_sm)))
     else:
         fbd, fw = _tile(lp, np_, dim, 2048)
+        wide = min(64, triton.next_power_of_2(dim))
+        if lp * np_ <= 128 and wide > fbd and batch * triton.cdiv(dim, wide) >= 32 * 16 * n_sm:
+            fbd = wide
         f_rows = max(1, min(16, batch * triton.cdiv(dim, fbd) // (8 * n_sm)))
     bbd, bw = _tile(lp, np_, dim, 1024)
     b_rows = max(1, min(16, batch // 512))
@@ -550,6 +559,12 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, cfg: ScanConfig | No
     out = _layout_like(u, u.dtype)
     grid = (members * chunks, triton.cdiv(dim, cfg.fwd_block_d))
     kernel = _scan_fwd_time_kernel if cfg.fwd_kernel == "time" else _scan_fwd_kernel
+    if cfg.fwd_kernel == "time":
+        # A as a contiguous [..., N, d] copy (d*N elements): its load, unit-strided along the
+        # channels, sets the tile's layout (lanes along the channels, a channel's states in its
+        # lane); with A's own unit stride along N every tile was laid out with lanes along N
+        # (sm_90 TTGIR: threadsPerWarp [16, 2]; bench_scan.py --sass fwdtime:32:1 with SASS_IR)
+        A = A.transpose(-1, -2).contiguous().transpose(-1, -2)
     kernel[grid](
         u, delta, A, B, C, D if D is not None else u, z if z is not None else u,
         delta_bias if delta_bias is not None else u, out,
