@@ -21,18 +21,17 @@ Writes DIR/results.json and DIR/results.md and prints the Markdown.
 times K stacked members (their own A, D, delta_bias) under torch.func.vmap against a loop over the
 members and one shared-parameter call of K·B rows.
 
-    python benchmarks/bench_scan.py --forward-kernels [B,L,DTYPE,LAYOUT;...] [--out DIR]
+    python benchmarks/bench_scan.py --forward-shapes [B,L,DTYPE,LAYOUT;...] [--out DIR]
 
-times the two forward kernels (the [L, N, channels] tile kernel, the default, and the one that
-steps through time) side by side on the Mamba network's shapes, with launch shapes around the
-second's default.
+times the forward kernel's launch shapes (channels a tile, warps, rows a program) around
+default_config's, side by side on the Mamba network's shapes.
 
     python benchmarks/bench_scan.py --sass [KERNEL:BLOCK_D:WARPS ...] [--sass-seqlen L] [--sass-blc] [--sass-bf16]
 
 needs no GPU: compiles the kernels for sm_90 (the H100) with Triton's bundled ptxas and prints,
 per launch shape, registers, spill stack and the instructions of the compiled kernel per state
 element of its tile (from cuobjdump), the cost model behind the default launch shapes. Kernels:
-fwd, fwdtime, bwd, conv_fwd, conv_bwd; --sass-blc and --sass-bf16 compile them as the Mamba
+fwd, bwd, conv_fwd, conv_bwd; --sass-blc and --sass-bf16 compile them as the Mamba
 layer's call specialises them (unit strides, aligned pointers; bf16 activations). With SASS_IR=DIR
 it also writes each kernel's TTGIR (the register layouts Triton chose), PTX and SASS to DIR.
 """
@@ -270,21 +269,19 @@ def sass_report(shapes: list[str], blc: bool = False, bf16: bool = False) -> Non
 
     from flowstudy.models.ssm import triton_conv
 
-    kernels = {"fwd": triton_scan._scan_fwd_kernel, "fwdtime": triton_scan._scan_fwd_time_kernel, "bwd": triton_scan._scan_bwd_kernel,
+    kernels = {"fwd": triton_scan._scan_fwd_kernel, "bwd": triton_scan._scan_bwd_kernel,
                "conv_fwd": triton_conv._conv_silu_fwd_kernel, "conv_bwd": triton_conv._conv_silu_bwd_kernel}
     tools = Path(triton.__file__).parent / "backends" / "nvidia" / "bin"
     for spec in shapes:
         name, bd, warps = spec.split(":")
         fn = kernels[name]
         consts = dict(MEMBERS=False, HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True, L_PAD=L, N_PAD=N,
-                      BLOCK_D=int(bd), CT=tl.float32, FAST=True, K=4, K_PAD=4, EVEN_L=True, EVEN_N=True)
+                      BLOCK_D=int(bd), CT=tl.float32, FAST=True, K=4, K_PAD=4)
         consts = {k: v for k, v in consts.items() if k in fn.arg_names}
         attrs = {}
-        if name == "fwdtime":
-            consts["sA_d"] = 1  # the host passes A as a contiguous [N, d] copy
         if blc:
             kept = {fn.arg_names[i] if isinstance(i, int) else i for i in (fn.do_not_specialize or ())}
-            consts.update({a: 1 for a in UNIT_STRIDES if a in fn.arg_names and a not in kept and not (a == "sA_n" and name == "fwdtime")})
+            consts.update({a: 1 for a in UNIT_STRIDES if a in fn.arg_names and a not in kept})
             aligned = [a for a in fn.arg_names if a.endswith(("_ptr", "_part")) or re.fullmatch(r"s\w+_[bl]", a)]
             attrs = {(fn.arg_names.index(a),): [["tt.divisibility", 16]] for a in aligned}
         sig = {a: "constexpr" if a in consts else
@@ -339,25 +336,22 @@ def members(shapes: str) -> None:
 
 
 FORWARD_CASES = "16384,8,bf16,blc;2304,8,fp32,blc;4096,16,fp32,bdl;256,16,fp32,bdl"
-"""--forward-kernels: (batch, L, dtype, layout) of the Mamba network's scan: sampling at 16,384
+"""--forward-shapes: (batch, L, dtype, layout) of the Mamba network's scan: sampling at 16,384
 rows under bf16 autocast (the study recipe's chunks of 8), a 9-member training group, the
 issue's batch 4096 and the trainer's batch 256."""
 
 
-SHAPES = {"time 64ch": dict(fwd_block_d=64), "time 64ch 2w": dict(fwd_block_d=64, fwd_warps=2),
-          "time 4 rows": dict(fwd_rows=4), "tile 64ch": dict(fwd_block_d=64), "tile 32ch": dict(fwd_block_d=32),
-          "tile 64ch 2w": dict(fwd_block_d=64, fwd_warps=2), "tile 4 rows": dict(fwd_rows=4)}
-"""--forward-kernels: launch shapes around each kernel's default (its name first). Before the
-kernel's name was read here, every variant replaced fields of the tile kernel's config: the
-"time 64ch" and "time N rows" columns of the first H200 runs are tile-kernel shapes."""
+SHAPES = {"16ch": dict(fwd_block_d=16), "32ch": dict(fwd_block_d=32), "64ch": dict(fwd_block_d=64),
+          "64ch 2w": dict(fwd_block_d=64, fwd_warps=2), "4 rows": dict(fwd_rows=4)}
+"""--forward-shapes: launch shapes of the forward kernel around default_config's."""
 
 
-def forward_kernels(cases: str) -> list[dict]:
-    """The two forward kernels ("tile", "time") side by side on each case, and "time" with B and
-    C given in fp32 (16-bit B and C are unpacked per state): kernel ms (do_bench medians), the
-    fraction of the forward's memory floor, and the largest relative difference of the outputs.
-    Layout "blc": the [B, L, d] views the Mamba layer passes (u, z from one [B, L, 2d] tensor; B, C
-    slices of one [B, L, R + 2N]); "bdl": contiguous [B, d, L]."""
+def forward_shapes(cases: str) -> list[dict]:
+    """The forward kernel at default_config's launch shape and at SHAPES, side by side on each
+    case: kernel ms (do_bench medians), the forward's memory floor, and the largest difference of
+    any shape's output from the default's, relative to its largest entry. Layout "blc": the
+    [B, L, d] views the Mamba layer passes (u, z from one [B, L, 2d] tensor; B, C slices of one
+    [B, L, R + 2N]); "bdl": contiguous [B, d, L]."""
     gbs, rows = copy_gbs(), []
     for case in cases.split(";"):
         batch, seqlen, dtype, layout = case.split(",")
@@ -376,25 +370,17 @@ def forward_kernels(cases: str) -> list[dict]:
         x = dict(u=u, delta=delta, A=-torch.exp(0.5 * r(DIM, N)), B=B, C=C, D=r(DIM), z=z, delta_bias=0.1 * r(DIM))
         size = dt.itemsize
         floor_ms = (4 * batch * DIM * seqlen * size + 2 * batch * N * seqlen * size) / gbs / 1e6
-        sms = torch.cuda.get_device_properties(0).multi_processor_count
-        outs, row, cfgs = {}, {"case": case, "floor_ms": floor_ms}, {}
-        for name in triton_scan.FORWARD_KERNELS:
-            triton_scan.FORWARD_KERNEL = name  # default_config's launch shape for that kernel
-            cfg, triton_scan.FORWARD_KERNEL = default_config(batch, DIM, seqlen, N, sms), None
-            cfgs[name] = cfg
-            with torch.no_grad():
-                row[name] = ms(lambda: triton_scan._forward(**x, softplus=True, cfg=cfg))
-                outs[name] = triton_scan._forward(**x, softplus=True, cfg=cfg).float()
-            if name == "time" and dt != torch.float32:
-                x32 = {**x, "B": x["B"].float(), "C": x["C"].float()}
-                with torch.no_grad():
-                    row["time_bc_fp32"] = ms(lambda: triton_scan._forward(**x32, softplus=True, cfg=cfg))
-        for label, fields in SHAPES.items():  # launch shapes around each kernel's default
-            shape = dataclasses.replace(cfgs[label.split()[0]], **fields)
-            with torch.no_grad():
+        cfg = default_config(batch, DIM, seqlen, N, torch.cuda.get_device_properties(0).multi_processor_count)
+        row = {"case": case, "floor_ms": floor_ms, "default": dataclasses.astuple(cfg)}
+        with torch.no_grad():
+            row["default_ms"] = ms(lambda: triton_scan._forward(**x, softplus=True, cfg=cfg))
+            ref, diff = triton_scan._forward(**x, softplus=True, cfg=cfg).float(), 0.0
+            for label, fields in SHAPES.items():
+                shape = dataclasses.replace(cfg, **fields)
                 row[label] = ms(lambda: triton_scan._forward(**x, softplus=True, cfg=shape))
-        row["time_vs_tile"] = row["tile"] / row["time"]
-        row["max_rel_diff"] = ((outs["time"] - outs["tile"]).abs().max() / outs["tile"].abs().max()).item()
+                out = triton_scan._forward(**x, softplus=True, cfg=shape).float()
+                diff = max(diff, ((out - ref).abs().max() / ref.abs().max()).item())
+        row["max_rel_diff"] = diff
         rows.append(row)
         print(json.dumps(row), flush=True)
     return rows
@@ -403,7 +389,7 @@ def forward_kernels(cases: str) -> list[dict]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sass", nargs="*", metavar="KERNEL:BLOCK_D:WARPS",
-                    help="compile for sm_90 (no GPU needed) and print resources; kernels fwd, fwdtime, bwd, conv_fwd, conv_bwd")
+                    help="compile for sm_90 (no GPU needed) and print resources; kernels fwd, bwd, conv_fwd, conv_bwd")
     ap.add_argument("--sass-seqlen", type=int, default=None, help="the sequence length the --sass kernels are compiled for (default L)")
     ap.add_argument("--sass-blc", action="store_true", help="--sass: specialised for the Mamba layer's [B, L, d] call (unit strides, aligned)")
     ap.add_argument("--sass-bf16", action="store_true", help="--sass: activations in bf16")
@@ -411,18 +397,18 @@ def main() -> None:
     ap.add_argument("--batches", default="4096,256")
     ap.add_argument("--sweep", action="store_true", help="also time launch shapes around the default")
     ap.add_argument("--network-batch", type=int, default=256)
-    ap.add_argument("--forward-kernels", nargs="?", const=FORWARD_CASES, metavar="B,L,DTYPE,LAYOUT[;...]",
-                    help="time the two forward kernels side by side (default cases: the network's), then stop")
+    ap.add_argument("--forward-shapes", nargs="?", const=FORWARD_CASES, metavar="B,L,DTYPE,LAYOUT[;...]",
+                    help="time the forward kernel's launch shapes side by side (default cases: the network's), then stop")
     ap.add_argument("--members", metavar="K,B[;K,B]", help="time K vmapped members of B rows against a loop and one shared call, then stop")
     args = ap.parse_args()
     if args.members:
         members(args.members)
         return
-    if args.forward_kernels:
-        rows = forward_kernels(args.forward_kernels)
+    if args.forward_shapes:
+        rows = forward_shapes(args.forward_shapes)
         if args.out:
             Path(args.out).mkdir(parents=True, exist_ok=True)
-            (Path(args.out) / "forward_kernels.json").write_text(json.dumps({"env": env(), "rows": rows}, indent=2))
+            (Path(args.out) / "forward_shapes.json").write_text(json.dumps({"env": env(), "rows": rows}, indent=2))
         return
     if args.sass is not None:
         if args.sass_seqlen:

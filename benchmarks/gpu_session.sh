@@ -182,10 +182,10 @@ if __name__ == '__main__':
       --durations=8 > "$OUT/gpu_tests.log" 2>&1
     grep -c PASSED "$OUT/gpu_tests.log"; grep -E "(FAILED|ERROR)" "$OUT/gpu_tests.log" | head -10; tail -12 "$OUT/gpu_tests.log"
     ;;
-  sampling)  # where graph-replayed Mamba sampling (eigenbasis, 50 NFE) spends its GPU time; the scan's forward kernels side by side
-    [ "${SCAN_AB:-1}" != 0 ] && timeout ${SCAN_TIMEOUT:-90} python3 benchmarks/bench_scan.py --forward-kernels --out "$OUT/scan-forward" 2>&1 | grep -v "^USDT\|^STAGE" | tail -5
+  sampling)  # where graph-replayed Mamba sampling (eigenbasis, 50 NFE) spends its GPU time; the scan forward's launch shapes side by side
+    [ "${SCAN_AB:-1}" != 0 ] && timeout ${SCAN_TIMEOUT:-90} python3 benchmarks/bench_scan.py --forward-shapes --out "$OUT/scan-forward" 2>&1 | grep -v "^USDT\|^STAGE" | tail -5
     timeout ${BENCH_TIMEOUT:-240} python3 benchmarks/profile_sampling.py --arch ${ARCH:-mamba} --rows ${ROWS:-16384} --compile ${COMPILE:-default} \
-      --scan-fwd ${SCAN_FWD:-tile time} ${SAMPLING_ARGS:---ops} --top ${TOP:-25} --out "$OUT/sampling" > "$OUT/profile_sampling.log" 2>&1
+      --scan-fwd ${SCAN_FWD:-default 16} ${SAMPLING_ARGS:---ops} --top ${TOP:-25} --out "$OUT/sampling" > "$OUT/profile_sampling.log" 2>&1
     grep "^|" "$OUT/profile_sampling.log"; grep -i error "$OUT/profile_sampling.log" | tail -3
     ;;
   next)  # what the CPU-side work since the last GPU call changed (GPU tests, then the profiled group steps beside BEFORE_TREE's)

@@ -12,12 +12,12 @@ inside the network, the velocity torch.compile'd (``--compile none``: not). For 
                   selective scan, the convolution, normalisation, fused elementwise, other)
     top kernels   the --top kernels by GPU time
 
-``--scan-fwd tile time tile:64`` runs each variant with the Triton scan's forward kernel switched
-(triton_scan.FORWARD_KERNEL), ``KIND:CHANNELS`` with that many channels a program; ``--ops`` also profiles one evaluation outside the graph and lists
+``--scan-fwd default 16 64`` runs each variant with the Triton scan forward's tiles of
+default_config's channels or of that many; ``--ops`` also profiles one evaluation outside the graph and lists
 its operators by input shape (what a kernel in the table was called for).
 
     python benchmarks/profile_sampling.py --arch mamba --rows 16384 32768 --out DIR
-    python benchmarks/profile_sampling.py --arch mamba --compile default --scan-fwd tile time --ops --out DIR
+    python benchmarks/profile_sampling.py --arch mamba --compile default --scan-fwd default 16 --ops --out DIR
     python benchmarks/profile_sampling.py --arch mlp-tiny --device cpu --rows 64 --train-steps 3 --compile none   # smoke test
 
 Writes DIR/profile_sampling.json and prints a Markdown table.
@@ -149,12 +149,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--top", type=int, default=20)
     parser.add_argument("--ops", action="store_true", help="also profile one evaluation outside the graph: operators by input shapes")
-    parser.add_argument("--scan-fwd", nargs="+", default=["default"], metavar="default|tile|time[:CHANNELS]",
-                        help="the Triton scan's forward kernel (triton_scan.FORWARD_KERNEL), one variant each; "
-                             "KIND:64: that kernel with 64 channels a program")
+    parser.add_argument("--scan-fwd", nargs="+", default=["default"], metavar="default|CHANNELS",
+                        help="the Triton scan forward's channels a tile (default_config's, or a power of two), one variant each")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    for scan_fwd in args.scan_fwd:
+        if scan_fwd != "default" and not (scan_fwd.isdigit() and int(scan_fwd) & (int(scan_fwd) - 1) == 0):
+            parser.error(f"--scan-fwd: 'default' or a power of two of channels a tile; got {scan_fwd!r}")
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("needs a CUDA device (--device cpu for a smoke test)")
@@ -170,12 +172,8 @@ def main() -> None:
         library = triton_scan.default_config
         for rows, precision, mode, scan_fwd in itertools.product(args.rows, args.precision, args.compile, args.scan_fwd):
             row = {"arch": args.arch, "rows": rows, "precision": precision, "compile": mode, "scan_fwd": scan_fwd}
-            kind, _, channels = scan_fwd.partition(":")
-            if kind not in ("default", *triton_scan.FORWARD_KERNELS) or (channels and not channels.isdigit()):
-                parser.error(f"--scan-fwd: default, tile, time, tile:CHANNELS or time:CHANNELS; got {scan_fwd!r}")
-            triton_scan.FORWARD_KERNEL = None if kind == "default" else kind
             triton_scan.default_config = (
-                (lambda *a, _c=int(channels): dataclasses.replace(library(*a), fwd_block_d=_c)) if channels else library
+                library if scan_fwd == "default" else (lambda *a, _c=int(scan_fwd): dataclasses.replace(library(*a), fwd_block_d=_c))
             )
             torch._dynamo.reset()  # code compiled under the other switch would be reused
             compile_mode = None if mode == "none" else mode

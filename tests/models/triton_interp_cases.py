@@ -8,7 +8,6 @@ odd (masking on every axis); the interpreter runs each program in numpy.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 
 import pytest
@@ -23,8 +22,6 @@ pytestmark = pytest.mark.skipif(
 )
 # Several row chunks, two channel splits, a ragged last channel block of each split.
 SPLIT = ScanConfig(fwd_block_d=2, fwd_rows=2, fwd_warps=1, bwd_block_d=2, bwd_rows=2, bwd_splits=2, bwd_warps=1)
-# The same with the forward that steps through time in place of the [L, N, channels] tile kernel.
-TIME = dataclasses.replace(SPLIT, fwd_kernel="time")
 
 
 def _check(dtype, tol, drop=(), softplus=True, config=None, **shape):
@@ -45,7 +42,7 @@ def _check(dtype, tol, drop=(), softplus=True, config=None, **shape):
         assert g.dtype == dtype and _rel(g, e) < tol, name
 
 
-@pytest.mark.parametrize("config", [None, SPLIT, TIME], ids=["default", "split", "time-forward"])
+@pytest.mark.parametrize("config", [None, SPLIT], ids=["default", "split"])
 def test_float64_matches_reference(config):
     _check(torch.float64, 1e-12, config=config)
 
@@ -63,11 +60,9 @@ def test_without_softplus():
     _check(torch.float64, 1e-12, softplus=False)
 
 
-@pytest.mark.parametrize("config", [None, TIME], ids=["tile-forward", "time-forward"])
-def test_long_padded_sequence(config):
-    """L = 100: the tile kernels pad it to 128 steps; the time-stepping forward does not unroll
-    its loop past 32 steps. N = 2."""
-    _check(torch.float64, 1e-12, config=config, batch=1, d=2, L=100, N=2)
+def test_long_padded_sequence():
+    """L = 100: the tile kernels pad it to 128 steps. N = 2."""
+    _check(torch.float64, 1e-12, batch=1, d=2, L=100, N=2)
 
 
 def test_strided_blc_inputs_match_torch_scan():
@@ -152,7 +147,7 @@ def _vmapped_vs_reference(k, dims, config, tol=1e-12):
         assert g.shape == e.shape and _rel(g, e) < tol, name
 
 
-@pytest.mark.parametrize("config", [None, SPLIT, ROWS4, dataclasses.replace(ROWS4, fwd_kernel="time")], ids=["default", "split", "rows4", "rows4-time-forward"])
+@pytest.mark.parametrize("config", [None, SPLIT, ROWS4], ids=["default", "split", "rows4"])
 def test_vmapped_members_match_reference(config):
     """K = 3 members folded into the kernels' rows, each reading its own A, D, bias; row chunks
     (2 or 4 rows) do not divide a member's 3 rows, and dA, dD, dbias partials sum per member."""

@@ -57,7 +57,7 @@ from flowstudy.errors import ConfigError
 from flowstudy.models.ssm.torch_scan import MemberFold, gradients_function, member_count
 
 __all__ = [
-    "BACKWARD_SHAPE", "FORWARD_KERNEL", "FORWARD_KERNELS", "MAX_SEQLEN", "ScanConfig", "default_config", "parse_backward_shape", "selective_scan_triton", "selective_scan_triton_blc",
+    "BACKWARD_SHAPE", "MAX_SEQLEN", "ScanConfig", "default_config", "parse_backward_shape", "selective_scan_triton", "selective_scan_triton_blc",
 ]
 
 MAX_SEQLEN = 128
@@ -65,11 +65,6 @@ BACKWARD_SHAPE: tuple[int, int, int, int] | None = None
 """(channels a tile, warps, channel splits, rows a program) of every backward launch whose call
 passes no config, in place of :func:`default_config`'s; None: the default. For timing launch
 shapes in whole training steps (``benchmarks/profile_gpu_steps.py --scan-bwd``)."""
-FORWARD_KERNELS = ("time", "tile")
-FORWARD_KERNEL: str | None = None
-"""The forward kernel ("time" or "tile") of every call that passes no config, in place of
-:func:`default_config`'s; None: the default. For timing the two in whole networks
-(``benchmarks/profile_sampling.py --scan-fwd``)."""
 LOG2E: tl.constexpr = tl.constexpr(1.4426950408889634)
 
 
@@ -198,89 +193,6 @@ def _scan_fwd_kernel(
 
 
 @triton.jit
-def _fwd_time_step(h, t, row, u_ptr, dt_ptr, B_ptr, C_ptr, z_ptr, out_ptr, seqlen,
-                   su_b, su_l, su_d, sdt_b, sdt_l, sdt_d, sz_b, sz_l, sz_d, so_b, so_l, so_d,
-                   sB_b, sB_l, sB_n, sC_b, sC_l, sC_n, offs_d, offs_n, m_d, m_n, A2, bias, Dv,
-                   MASK_T: tl.constexpr, MASK_N: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
-                   SOFTPLUS: tl.constexpr, CT: tl.constexpr, FAST: tl.constexpr):
-    """One time step of one row: h [N, BLOCK_D] -> h_t; stores out_t [BLOCK_D]. MASK_T: t may
-    lie past seqlen (the unrolled loop of an uneven length); MASK_N: m_n [N] masks the states."""
-    m_t, m_tn = m_d, m_n
-    if MASK_T:  # tensor masks: the interpreter refuses a scalar one
-        m_t = m_d & ((offs_d * 0 + t) < seqlen)
-        m_tn = m_n & ((offs_n * 0 + t) < seqlen)
-    u = tl.load(u_ptr + row * su_b + t * su_l + offs_d * su_d, mask=m_t, other=0.0).to(CT)
-    dl = tl.load(dt_ptr + row * sdt_b + t * sdt_l + offs_d * sdt_d, mask=m_t, other=0.0).to(CT)
-    if HAS_BIAS:
-        dl = dl + bias
-    if SOFTPLUS:
-        dl = _softplus(dl)
-    # B_t and C_t: the whole [N] vectors in every thread (one address a warp, vectorised); their
-    # addresses do not depend on the channel: no channel mask.
-    if MASK_N:
-        Bt = tl.load(B_ptr + row * sB_b + t * sB_l + offs_n * sB_n, mask=m_tn, other=0.0).to(CT)
-        Ct = tl.load(C_ptr + row * sC_b + t * sC_l + offs_n * sC_n, mask=m_tn, other=0.0).to(CT)
-    else:
-        Bt = tl.load(B_ptr + row * sB_b + t * sB_l + offs_n * sB_n).to(CT)
-        Ct = tl.load(C_ptr + row * sC_b + t * sC_l + offs_n * sC_n).to(CT)
-    h = _exp2(dl[None, :] * A2, FAST) * h + Bt[:, None] * (dl * u)[None, :]
-    y = tl.sum(h * Ct[:, None], axis=0)  # [BLOCK_D]
-    if HAS_D:
-        y += u * Dv
-    if HAS_Z:
-        z = tl.load(z_ptr + row * sz_b + t * sz_l + offs_d * sz_d, mask=m_t, other=0.0).to(CT)
-        y = y * z * _sigmoid(z)
-    tl.store(out_ptr + row * so_b + t * so_l + offs_d * so_d, y, mask=m_t)
-    return h
-
-
-@triton.jit
-def _scan_fwd_time_kernel(
-    u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, out_ptr,
-    rows_per_member, chunks_per_member, dim, seqlen, dstate, rows_per_prog,
-    su_b, su_l, su_d, sdt_b, sdt_l, sdt_d, sz_b, sz_l, sz_d, so_b, so_l, so_d,
-    sB_b, sB_l, sB_n, sC_b, sC_l, sC_n, sA_d, sA_n, sA_m, sD_m, sbias_m,
-    MEMBERS: tl.constexpr,
-    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-    L_PAD: tl.constexpr, N_PAD: tl.constexpr, BLOCK_D: tl.constexpr, CT: tl.constexpr,
-    FAST: tl.constexpr, EVEN_L: tl.constexpr = False, EVEN_N: tl.constexpr = False,
-):
-    """The forward, stepping through time: grid and arguments of _scan_fwd_kernel (EVEN_L,
-    EVEN_N: seqlen == L_PAD, dstate == N_PAD, masks dropped). The state is one [N, BLOCK_D]
-    tile, lanes along the channels and a channel's N states inside its thread (the host passes A
-    as a [N, d] copy, strides sA_d = 1: A's own unit stride along N would make its load lay every
-    tile out along N), so that
-    h_t = exp(delta_t A) h_{t-1} + delta_t B_t u_t is one multiply-add a state and
-    y_t = <C_t, h_t> a sum inside the thread; B_t and C_t are read whole by every thread (one
-    address a warp). The tile kernel's associative scan composes (a, b) pairs and its sums over N
-    cross lanes; at L = 8 with 16-bit inputs its register use leaves few warps per multiprocessor.
-    Up to 32 steps the time loop is unrolled, so that loads run ahead of the chain."""
-    member, row0, row1 = _rows(tl.program_id(0).to(tl.int64), rows_per_member, chunks_per_member, rows_per_prog, MEMBERS)
-    offs_d = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
-    offs_n = tl.arange(0, N_PAD)
-    m_d = offs_d < dim
-    m_n = offs_n < dstate
-    A2 = tl.load(A_ptr + member * sA_m + offs_n[:, None] * sA_n + offs_d[None, :] * sA_d,
-                 mask=m_n[:, None] & m_d[None, :], other=0.0).to(CT) * LOG2E  # [N, BLOCK_D]
-    bias = tl.load(bias_ptr + member * sbias_m + offs_d, mask=m_d, other=0.0).to(CT) if HAS_BIAS else None
-    Dv = tl.load(D_ptr + member * sD_m + offs_d, mask=m_d, other=0.0).to(CT) if HAS_D else None
-    for row in range(row0, row1):
-        h = tl.zeros([N_PAD, BLOCK_D], dtype=CT)
-        if L_PAD <= 32:  # unrolled: loads run ahead of the chain
-            for t in tl.static_range(L_PAD):
-                h = _fwd_time_step(h, t, row, u_ptr, dt_ptr, B_ptr, C_ptr, z_ptr, out_ptr, seqlen,
-                                   su_b, su_l, su_d, sdt_b, sdt_l, sdt_d, sz_b, sz_l, sz_d, so_b, so_l, so_d,
-                                   sB_b, sB_l, sB_n, sC_b, sC_l, sC_n, offs_d, offs_n, m_d, m_n, A2, bias, Dv,
-                                   not EVEN_L, not (EVEN_N and EVEN_L), HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, CT, FAST)
-        else:
-            for t in range(seqlen):
-                h = _fwd_time_step(h, t, row, u_ptr, dt_ptr, B_ptr, C_ptr, z_ptr, out_ptr, seqlen,
-                                   su_b, su_l, su_d, sdt_b, sdt_l, sdt_d, sz_b, sz_l, sz_d, so_b, so_l, so_d,
-                                   sB_b, sB_l, sB_n, sC_b, sC_l, sC_n, offs_d, offs_n, m_d, m_n, A2, bias, Dv,
-                                   False, not EVEN_N, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, CT, FAST)
-
-
-@triton.jit
 def _scan_bwd_kernel(
     u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, dout_ptr,
     du_ptr, ddt_ptr, dz_ptr, dA_part, dB_part, dC_part, dD_part, dbias_part,
@@ -381,8 +293,7 @@ def _scan_bwd_kernel(
 class ScanConfig:
     """Launch shape: channels per tile (block_d), batch rows per program (rows), warps per
     program; bwd_splits splits the channels of the backward grid (each split adds a [B, L, N]
-    partial of dB and dC that torch sums). fwd_kernel: "tile" (_scan_fwd_kernel, [L, N, channels]
-    tiles) or "time" (_scan_fwd_time_kernel, a thread's channel stepped through time)."""
+    partial of dB and dC that torch sums)."""
 
     fwd_block_d: int
     fwd_rows: int
@@ -391,11 +302,6 @@ class ScanConfig:
     bwd_rows: int
     bwd_splits: int
     bwd_warps: int
-    fwd_kernel: str = "tile"
-
-    def __post_init__(self) -> None:
-        if self.fwd_kernel not in FORWARD_KERNELS:
-            raise ConfigError(f"ScanConfig.fwd_kernel must be one of {', '.join(FORWARD_KERNELS)}; got {self.fwd_kernel!r}")
 
 
 def _pow2_floor(n: int) -> int:
@@ -413,29 +319,21 @@ def default_config(batch: int, dim: int, seqlen: int, dstate: int, n_sm: int = 1
     """Launch shapes measured best at L = N = 16 on an H100 (benchmarks/SCAN.md): forward
     tiles of 2048 states (64 a thread), backward tiles of 1024 (32 a thread, its register
     limit), at least ~8 (forward) and ~15 (backward) one-warp programs per multiprocessor.
-    The forward that steps through time (FORWARD_KERNEL = "time": one warp of 32 channels a
-    program, at least ~16 programs per multiprocessor) measured slower than the tile kernel at
-    each of the network's four shapes on an H200 (benchmarks/SCAN.md), so it is not the default.
 
     Short sequences over many rows (L x N <= 128 and at least 32 programs of 16 rows per
     multiprocessor with 64 channels a tile, e.g. sampling 16,384 rows at L = 8) take tiles of 64
     channels: on an H200 0.76 against 0.93 ms at 16,384 rows x L 8, where 2,304 rows (1,152 such
     programs) took 0.27 against 0.14 ms (benchmarks/SCAN.md)."""
     lp, np_ = triton.next_power_of_2(seqlen), triton.next_power_of_2(dstate)
-    kind = FORWARD_KERNEL or "tile"
-    if kind == "time":
-        fbd, fw = min(32, triton.next_power_of_2(dim)), 1
-        f_rows = max(1, min(16, batch * triton.cdiv(dim, fbd) // (16 * n_sm)))
-    else:
-        fbd, fw = _tile(lp, np_, dim, 2048)
-        wide = min(64, triton.next_power_of_2(dim))
-        if lp * np_ <= 128 and wide > fbd and batch * triton.cdiv(dim, wide) >= 32 * 16 * n_sm:
-            fbd = wide
-        f_rows = max(1, min(16, batch * triton.cdiv(dim, fbd) // (8 * n_sm)))
+    fbd, fw = _tile(lp, np_, dim, 2048)
+    wide = min(64, triton.next_power_of_2(dim))
+    if lp * np_ <= 128 and wide > fbd and batch * triton.cdiv(dim, wide) >= 32 * 16 * n_sm:
+        fbd = wide
+    f_rows = max(1, min(16, batch * triton.cdiv(dim, fbd) // (8 * n_sm)))
     bbd, bw = _tile(lp, np_, dim, 1024)
     b_rows = max(1, min(16, batch // 512))
     splits = max(1, min(triton.cdiv(dim, bbd), triton.cdiv(15 * n_sm, triton.cdiv(batch, b_rows))))
-    return ScanConfig(fbd, f_rows, fw, bbd, b_rows, splits, bw, kind)
+    return ScanConfig(fbd, f_rows, fw, bbd, b_rows, splits, bw)
 
 
 def parse_backward_shape(text: str) -> tuple[int, int, int, int] | None:
@@ -558,14 +456,7 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, cfg: ScanConfig | No
     ct, _ = _common(u, A, delta, B, C, D, z, delta_bias)
     out = _layout_like(u, u.dtype)
     grid = (members * chunks, triton.cdiv(dim, cfg.fwd_block_d))
-    kernel = _scan_fwd_time_kernel if cfg.fwd_kernel == "time" else _scan_fwd_kernel
-    if cfg.fwd_kernel == "time":
-        # A as a contiguous [..., N, d] copy (d*N elements): its load, unit-strided along the
-        # channels, sets the tile's layout (lanes along the channels, a channel's states in its
-        # lane); with A's own unit stride along N every tile was laid out with lanes along N
-        # (sm_90 TTGIR: threadsPerWarp [16, 2]; bench_scan.py --sass fwdtime:32:1 with SASS_IR)
-        A = A.transpose(-1, -2).contiguous().transpose(-1, -2)
-    kernel[grid](
+    _scan_fwd_kernel[grid](
         u, delta, A, B, C, D if D is not None else u, z if z is not None else u,
         delta_bias if delta_bias is not None else u, out,
         batch // members, chunks, dim, seqlen, N, cfg.fwd_rows,
@@ -575,8 +466,6 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, cfg: ScanConfig | No
         HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=softplus,
         L_PAD=triton.next_power_of_2(seqlen), N_PAD=triton.next_power_of_2(N),
         BLOCK_D=cfg.fwd_block_d, CT=ct, FAST=_fast(u, ct), num_warps=cfg.fwd_warps,
-        **({"EVEN_L": seqlen == triton.next_power_of_2(seqlen), "EVEN_N": N == triton.next_power_of_2(N)}
-           if cfg.fwd_kernel == "time" else {}),
     )
     return out
 
