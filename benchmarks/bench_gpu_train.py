@@ -38,6 +38,7 @@ from pathlib import Path
 
 import bench_train  # benchmarks/: the plain loop
 import torch
+from result_rows import error_text, keep  # benchmarks/
 
 from flowstudy.data import Standardizer, load_dataset
 from flowstudy.flows.subspace import EigenbasisFlow
@@ -219,13 +220,8 @@ def main() -> None:
                     row["plain_runs"].append(plain_loop_rate(arch, model, max(30, steps // 2), args.batch, x, Path(tmp), recipe=False))
                     row["plain"] = sum(row["plain_runs"]) / 2  # the ratios' baseline: the mean of the two
             except Exception as err:  # one network's failure must not lose the others' numbers
-                row["error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:300] if str(err) else ''}"
-            rows.append(row)
-            print(json.dumps(row), flush=True)
-            if args.out:  # rows so far survive a timeout
-                args.out.mkdir(parents=True, exist_ok=True)
-                (args.out / "bench_gpu_train.json").write_text(json.dumps(rows, indent=2))
-            torch.cuda.empty_cache()
+                row["error"] = error_text(err)
+            keep(rows, row, args.out, "bench_gpu_train.json")  # rows so far survive a timeout
     lines = table(rows, args)
     print("\n".join(lines))
     if args.out:

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import json
 import tempfile
 import time
 from collections import Counter
@@ -41,6 +40,7 @@ from flowstudy.train.config import resolve_config
 from flowstudy.train.graph import CapturedStep
 from flowstudy.train.stacked import StackedGroup
 from flowstudy.train.trainer import matmul_precision
+from result_rows import error_text, keep  # benchmarks/
 
 
 DEVICE = "cuda"
@@ -174,14 +174,8 @@ def main() -> None:
                     replay = build(arch, members, backend, precision, compile_mode, Path(tmp), leading=coordinates == "leading")
                     row.update(measure(replay, members, args.repeats if members < 16 else max(10, args.repeats // 3), args.top))
             except Exception as err:  # one case's failure must not lose the others
-                row["error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:300] if str(err) else ''}"
-            rows.append(row)
-            print(json.dumps(row), flush=True)
-            if args.out:
-                args.out.mkdir(parents=True, exist_ok=True)
-                (args.out / "profile_gpu_steps.json").write_text(json.dumps(rows, indent=2))
-            if DEVICE == "cuda":
-                torch.cuda.empty_cache()
+                row["error"] = error_text(err)
+            keep(rows, row, args.out, "profile_gpu_steps.json")
     print("\n| case | coordinates | precision | compile | model-steps/s | wall ms | GPU busy ms | busy | kernels/step |")
     print("| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import itertools
-import json
 import re
 import sys
 import tempfile
@@ -45,6 +44,7 @@ from flowstudy.graph_solver import COMPILE_MODES, GraphSolver  # noqa: E402
 from flowstudy.sampling import _velocity  # noqa: E402
 from flowstudy.train import Trainer, load_run  # noqa: E402
 from flowstudy.train.config import resolve_config  # noqa: E402
+from result_rows import error_text, keep  # noqa: E402
 
 NFE = 50
 CATEGORIES = [  # (label, pattern on the kernel's name), first match wins
@@ -182,14 +182,8 @@ def main() -> None:
                 if args.ops:
                     row["operators"] = operators(run, rows, precision, compile_mode, device, args.top)
             except Exception as err:  # one variant's failure must not lose the others
-                row["error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:300] if str(err) else ''}"
-            rows_out.append(row)
-            print(json.dumps(row), flush=True)
-            if args.out:
-                args.out.mkdir(parents=True, exist_ok=True)
-                (args.out / "profile_sampling.json").write_text(json.dumps(rows_out, indent=2))
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
+                row["error"] = error_text(err)
+            keep(rows_out, row, args.out, "profile_sampling.json")
     lines = ["| rows | precision | compile | scan forward | samples/s | GPU busy | ms / NFE | kernels / NFE | categories (ms / NFE) |",
              "| ---: | --- | --- | --- | ---: | ---: | ---: | ---: | --- |"]
     for r in rows_out:
