@@ -26,6 +26,10 @@ members and one shared-parameter call of K·B rows.
 times the forward kernel's launch shapes (channels a tile, warps, rows a program) around
 default_config's, side by side on the Mamba network's shapes.
 
+    python benchmarks/bench_scan.py --backward-kernels [B,L,DTYPE,LAYOUT;...] [--out DIR]
+
+times the tile backward against the Gluon backward (benchmarks/SCAN.md) and compares their gradients.
+
     python benchmarks/bench_scan.py --sass [KERNEL:BLOCK_D:WARPS ...] [--sass-seqlen L] [--sass-blc] [--sass-bf16]
 
 needs no GPU: compiles the kernels for sm_90 (the H100) with Triton's bundled ptxas and prints,
@@ -346,28 +350,34 @@ SHAPES = {"16ch": dict(fwd_block_d=16), "32ch": dict(fwd_block_d=32), "64ch": di
 """--forward-shapes: launch shapes of the forward kernel around default_config's."""
 
 
+def case_inputs(case: str) -> tuple[dict[str, torch.Tensor], int, int, torch.dtype]:
+    """(inputs, batch, L, dtype) of a "B,L,DTYPE,LAYOUT" case. Layout "blc": the [B, L, d] views
+    the Mamba layer passes (u, z from one [B, L, 2d] tensor; B, C slices of one [B, L, R + 2N]);
+    "bdl": contiguous [B, d, L]."""
+    batch, seqlen, dtype, layout = case.split(",")
+    batch, seqlen = int(batch), int(seqlen)
+    dt = {"bf16": torch.bfloat16, "fp32": torch.float32}[dtype]
+    g = torch.Generator(device="cuda").manual_seed(0)
+    r = lambda *shape: torch.randn(*shape, generator=g, device="cuda")  # noqa: E731
+    if layout == "blc":
+        xz, dbc = r(batch, seqlen, 2 * DIM).to(dt), r(batch, seqlen, 32 + 2 * N).to(dt)
+        u, z = (t.transpose(1, 2) for t in xz.chunk(2, dim=-1))
+        B, C = (t.transpose(1, 2) for t in dbc[..., 32:].split(N, dim=-1))
+        delta = (0.5 * r(batch, seqlen, DIM) - 2.0).to(dt).transpose(1, 2)
+    else:
+        u, z, delta = r(batch, DIM, seqlen).to(dt), r(batch, DIM, seqlen).to(dt), (0.5 * r(batch, DIM, seqlen) - 2.0).to(dt)
+        B, C = r(batch, N, seqlen).to(dt), r(batch, N, seqlen).to(dt)
+    x = dict(u=u, delta=delta, A=-torch.exp(0.5 * r(DIM, N)), B=B, C=C, D=r(DIM), z=z, delta_bias=0.1 * r(DIM))
+    return x, batch, seqlen, dt
+
+
 def forward_shapes(cases: str) -> list[dict]:
     """The forward kernel at default_config's launch shape and at SHAPES, side by side on each
-    case: kernel ms (do_bench medians), the forward's memory floor, and the largest difference of
-    any shape's output from the default's, relative to its largest entry. Layout "blc": the
-    [B, L, d] views the Mamba layer passes (u, z from one [B, L, 2d] tensor; B, C slices of one
-    [B, L, R + 2N]); "bdl": contiguous [B, d, L]."""
+    case (see case_inputs): kernel ms (do_bench medians), the forward's memory floor, and the
+    largest difference of any shape's output from the default's, relative to its largest entry."""
     gbs, rows = copy_gbs(), []
     for case in cases.split(";"):
-        batch, seqlen, dtype, layout = case.split(",")
-        batch, seqlen = int(batch), int(seqlen)
-        dt = {"bf16": torch.bfloat16, "fp32": torch.float32}[dtype]
-        g = torch.Generator(device="cuda").manual_seed(0)
-        r = lambda *shape: torch.randn(*shape, generator=g, device="cuda")  # noqa: E731
-        if layout == "blc":
-            xz, dbc = r(batch, seqlen, 2 * DIM).to(dt), r(batch, seqlen, 32 + 2 * N).to(dt)
-            u, z = (t.transpose(1, 2) for t in xz.chunk(2, dim=-1))
-            B, C = (t.transpose(1, 2) for t in dbc[..., 32:].split(N, dim=-1))
-            delta = (0.5 * r(batch, seqlen, DIM) - 2.0).to(dt).transpose(1, 2)
-        else:
-            u, z, delta = r(batch, DIM, seqlen).to(dt), r(batch, DIM, seqlen).to(dt), (0.5 * r(batch, DIM, seqlen) - 2.0).to(dt)
-            B, C = r(batch, N, seqlen).to(dt), r(batch, N, seqlen).to(dt)
-        x = dict(u=u, delta=delta, A=-torch.exp(0.5 * r(DIM, N)), B=B, C=C, D=r(DIM), z=z, delta_bias=0.1 * r(DIM))
+        x, batch, seqlen, dt = case_inputs(case)
         size = dt.itemsize
         floor_ms = (4 * batch * DIM * seqlen * size + 2 * batch * N * seqlen * size) / gbs / 1e6
         cfg = default_config(batch, DIM, seqlen, N, torch.cuda.get_device_properties(0).multi_processor_count)
@@ -386,6 +396,45 @@ def forward_shapes(cases: str) -> list[dict]:
     return rows
 
 
+BACKWARD_CASES = "4096,16,fp32,bdl;2304,8,fp32,blc;2304,8,bf16,blc;256,16,fp32,bdl"
+"""--backward-kernels: the issue's batch 4096, a 9-member training group (fp32 and under bf16
+autocast) and the trainer's batch 256."""
+
+BACKWARDS = {"gluon 2 lanes": dict(bwd_lanes=2), "gluon 4 lanes": dict(bwd_lanes=4), "gluon 1 lane": dict(bwd_lanes=1),
+             "gluon 2 lanes, 4 rows": dict(bwd_lanes=2, bwd_rows=4), "gluon 2 lanes, 1 split": dict(bwd_lanes=2, bwd_splits=1)}
+"""--backward-kernels: the Gluon backward's launch shapes beside default_config's tile backward."""
+
+
+def backward_kernels(cases: str) -> list[dict]:
+    """The tile backward at default_config's launch shape against the Gluon backward's shapes
+    (BACKWARDS), side by side on each case: kernel ms (do_bench medians, the torch sums of the
+    partials included), the backward's memory floor (u, delta, z, dout read, du, ddelta, dz
+    written, B, C read, dB, dC written) and each gradient's largest difference from the tile
+    backward's, relative to its largest entry."""
+    gbs, rows = copy_gbs(), []
+    for case in cases.split(";"):
+        x, batch, seqlen, dt = case_inputs(case)
+        size = dt.itemsize
+        floor_ms = (7 * batch * DIM * seqlen + 4 * batch * N * seqlen) * size / gbs / 1e6
+        cfg = default_config(batch, DIM, seqlen, N, torch.cuda.get_device_properties(0).multi_processor_count)
+        dout = torch.randn_like(x["u"])
+        run = lambda c: triton_scan._backward(**x, softplus=True, dout=dout, cfg=c)  # noqa: E731
+        row = {"case": case, "floor_ms": floor_ms, "default": dataclasses.astuple(cfg), "tile_ms": ms(lambda: run(cfg))}
+        ref = [g.float() for g in run(cfg)]
+        for label, fields in BACKWARDS.items():
+            shape = dataclasses.replace(cfg, **fields)
+            try:
+                row[label] = ms(lambda: run(shape))
+                got = run(shape)
+                row[label + " diff"] = {n: ((a.float() - b).abs().max() / b.abs().max()).item()
+                                        for n, a, b in zip(NAMES, got, ref)}
+            except Exception as e:  # a launch shape that does not compile is a result, not the end of the run
+                row[label] = f"{type(e).__name__}: {str(e)[-400:]}"
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sass", nargs="*", metavar="KERNEL:BLOCK_D:WARPS",
@@ -399,6 +448,8 @@ def main() -> None:
     ap.add_argument("--network-batch", type=int, default=256)
     ap.add_argument("--forward-shapes", nargs="?", const=FORWARD_CASES, metavar="B,L,DTYPE,LAYOUT[;...]",
                     help="time the forward kernel's launch shapes side by side (default cases: the network's), then stop")
+    ap.add_argument("--backward-kernels", nargs="?", const=BACKWARD_CASES, metavar="B,L,DTYPE,LAYOUT[;...]",
+                    help="time the tile backward against the Gluon backward side by side (default cases: the network's), then stop")
     ap.add_argument("--members", metavar="K,B[;K,B]", help="time K vmapped members of B rows against a loop and one shared call, then stop")
     args = ap.parse_args()
     if args.members:
@@ -409,6 +460,12 @@ def main() -> None:
         if args.out:
             Path(args.out).mkdir(parents=True, exist_ok=True)
             (Path(args.out) / "forward_shapes.json").write_text(json.dumps({"env": env(), "rows": rows}, indent=2))
+        return
+    if args.backward_kernels:
+        rows = backward_kernels(args.backward_kernels)
+        if args.out:
+            Path(args.out).mkdir(parents=True, exist_ok=True)
+            (Path(args.out) / "backward_kernels.json").write_text(json.dumps({"env": env(), "rows": rows}, indent=2))
         return
     if args.sass is not None:
         if args.sass_seqlen:

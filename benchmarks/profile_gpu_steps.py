@@ -18,7 +18,7 @@ before capture: fewer, fused kernels per replay.
     python benchmarks/profile_gpu_steps.py --cases "unet:1" --compile default
     python benchmarks/profile_gpu_steps.py --cases "mamba:9:triton" --precision tf32 --scan-bwd default 4:1:8:4 2:2:8:4
 
-``--scan-bwd BLOCK_D:WARPS:SPLITS:ROWS`` replaces the Triton scan's backward launch shape
+``--scan-bwd BLOCK_D:WARPS:SPLITS:ROWS[:LANES]`` replaces the Triton scan's backward launch shape
 (flowstudy.models.ssm.triton_scan.BACKWARD_SHAPE) for the Mamba cases, one variant each
 ("default" keeps default_config's); the row records the scan's shapes and default launch shapes.
 """
@@ -147,7 +147,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--torch-update", action="store_true",
                         help="groups step with the torch clipping/AdamW/EMA update instead of the fused kernel (flowstudy.train.flat_update)")
-    parser.add_argument("--scan-bwd", nargs="+", default=["default"], metavar="BLOCK_D:WARPS:SPLITS:ROWS",
+    parser.add_argument("--scan-bwd", nargs="+", default=["default"], metavar="BLOCK_D:WARPS:SPLITS:ROWS[:LANES]",
                         help="Triton scan backward launch shapes to time for the Mamba cases (default: the library's)")
     args = parser.parse_args()
     global DEVICE

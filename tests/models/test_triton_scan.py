@@ -85,11 +85,13 @@ def test_backward_shape_replaces_the_default_backward_fields_and_is_checked():
     cfg = _with_backward_shape(base, (4, 1, 8, 2))
     assert (cfg.bwd_block_d, cfg.bwd_warps, cfg.bwd_splits, cfg.bwd_rows) == (4, 1, 8, 2)
     assert (cfg.fwd_block_d, cfg.fwd_rows, cfg.fwd_warps) == (base.fwd_block_d, base.fwd_rows, base.fwd_warps)
-    for bad in [(3, 1, 8, 2), (4, 3, 8, 2), (4, 1, 0, 2), (4, 1, 8, 0)]:
-        with pytest.raises(ConfigError, match=r"BACKWARD_SHAPE must be \(channels, warps, splits, rows\)"):
+    assert _with_backward_shape(base, (4, 1, 8, 2, 2)).bwd_lanes == 2 and cfg.bwd_lanes == 0
+    for bad in [(3, 1, 8, 2), (4, 3, 8, 2), (4, 1, 0, 2), (4, 1, 8, 0), (4, 1, 8, 2, 3)]:
+        with pytest.raises(ConfigError, match=r"BACKWARD_SHAPE must be \(channels, warps, splits, rows\[, lanes\]\)"):
             _with_backward_shape(base, bad)
     assert parse_backward_shape("4:1:8:2") == (4, 1, 8, 2) and parse_backward_shape("default") is None
-    for bad in ["4:1:8", "4:1:8:x", "4,1,8,2"]:
+    assert parse_backward_shape("4:1:8:2:2") == (4, 1, 8, 2, 2)
+    for bad in ["4:1:8", "4:1:8:x", "4,1,8,2", "4:1:8:2:2:2"]:
         with pytest.raises(ConfigError, match="BLOCK_D:WARPS:SPLITS:ROWS"):
             parse_backward_shape(bad)
     with pytest.raises(ConfigError, match="BACKWARD_SHAPE must be"):

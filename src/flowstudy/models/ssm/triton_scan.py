@@ -61,10 +61,11 @@ __all__ = [
 ]
 
 MAX_SEQLEN = 128
-BACKWARD_SHAPE: tuple[int, int, int, int] | None = None
-"""(channels a tile, warps, channel splits, rows a program) of every backward launch whose call
-passes no config, in place of :func:`default_config`'s; None: the default. For timing launch
-shapes in whole training steps (``benchmarks/profile_gpu_steps.py --scan-bwd``)."""
+BACKWARD_SHAPE: tuple[int, ...] | None = None
+"""(channels a tile, warps, channel splits, rows a program[, lanes a channel]) of every backward
+launch whose call passes no config, in place of :func:`default_config`'s; lanes > 0 takes the
+Gluon backward (:attr:`ScanConfig.bwd_lanes`); None: the default. For timing launch shapes in
+whole training steps (``benchmarks/profile_gpu_steps.py --scan-bwd``)."""
 LOG2E: tl.constexpr = tl.constexpr(1.4426950408889634)
 
 
@@ -302,6 +303,10 @@ class ScanConfig:
     bwd_rows: int
     bwd_splits: int
     bwd_warps: int
+    bwd_lanes: int = 0
+    """> 0: the Gluon backward (:mod:`~flowstudy.models.ssm.gluon_scan`) with this many lanes a
+    channel and 32 / bwd_lanes channels a program (bwd_block_d and bwd_warps unused), where it can
+    launch (CUDA, fp32 compute, see ``gluon_scan.eligible``); 0: the tile backward."""
 
 
 def _pow2_floor(n: int) -> int:
@@ -336,33 +341,36 @@ def default_config(batch: int, dim: int, seqlen: int, dstate: int, n_sm: int = 1
     return ScanConfig(fbd, f_rows, fw, bbd, b_rows, splits, bw)
 
 
-def parse_backward_shape(text: str) -> tuple[int, int, int, int] | None:
-    """``"BLOCK_D:WARPS:SPLITS:ROWS"`` -> a :data:`BACKWARD_SHAPE` tuple; ``"default"`` -> None."""
+def parse_backward_shape(text: str) -> tuple[int, ...] | None:
+    """``"BLOCK_D:WARPS:SPLITS:ROWS[:LANES]"`` -> a :data:`BACKWARD_SHAPE` tuple; ``"default"`` -> None."""
     if text == "default":
         return None
     parts = text.split(":")
-    if len(parts) != 4 or not all(p.isdigit() for p in parts):
-        raise ConfigError(f"a scan backward shape is BLOCK_D:WARPS:SPLITS:ROWS (e.g. 4:1:8:2) or 'default'; got {text!r}")
+    if len(parts) not in (4, 5) or not all(p.isdigit() for p in parts):
+        raise ConfigError(f"a scan backward shape is BLOCK_D:WARPS:SPLITS:ROWS[:LANES] (e.g. 4:1:8:2) or 'default'; got {text!r}")
     return _checked_backward_shape(tuple(int(p) for p in parts))
 
 
-def _checked_backward_shape(shape: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+def _checked_backward_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
     """``shape`` if it can launch (see :data:`BACKWARD_SHAPE`), else a ConfigError naming it."""
-    block_d, warps, splits, rows = shape
-    if block_d < 1 or block_d & (block_d - 1) or warps < 1 or warps & (warps - 1) or splits < 1 or rows < 1:
+    block_d, warps, splits, rows = shape[:4]
+    lanes = shape[4] if len(shape) == 5 else 0
+    if (len(shape) not in (4, 5) or block_d < 1 or block_d & (block_d - 1) or warps < 1 or warps & (warps - 1)
+            or splits < 1 or rows < 1 or lanes not in (0, 1, 2, 4, 8)):
         raise ConfigError(
-            f"triton_scan.BACKWARD_SHAPE must be (channels, warps, splits, rows) with channels and warps powers of two "
-            f"and splits, rows >= 1; got {shape!r}"
+            f"triton_scan.BACKWARD_SHAPE must be (channels, warps, splits, rows[, lanes]) with channels and warps powers "
+            f"of two, splits, rows >= 1 and lanes 0 (the tile backward), 1, 2, 4 or 8; got {shape!r}"
         )
     return shape
 
 
-def _with_backward_shape(cfg: ScanConfig, shape: tuple[int, int, int, int] | None) -> ScanConfig:
+def _with_backward_shape(cfg: ScanConfig, shape: tuple[int, ...] | None) -> ScanConfig:
     """``cfg`` with its backward fields from ``shape`` (see :data:`BACKWARD_SHAPE`)."""
     if shape is None:
         return cfg
-    block_d, warps, splits, rows = _checked_backward_shape(shape)
-    return replace(cfg, bwd_block_d=block_d, bwd_warps=warps, bwd_splits=splits, bwd_rows=rows)
+    block_d, warps, splits, rows = _checked_backward_shape(shape)[:4]
+    lanes = shape[4] if len(shape) == 5 else 0
+    return replace(cfg, bwd_block_d=block_d, bwd_warps=warps, bwd_splits=splits, bwd_rows=rows, bwd_lanes=lanes)
 
 
 def _check(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D, z, delta_bias) -> None:
@@ -483,7 +491,12 @@ def _backward(u, delta, A, B, C, D, z, delta_bias, softplus, dout, cfg: ScanConf
     dev = u.device
     per_member = triton.cdiv(batch // members, cfg.bwd_rows)  # row chunks of one member
     chunks = members * per_member
-    per_split = triton.cdiv(triton.cdiv(dim, cfg.bwd_splits), cfg.bwd_block_d) * cfg.bwd_block_d
+    kernel, launch = _scan_bwd_kernel, dict(BLOCK_D=cfg.bwd_block_d, CT=ct, num_warps=cfg.bwd_warps)
+    gluon = _gluon_backward(u, B, ct, cfg.bwd_lanes)
+    if gluon is not None:
+        kernel, launch = gluon
+    block_d = launch["BLOCK_D"]
+    per_split = triton.cdiv(triton.cdiv(dim, cfg.bwd_splits), block_d) * block_d
     splits = triton.cdiv(dim, per_split)
     dA_part = torch.empty(chunks, dim, N, dtype=cdt, device=dev)
     dD_part = torch.empty(chunks, dim, dtype=cdt, device=dev) if D is not None else dA_part
@@ -494,7 +507,7 @@ def _backward(u, delta, A, B, C, D, z, delta_bias, softplus, dout, cfg: ScanConf
     dB_part, dC_part = (torch.empty(shape, dtype=cdt, device=dev) for _ in range(2))
     view = (lambda p: p) if n_fast else (lambda p: p.transpose(2, 3))  # noqa: E731  -> [S, B, L, N]
     dpad = lambda t: t if t is not None else u  # noqa: E731  (absent tensors are never read)
-    _scan_bwd_kernel[(chunks, splits)](
+    kernel[(chunks, splits)](
         u, delta, A, B, C, dpad(D), dpad(z), dpad(delta_bias), dout,
         du, ddelta, dz if dz is not None else du, dA_part, dB_part, dC_part, dD_part, dbias_part,
         batch // members, per_member, dim, seqlen, N, cfg.bwd_rows, per_split,
@@ -503,8 +516,7 @@ def _backward(u, delta, A, B, C, D, z, delta_bias, softplus, dout, cfg: ScanConf
         _member_stride(A, 2), _member_stride(D, 1), _member_stride(delta_bias, 1),
         *view(dB_part).stride(), MEMBERS=members > 1,
         HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=softplus,
-        L_PAD=triton.next_power_of_2(seqlen), N_PAD=triton.next_power_of_2(N),
-        BLOCK_D=cfg.bwd_block_d, CT=ct, FAST=_fast(u, ct), num_warps=cfg.bwd_warps,
+        L_PAD=triton.next_power_of_2(seqlen), N_PAD=triton.next_power_of_2(N), FAST=_fast(u, ct), **launch,
     )
     dB, dC = (view(p).sum(0) if splits > 1 else view(p)[0] for p in (dB_part, dC_part))  # [B, L, N]
     return (
@@ -514,6 +526,22 @@ def _backward(u, delta, A, B, C, D, z, delta_bias, softplus, dout, cfg: ScanConf
         dz,
         _per_member_sum(dbias_part, delta_bias, 1, members).to(delta_bias.dtype) if delta_bias is not None else None,
     )
+
+
+def _gluon_backward(u: Tensor, B: Tensor, ct, lanes: int):
+    """(kernel, launch constants) of the Gluon backward for this call, or None where it cannot
+    launch (lanes 0, not CUDA, fp64, a problem too large for its shared memory, no Gluon)."""
+    if lanes <= 0 or not u.is_cuda or ct != tl.float32:
+        return None
+    try:
+        from flowstudy.models.ssm import gluon_scan
+    except (ImportError, AttributeError):  # a Triton without Gluon, or an older Gluon
+        return None
+    seqlen, N = u.shape[2], B.shape[1]
+    if not gluon_scan.eligible(seqlen, N, lanes):
+        return None
+    block_d, sl, tile, tr, lt = gluon_scan.layouts(seqlen, N, lanes, channels_fast=u.stride(1) < u.stride(2))
+    return gluon_scan._scan_bwd_gluon_kernel, dict(BLOCK_D=block_d, SL=sl, TILE=tile, TR=tr, LT=lt, num_warps=1)
 
 
 class _TritonScan(torch.autograd.Function):
