@@ -400,8 +400,10 @@ BACKWARD_CASES = "4096,16,fp32,bdl;2304,8,fp32,blc;2304,8,bf16,blc;256,16,fp32,b
 """--backward-kernels: the issue's batch 4096, a 9-member training group (fp32 and under bf16
 autocast) and the trainer's batch 256."""
 
-BACKWARDS = {"gluon 2 lanes": dict(bwd_lanes=2), "gluon 4 lanes": dict(bwd_lanes=4), "gluon 1 lane": dict(bwd_lanes=1),
-             "gluon 2 lanes, 4 rows": dict(bwd_lanes=2, bwd_rows=4), "gluon 2 lanes, 1 split": dict(bwd_lanes=2, bwd_splits=1)}
+BACKWARDS = {"gluon 2 lanes": dict(bwd_lanes=2), "gluon 4 lanes": dict(bwd_lanes=4),
+             "gluon 4 lanes, 128 registers": dict(bwd_lanes=4, bwd_maxnreg=128),
+             "gluon 4 lanes, 168 registers": dict(bwd_lanes=4, bwd_maxnreg=168),
+             "gluon 2 lanes, 4 rows": dict(bwd_lanes=2, bwd_rows=4), "gluon 2 lanes, 2x splits": "splits"}
 """--backward-kernels: the Gluon backward's launch shapes beside default_config's tile backward."""
 
 
@@ -422,6 +424,8 @@ def backward_kernels(cases: str) -> list[dict]:
         row = {"case": case, "floor_ms": floor_ms, "default": dataclasses.astuple(cfg), "tile_ms": ms(lambda: run(cfg))}
         ref = [g.float() for g in run(cfg)]
         for label, fields in BACKWARDS.items():
+            if fields == "splits":
+                fields = dict(bwd_lanes=2, bwd_splits=2 * cfg.bwd_splits)
             shape = dataclasses.replace(cfg, **fields)
             try:
                 row[label] = ms(lambda: run(shape))

@@ -39,7 +39,8 @@ def test_eligible_sizes(L, N, lanes, ok):
 
 def test_layouts_cover_the_tiles():
     for lanes, fast in [(1, True), (2, False), (4, True), (2, True)]:
-        block_d, sl, tile, tr, lt = gluon_scan.layouts(16, 16, lanes, channels_fast=fast)
+        block_d, sl, tile, tr, lt, log_l = gluon_scan.layouts(16, 16, lanes, channels_fast=fast)
+        assert log_l == 4
         assert block_d == 32 // lanes
         assert sl.threads_per_warp == [block_d, lanes] and sl.size_per_thread == [1, 16 // lanes]
         assert tile.size_per_thread[0] * tile.threads_per_warp[0] * tile.size_per_thread[1] * tile.threads_per_warp[1] == 16 * block_d

@@ -59,6 +59,34 @@ def _tile_load(ptr, row, s_b, s_l, s_d, offs_t, offs_d, mask):
 
 
 @gluon.jit
+def _joined(xs, L: gl.constexpr, LOG_L: gl.constexpr):
+    """L tensors [*S] (a tuple, step order) -> one [*S, 2, ..., 2] tensor whose new axes are the
+    bits of the step, the highest first. Joins put the new axis inside the threads, so no data
+    moves: pairs (t, t + L/2), then (t, t + L/4), and so on."""
+    cur = xs
+    for level in gl.static_range(LOG_L):
+        nxt = ()
+        for i in gl.static_range(L >> (level + 1)):
+            nxt = nxt + (gl.join(cur[i], cur[i + (L >> (level + 1))]),)
+        cur = nxt
+    return cur[0]
+
+
+@gluon.jit
+def _stack_states(xs, L: gl.constexpr, LOG_L: gl.constexpr):
+    """L [C, N] tensors -> [L, C, N]."""
+    r = _joined(xs, L, LOG_L)
+    return gl.permute(gl.reshape(r, [r.shape[0], r.shape[1], L]), (2, 0, 1))
+
+
+@gluon.jit
+def _stack_channels(xs, L: gl.constexpr, LOG_L: gl.constexpr, LAYOUT: gl.constexpr):
+    """L [C] tensors -> [L, C] in LAYOUT."""
+    r = _joined(xs, L, LOG_L)
+    return gl.convert_layout(gl.permute(gl.reshape(r, [r.shape[0], L]), (1, 0)), LAYOUT)
+
+
+@gluon.jit
 def _channel_sums(buf, vec, part, p_base, sp_l, sp_n, seqlen, dstate, accumulate,
                   L_PAD: gl.constexpr, LT: gl.constexpr, N_PAD: gl.constexpr, TR: gl.constexpr):
     """part[t, n] (+)= sum_d buf[t, d, n] vec[t, d]: buf the [L, BLOCK_D, N] state buffer, vec a
@@ -89,7 +117,7 @@ def _scan_bwd_gluon_kernel(
     MEMBERS: gl.constexpr,
     HAS_D: gl.constexpr, HAS_Z: gl.constexpr, HAS_BIAS: gl.constexpr, SOFTPLUS: gl.constexpr,
     L_PAD: gl.constexpr, N_PAD: gl.constexpr, BLOCK_D: gl.constexpr, FAST: gl.constexpr,
-    SL: gl.constexpr, TILE: gl.constexpr, TR: gl.constexpr, LT: gl.constexpr,
+    SL: gl.constexpr, TILE: gl.constexpr, TR: gl.constexpr, LT: gl.constexpr, LOG_L: gl.constexpr,
 ):
     """Grid (row chunks, channel splits), one warp a program. SL: the [BLOCK_D, N] state layout;
     TILE: the [L, BLOCK_D] layout of the row's inputs and outputs; TR: the [LT, BLOCK_D, N] layout
@@ -111,13 +139,9 @@ def _scan_bwd_gluon_kernel(
     s_dq = gl.allocate_shared_memory(gl.float32, [L_PAD, BLOCK_D], F2)
     s_B = gl.allocate_shared_memory(gl.float32, [L_PAD, N_PAD], F2)
     s_C = gl.allocate_shared_memory(gl.float32, [L_PAD, N_PAD], F2)
-    H_t = H._reinterpret(gl.float32, [L_PAD, BLOCK_D, N_PAD], F2)
     dl_t = s_dl._reinterpret(gl.float32, [L_PAD, BLOCK_D], F1)
     x_t = s_x._reinterpret(gl.float32, [L_PAD, BLOCK_D], F1)
     dy_t = s_dy._reinterpret(gl.float32, [L_PAD, BLOCK_D], F1)
-    y_t = s_y._reinterpret(gl.float32, [L_PAD, BLOCK_D], F1)
-    dx_t = s_dx._reinterpret(gl.float32, [L_PAD, BLOCK_D], F1)
-    dq_t = s_dq._reinterpret(gl.float32, [L_PAD, BLOCK_D], F1)
     B_t = s_B._reinterpret(gl.float32, [L_PAD, N_PAD], F1)
     C_t = s_C._reinterpret(gl.float32, [L_PAD, N_PAD], F1)
 
@@ -172,33 +196,45 @@ def _scan_bwd_gluon_kernel(
             s_C.store(Ct)
             gl.thread_barrier()
 
-            # forward: the states of every step, and y for dz
+            # forward: the states of every step (kept in registers for the reverse pass, and written
+            # to the buffer once), y for dz
             h = gl.zeros([BLOCK_D, N_PAD], gl.float32, SL)
+            hs = ()
+            ys = ()
             for t in gl.static_range(L_PAD):
                 dls = dl_t.index(t).load(CHV)
                 h = _exp2(dls[:, None] * A2, FAST) * h + x_t.index(t).load(CHV)[:, None] * B_t.index(t).load(NV)[None, :]
-                H_t.index(t).store(h)
+                hs = hs + (h,)
                 if HAS_Z:
-                    y_t.index(t).store(gl.sum(h * C_t.index(t).load(NV)[None, :], axis=1))
+                    ys = ys + (gl.sum(h * C_t.index(t).load(NV)[None, :], axis=1),)
+            H.store(_stack_states(hs, L_PAD, LOG_L))
+            if HAS_Z:
+                s_y.store(_stack_channels(ys, L_PAD, LOG_L, TILE))
             gl.thread_barrier()
             p_base = pid_s * sp_s + row * sp_b
             _channel_sums(H, s_dy, dC_part, p_base, sp_l, sp_n, seqlen, dstate, d0 > c0, L_PAD, LT, N_PAD, TR)
-            gl.thread_barrier()
 
             # reverse: G_t = dy_t C_t + exp(delta_{t+1} A) G_{t+1}; Q_t = G_t exp(delta_t A) h_{t-1}
             g = gl.zeros([BLOCK_D, N_PAD], gl.float32, SL)
-            for s in gl.static_range(L_PAD - 1, -1, -1):  # the steps, last first
-                dls = dl_t.index(s).load(CHV)
-                G = g + dy_t.index(s).load(CHV)[:, None] * C_t.index(s).load(NV)[None, :]
-                dx_t.index(s).store(gl.sum(G * B_t.index(s).load(NV)[None, :], axis=1))
+            Gs = ()
+            dxs = ()
+            dqs = ()
+            for r in gl.static_range(L_PAD):
+                dls = dl_t.index(L_PAD - 1 - r).load(CHV)
+                G = g + dy_t.index(L_PAD - 1 - r).load(CHV)[:, None] * C_t.index(L_PAD - 1 - r).load(NV)[None, :]
+                dxs = (gl.sum(G * B_t.index(L_PAD - 1 - r).load(NV)[None, :], axis=1),) + dxs
                 g = G * _exp2(dls[:, None] * A2, FAST)
-                if s > 0:
-                    Q = g * H_t.index(s - 1).load(SL)
-                    dq_t.index(s).store(gl.sum(Q * A2, axis=1))
+                if r < L_PAD - 1:
+                    Q = g * hs[L_PAD - 2 - r]
+                    dqs = (gl.sum(Q * A2, axis=1),) + dqs
                     dA_acc += Q * dls[:, None]
                 else:
-                    dq_t.index(s).store(gl.zeros([BLOCK_D], gl.float32, CHV))
-                H_t.index(s).store(G)  # h_s is read no more
+                    dqs = (gl.zeros([BLOCK_D], gl.float32, CHV),) + dqs
+                Gs = (G,) + Gs
+            gl.thread_barrier()  # the dC sums above have read the states
+            H.store(_stack_states(Gs, L_PAD, LOG_L))
+            s_dx.store(_stack_channels(dxs, L_PAD, LOG_L, TILE))
+            s_dq.store(_stack_channels(dqs, L_PAD, LOG_L, TILE))
             gl.thread_barrier()
             _channel_sums(H, s_x, dB_part, p_base, sp_l, sp_n, seqlen, dstate, d0 > c0, L_PAD, LT, N_PAD, TR)
 
@@ -229,7 +265,7 @@ def _scan_bwd_gluon_kernel(
 
 
 def layouts(seqlen: int, dstate: int, lanes: int, channels_fast: bool):
-    """(BLOCK_D, SL, TILE, TR, LT) of a launch with ``lanes`` lanes a channel (one warp)."""
+    """(BLOCK_D, SL, TILE, TR, LT, LOG_L) of a launch with ``lanes`` lanes a channel (one warp)."""
     lp, np_ = triton.next_power_of_2(seqlen), triton.next_power_of_2(dstate)
     block_d = 32 // lanes
     sl = gl.BlockedLayout([1, np_ // lanes], [block_d, lanes], [1, 1], [1, 0])
@@ -243,7 +279,7 @@ def layouts(seqlen: int, dstate: int, lanes: int, channels_fast: bool):
     lt = min(lp, 32 // nl)
     cl = 32 // (nl * lt)
     tr = gl.BlockedLayout([1, block_d // cl, nv], [lt, cl, nl], [1, 1, 1], [2, 1, 0])
-    return block_d, sl, tile, tr, lt
+    return block_d, sl, tile, tr, lt, lp.bit_length() - 1
 
 
 def eligible(seqlen: int, dstate: int, lanes: int) -> bool:

@@ -304,9 +304,11 @@ class ScanConfig:
     bwd_splits: int
     bwd_warps: int
     bwd_lanes: int = 0
+    bwd_maxnreg: int = 0
     """> 0: the Gluon backward (:mod:`~flowstudy.models.ssm.gluon_scan`) with this many lanes a
     channel and 32 / bwd_lanes channels a program (bwd_block_d and bwd_warps unused), where it can
-    launch (CUDA, fp32 compute, see ``gluon_scan.eligible``); 0: the tile backward."""
+    launch (CUDA, fp32 compute, see ``gluon_scan.eligible``); 0: the tile backward. bwd_maxnreg > 0
+    caps the Gluon backward's registers a thread (more programs a multiprocessor, some spilled)."""
 
 
 def _pow2_floor(n: int) -> int:
@@ -328,7 +330,11 @@ def default_config(batch: int, dim: int, seqlen: int, dstate: int, n_sm: int = 1
     Short sequences over many rows (L x N <= 128 and at least 32 programs of 16 rows per
     multiprocessor with 64 channels a tile, e.g. sampling 16,384 rows at L = 8) take tiles of 64
     channels: on an H200 0.76 against 0.93 ms at 16,384 rows x L 8, where 2,304 rows (1,152 such
-    programs) took 0.27 against 0.14 ms (benchmarks/SCAN.md)."""
+    programs) took 0.27 against 0.14 ms (benchmarks/SCAN.md).
+
+    The backward is the Gluon kernel with 4 lanes a channel where it can launch (CUDA, fp32 compute,
+    L x N small enough), else the tile kernel of the fields above: on an H200 2.23 against 2.94 ms at
+    batch 4096 x L 16 and 0.67 against 1.08 ms for a 9-member training group (benchmarks/SCAN.md)."""
     lp, np_ = triton.next_power_of_2(seqlen), triton.next_power_of_2(dstate)
     fbd, fw = _tile(lp, np_, dim, 2048)
     wide = min(64, triton.next_power_of_2(dim))
@@ -338,7 +344,7 @@ def default_config(batch: int, dim: int, seqlen: int, dstate: int, n_sm: int = 1
     bbd, bw = _tile(lp, np_, dim, 1024)
     b_rows = max(1, min(16, batch // 512))
     splits = max(1, min(triton.cdiv(dim, bbd), triton.cdiv(15 * n_sm, triton.cdiv(batch, b_rows))))
-    return ScanConfig(fbd, f_rows, fw, bbd, b_rows, splits, bw)
+    return ScanConfig(fbd, f_rows, fw, bbd, b_rows, splits, bw, bwd_lanes=4)
 
 
 def parse_backward_shape(text: str) -> tuple[int, ...] | None:
@@ -492,7 +498,7 @@ def _backward(u, delta, A, B, C, D, z, delta_bias, softplus, dout, cfg: ScanConf
     per_member = triton.cdiv(batch // members, cfg.bwd_rows)  # row chunks of one member
     chunks = members * per_member
     kernel, launch = _scan_bwd_kernel, dict(BLOCK_D=cfg.bwd_block_d, CT=ct, num_warps=cfg.bwd_warps)
-    gluon = _gluon_backward(u, B, ct, cfg.bwd_lanes)
+    gluon = _gluon_backward(u, B, ct, cfg.bwd_lanes, cfg.bwd_maxnreg)
     if gluon is not None:
         kernel, launch = gluon
     block_d = launch["BLOCK_D"]
@@ -528,7 +534,7 @@ def _backward(u, delta, A, B, C, D, z, delta_bias, softplus, dout, cfg: ScanConf
     )
 
 
-def _gluon_backward(u: Tensor, B: Tensor, ct, lanes: int):
+def _gluon_backward(u: Tensor, B: Tensor, ct, lanes: int, maxnreg: int = 0):
     """(kernel, launch constants) of the Gluon backward for this call, or None where it cannot
     launch (lanes 0, not CUDA, fp64, a problem too large for its shared memory, no Gluon)."""
     if lanes <= 0 or not u.is_cuda or ct != tl.float32:
@@ -540,8 +546,11 @@ def _gluon_backward(u: Tensor, B: Tensor, ct, lanes: int):
     seqlen, N = u.shape[2], B.shape[1]
     if not gluon_scan.eligible(seqlen, N, lanes):
         return None
-    block_d, sl, tile, tr, lt = gluon_scan.layouts(seqlen, N, lanes, channels_fast=u.stride(1) < u.stride(2))
-    return gluon_scan._scan_bwd_gluon_kernel, dict(BLOCK_D=block_d, SL=sl, TILE=tile, TR=tr, LT=lt, num_warps=1)
+    block_d, sl, tile, tr, lt, log_l = gluon_scan.layouts(seqlen, N, lanes, channels_fast=u.stride(1) < u.stride(2))
+    launch = dict(BLOCK_D=block_d, SL=sl, TILE=tile, TR=tr, LT=lt, LOG_L=log_l, num_warps=1)
+    if maxnreg > 0:
+        launch["maxnreg"] = maxnreg
+    return gluon_scan._scan_bwd_gluon_kernel, launch
 
 
 class _TritonScan(torch.autograd.Function):
