@@ -400,16 +400,19 @@ BACKWARD_CASES = "4096,16,fp32,bdl;2304,8,fp32,blc;2304,8,bf16,blc;256,16,fp32,b
 """--backward-kernels: the issue's batch 4096, a 9-member training group (fp32 and under bf16
 autocast) and the trainer's batch 256."""
 
-BACKWARDS = {"gluon 2 lanes": dict(bwd_lanes=2), "gluon 4 lanes": dict(bwd_lanes=4),
-             "gluon 4 lanes, 128 registers": dict(bwd_lanes=4, bwd_maxnreg=128),
-             "gluon 4 lanes, 168 registers": dict(bwd_lanes=4, bwd_maxnreg=168),
-             "gluon 2 lanes, 4 rows": dict(bwd_lanes=2, bwd_rows=4), "gluon 2 lanes, 2x splits": "splits"}
+BACKWARDS = {
+    "gluon 2 lanes": lambda c: dict(bwd_lanes=2), "gluon 4 lanes": lambda c: dict(bwd_lanes=4),
+    "gluon 4 lanes, 168 registers": lambda c: dict(bwd_lanes=4, bwd_maxnreg=168),
+    "gluon 4 lanes, 2x splits": lambda c: dict(bwd_lanes=4, bwd_splits=2 * c.bwd_splits),
+    "gluon 4 lanes, 2x rows": lambda c: dict(bwd_lanes=4, bwd_rows=2 * c.bwd_rows),
+    "gluon 4 lanes, half the rows": lambda c: dict(bwd_lanes=4, bwd_rows=max(1, c.bwd_rows // 2)),
+}
 """--backward-kernels: the Gluon backward's launch shapes beside default_config's tile backward."""
 
 
 def backward_kernels(cases: str) -> list[dict]:
-    """The tile backward at default_config's launch shape against the Gluon backward's shapes
-    (BACKWARDS), side by side on each case: kernel ms (do_bench medians, the torch sums of the
+    """The tile backward at default_config's launch shape (its tile fields) against the Gluon
+    backward's shapes (BACKWARDS), side by side on each case: kernel ms (do_bench medians, the torch sums of the
     partials included), the backward's memory floor (u, delta, z, dout read, du, ddelta, dz
     written, B, C read, dB, dC written) and each gradient's largest difference from the tile
     backward's, relative to its largest entry."""
@@ -421,12 +424,12 @@ def backward_kernels(cases: str) -> list[dict]:
         cfg = default_config(batch, DIM, seqlen, N, torch.cuda.get_device_properties(0).multi_processor_count)
         dout = torch.randn_like(x["u"])
         run = lambda c: triton_scan._backward(**x, softplus=True, dout=dout, cfg=c)  # noqa: E731
-        row = {"case": case, "floor_ms": floor_ms, "default": dataclasses.astuple(cfg), "tile_ms": ms(lambda: run(cfg))}
-        ref = [g.float() for g in run(cfg)]
+        row = {"case": case, "floor_ms": floor_ms, "default": dataclasses.astuple(cfg)}
+        tile = dataclasses.replace(cfg, bwd_lanes=0)
+        row["tile_ms"] = ms(lambda: run(tile))
+        ref = [g.float() for g in run(tile)]
         for label, fields in BACKWARDS.items():
-            if fields == "splits":
-                fields = dict(bwd_lanes=2, bwd_splits=2 * cfg.bwd_splits)
-            shape = dataclasses.replace(cfg, **fields)
+            shape = dataclasses.replace(cfg, **fields(cfg))
             try:
                 row[label] = ms(lambda: run(shape))
                 got = run(shape)

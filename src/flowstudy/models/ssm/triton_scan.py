@@ -333,8 +333,9 @@ def default_config(batch: int, dim: int, seqlen: int, dstate: int, n_sm: int = 1
     programs) took 0.27 against 0.14 ms (benchmarks/SCAN.md).
 
     The backward is the Gluon kernel with 4 lanes a channel where it can launch (CUDA, fp32 compute,
-    L x N small enough), else the tile kernel of the fields above: on an H200 2.23 against 2.94 ms at
-    batch 4096 x L 16 and 0.67 against 1.08 ms for a 9-member training group (benchmarks/SCAN.md)."""
+    L x N small enough), else the tile kernel of the fields above, in programs of half the rows the
+    tile kernel was tuned for (its splits unchanged): on an H200 2.19 against 2.94 ms (tile) at batch
+    4096 x L 16 and 0.55 against 1.09 ms for a 9-member training group (benchmarks/SCAN.md)."""
     lp, np_ = triton.next_power_of_2(seqlen), triton.next_power_of_2(dstate)
     fbd, fw = _tile(lp, np_, dim, 2048)
     wide = min(64, triton.next_power_of_2(dim))
@@ -344,7 +345,7 @@ def default_config(batch: int, dim: int, seqlen: int, dstate: int, n_sm: int = 1
     bbd, bw = _tile(lp, np_, dim, 1024)
     b_rows = max(1, min(16, batch // 512))
     splits = max(1, min(triton.cdiv(dim, bbd), triton.cdiv(15 * n_sm, triton.cdiv(batch, b_rows))))
-    return ScanConfig(fbd, f_rows, fw, bbd, b_rows, splits, bw, bwd_lanes=4)
+    return ScanConfig(fbd, f_rows, fw, bbd, max(1, b_rows // 2), splits, bw, bwd_lanes=4)
 
 
 def parse_backward_shape(text: str) -> tuple[int, ...] | None:
