@@ -35,7 +35,7 @@ times the tile backward against the Gluon backward (benchmarks/SCAN.md) and comp
 needs no GPU: compiles the kernels for sm_90 (the H100) with Triton's bundled ptxas and prints,
 per launch shape, registers, spill stack and the instructions of the compiled kernel per state
 element of its tile (from cuobjdump), the cost model behind the default launch shapes. Kernels:
-fwd, bwd, conv_fwd, conv_bwd; --sass-blc and --sass-bf16 compile them as the Mamba
+fwd, bwd, conv_fwd, conv_bwd, and gbwd (the Gluon backward, gbwd:LANES:1); --sass-blc and --sass-bf16 compile them as the Mamba
 layer's call specialises them (unit strides, aligned pointers; bf16 activations). With SASS_IR=DIR
 it also writes each kernel's TTGIR (the register layouts Triton chose), PTX and SASS to DIR.
 """
@@ -278,9 +278,20 @@ def sass_report(shapes: list[str], blc: bool = False, bf16: bool = False) -> Non
     tools = Path(triton.__file__).parent / "backends" / "nvidia" / "bin"
     for spec in shapes:
         name, bd, warps = spec.split(":")
-        fn = kernels[name]
+        source = ASTSource
+        if name == "gbwd":  # the Gluon backward: BLOCK_D is its lanes a channel, its layouts are arguments
+            from triton.experimental.gluon._runtime import GluonASTSource
+
+            from flowstudy.models.ssm import gluon_scan
+
+            fn, source = gluon_scan._scan_bwd_gluon_kernel, GluonASTSource
+            block_d, sl, tile, tr, lt, log_l = gluon_scan.layouts(L, N, int(bd), channels_fast=blc)
+            extra = dict(SL=sl, TILE=tile, TR=tr, LT=lt, LOG_L=log_l)
+            bd = str(block_d)
+        else:
+            fn, extra = kernels[name], {}
         consts = dict(MEMBERS=False, HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True, L_PAD=L, N_PAD=N,
-                      BLOCK_D=int(bd), CT=tl.float32, FAST=True, K=4, K_PAD=4)
+                      BLOCK_D=int(bd), CT=tl.float32, FAST=True, K=4, K_PAD=4, **extra)
         consts = {k: v for k, v in consts.items() if k in fn.arg_names}
         attrs = {}
         if blc:
@@ -291,7 +302,9 @@ def sass_report(shapes: list[str], blc: bool = False, bf16: bool = False) -> Non
         sig = {a: "constexpr" if a in consts else
                (("*bf16" if bf16 and a in BF16_POINTERS else "*fp32") if a.endswith(("_ptr", "_part")) else "i32")
                for a in fn.arg_names}
-        k = triton.compile(ASTSource(fn=fn, signature=sig, constexprs=consts, attrs=attrs), target=GPUTarget("cuda", 90, 32),
+        if source is not ASTSource:  # Gluon's source takes constants by argument position
+            consts = {(fn.arg_names.index(k),): v for k, v in consts.items()}
+        k = triton.compile(source(fn=fn, signature=sig, constexprs=consts, attrs=attrs), target=GPUTarget("cuda", 90, 32),
                            options={"num_warps": int(warps)})
         with tempfile.NamedTemporaryFile(suffix=".cubin", delete=False) as f:
             f.write(k.asm["cubin"])
