@@ -416,9 +416,9 @@ autocast) and the trainer's batch 256."""
 BACKWARDS = {
     "gluon 2 lanes": lambda c: dict(bwd_lanes=2), "gluon 4 lanes": lambda c: dict(bwd_lanes=4),
     "gluon 4 lanes, 168 registers": lambda c: dict(bwd_lanes=4, bwd_maxnreg=168),
+    "gluon 4 lanes, 128 registers": lambda c: dict(bwd_lanes=4, bwd_maxnreg=128),
     "gluon 4 lanes, 2x splits": lambda c: dict(bwd_lanes=4, bwd_splits=2 * c.bwd_splits),
     "gluon 4 lanes, 2x rows": lambda c: dict(bwd_lanes=4, bwd_rows=2 * c.bwd_rows),
-    "gluon 4 lanes, half the rows": lambda c: dict(bwd_lanes=4, bwd_rows=max(1, c.bwd_rows // 2)),
 }
 """--backward-kernels: the Gluon backward's launch shapes beside default_config's tile backward."""
 

@@ -2,22 +2,24 @@
 
 The tile backward (:mod:`flowstudy.models.ssm.triton_scan`) holds a row's whole [L, N, channels]
 tile in registers and leaves the layout to Triton; its sums over N and over the channels cross
-lanes, and at L = N = 16 it runs about 90 instructions a state (benchmarks/SCAN.md). This kernel
+lanes, and at L = N = 16 it runs 90-104 instructions a state (benchmarks/SCAN.md). This kernel
 fixes the layouts instead (Gluon, Triton's layout-explicit dialect, CUDA only):
 
 * **Steps through time, a channel's states inside its lanes.** The state h is a [BLOCK_D, N] tile,
   ``LANES`` lanes a channel and N / LANES states a lane, so the recurrences are one multiply-add a
   state and the sums over N (y, d(delta u), the delta gradient) stay within a channel's lanes.
-* **States through shared memory.** The forward recomputation writes h_t of every step into a
-  [L, BLOCK_D, N] buffer; the reverse recurrence reads h_{t-1} from it and overwrites h_t with the
-  adjoint G_t, which it no longer needs.
+* **States through shared memory.** The forward recomputation's states h_t of every step go to a
+  [L, BLOCK_D, N] buffer for the dC sums, then the reverse recurrence's adjoints G_t for the dB sums.
 * **The sums over the channels (dB, dC) as in-thread sums.** After the forward pass the buffer is
   read back in a second layout, a thread holding every channel of a few (t, n) pairs:
   dC[t, n] = sum_d dy[t, d] h[t, d, n] is then a chain of multiply-adds in one thread, no
   shuffles; dB[t, n] = sum_d G[t, d, n] x[t, d] likewise after the reverse pass.
-* **No loads after stores in the time loops.** A row's [L, BLOCK_D] inputs are loaded as whole
-  tiles, discretised, and staged in shared memory; the steps' outputs go to shared memory and leave
-  as whole tiles after the last step.
+* **No barrier inside the time loops.** Triton orders two writes to one shared buffer with a
+  barrier even where they touch different steps, so the loops keep a row's steps in registers
+  (tuples, stacked by joins that move no data) and write them once: five barriers a row.
+* **No tile in registers through the time loops.** A row's [L, BLOCK_D] inputs are loaded as whole
+  tiles, discretised once and staged in shared memory, and the row's gradients are computed from
+  the staged tiles after the last step.
 
 The maths, arguments, partial buffers and grid are :func:`~flowstudy.models.ssm.triton_scan._backward`'s
 (row chunks x channel splits; dA, dD, ddelta_bias summed over a chunk's rows, dB and dC over a
@@ -137,6 +139,9 @@ def _scan_bwd_gluon_kernel(
     s_y = gl.allocate_shared_memory(gl.float32, [L_PAD, BLOCK_D], F2)
     s_dx = gl.allocate_shared_memory(gl.float32, [L_PAD, BLOCK_D], F2)
     s_dq = gl.allocate_shared_memory(gl.float32, [L_PAD, BLOCK_D], F2)
+    s_u = gl.allocate_shared_memory(gl.float32, [L_PAD, BLOCK_D], F2)
+    s_sp = gl.allocate_shared_memory(gl.float32, [L_PAD, BLOCK_D], F2)
+    s_zf = gl.allocate_shared_memory(gl.float32, [L_PAD, BLOCK_D], F2)
     s_B = gl.allocate_shared_memory(gl.float32, [L_PAD, N_PAD], F2)
     s_C = gl.allocate_shared_memory(gl.float32, [L_PAD, N_PAD], F2)
     dl_t = s_dl._reinterpret(gl.float32, [L_PAD, BLOCK_D], F1)
@@ -185,6 +190,12 @@ def _scan_bwd_gluon_kernel(
                 z = _tile_load(z_ptr, row, sz_b, sz_l, sz_d, offs_t, offs_d, m_td)
                 sig = _sigmoid(z)
                 dy = dout * z * sig
+                s_zf.store(dout * sig * (1.0 + z * (1.0 - sig)))  # dz = zf y
+            if SOFTPLUS:
+                s_sp.store(_sigmoid(pre))  # d softplus / d pre
+            if HAS_D:
+                dD_acc += gl.sum(gl.where(m_td, dy * u, 0.0), axis=0)
+            s_u.store(u)
             Bt = gl.load(B_ptr + row * sB_b + offs_bt[:, None] * sB_l + offs_bn[None, :] * sB_n,
                          mask=m_bc, other=0.0).to(gl.float32)
             Ct = gl.load(C_ptr + row * sC_b + offs_bt[:, None] * sC_l + offs_bn[None, :] * sC_n,
@@ -238,21 +249,23 @@ def _scan_bwd_gluon_kernel(
             gl.thread_barrier()
             _channel_sums(H, s_x, dB_part, p_base, sp_l, sp_n, seqlen, dstate, d0 > c0, L_PAD, LT, N_PAD, TR)
 
-            # the row's gradients as whole tiles
+            # the row's gradients as whole tiles (its inputs reread from the staged tiles: no tile
+            # stays in registers through the time loops)
+            u = s_u.load(TILE)
+            dl = s_dl.load(TILE)
             dx = s_dx.load(TILE)
             ddl = s_dq.load(TILE) * (1.0 / LOG2E) + dx * u
             du = dx * dl
             g_off = row * sg_b + offs_t[:, None] * sg_l + offs_d[None, :] * sg_d
             if HAS_D:
-                du += dy * Dv[None, :]
-                dD_acc += gl.sum(gl.where(m_td, dy * u, 0.0), axis=0)
+                du += s_dy.load(TILE) * Dv[None, :]
             if HAS_Z:
                 y = s_y.load(TILE)
                 if HAS_D:
                     y += u * Dv[None, :]
-                gl.store(dz_ptr + g_off, dout * y * sig * (1.0 + z * (1.0 - sig)), mask=m_td)
+                gl.store(dz_ptr + g_off, s_zf.load(TILE) * y, mask=m_td)
             if SOFTPLUS:
-                ddl = ddl * _sigmoid(pre)
+                ddl = ddl * s_sp.load(TILE)
             dbias_acc += gl.sum(gl.where(m_td, ddl, 0.0), axis=0)
             gl.store(du_ptr + g_off, du, mask=m_td)
             gl.store(ddt_ptr + g_off, ddl, mask=m_td)
@@ -286,5 +299,5 @@ def eligible(seqlen: int, dstate: int, lanes: int) -> bool:
     """Whether the Gluon backward can launch at this problem size with ``lanes`` lanes a channel."""
     lp, np_ = triton.next_power_of_2(seqlen), triton.next_power_of_2(dstate)
     block_d = 32 // lanes
-    smem = 4 * (lp * block_d * np_ + 6 * lp * block_d + 2 * lp * np_)
+    smem = 4 * (lp * block_d * np_ + 9 * lp * block_d + 2 * lp * np_)
     return lanes in (1, 2, 4, 8) and np_ >= lanes and np_ >= 4 and lp >= 2 and smem <= SMEM_BYTES

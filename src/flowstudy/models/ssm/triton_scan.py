@@ -22,8 +22,9 @@ runs the adjoint recurrence as a reverse scan:
 
 On CUDA in fp32 the backward launch is, by default, the Gluon kernel of
 :mod:`flowstudy.models.ssm.gluon_scan` (same maths, arguments and partial buffers; a channel's
-states stepped through time in a few lanes, 1.3-2x faster on an H200); the tile kernel below runs
-in float64, in the interpreter, and where the Gluon kernel's buffers would not fit.
+states stepped through time in a few lanes; on an H200 1.4x faster at batch 4096 x L 16 and 1.9x
+for a 9-member training group). The tile kernel below runs in float64, in the interpreter, and
+where the Gluon kernel's buffers would not fit.
 
 Sums across programs use no atomics, so results are deterministic: dA, dD and
 ddelta_bias are summed over a program's rows in registers and over programs by torch;
@@ -338,9 +339,10 @@ def default_config(batch: int, dim: int, seqlen: int, dstate: int, n_sm: int = 1
     programs) took 0.27 against 0.14 ms (benchmarks/SCAN.md).
 
     The backward is the Gluon kernel with 4 lanes a channel where it can launch (CUDA, fp32 compute,
-    L x N small enough), else the tile kernel of the fields above, in programs of half the rows the
-    tile kernel was tuned for (its splits unchanged): on an H200 2.19 against 2.94 ms (tile) at batch
-    4096 x L 16 and 0.55 against 1.09 ms for a 9-member training group (benchmarks/SCAN.md)."""
+    L x N small enough), else the tile kernel of the fields above. Programs take half the rows the
+    tile kernel was tuned for (its splits unchanged), which made the Gluon kernel 0.55 against 0.66
+    ms for a 9-member training group. On an H200 the Gluon backward takes 2.03 against 2.82 ms
+    (tile) at batch 4096 x L 16 and 0.48 against 0.89 ms for that group (benchmarks/SCAN.md)."""
     lp, np_ = triton.next_power_of_2(seqlen), triton.next_power_of_2(dstate)
     fbd, fw = _tile(lp, np_, dim, 2048)
     wide = min(64, triton.next_power_of_2(dim))
