@@ -48,11 +48,11 @@ def test_layouts_cover_the_tiles():
 
 
 def test_config_falls_back_to_the_tile_backward_off_cuda():
-    """bwd_lanes asks for the Gluon kernel; on CPU (the interpreter) and in float64 the tile
-    backward runs instead."""
+    """bwd_lanes asks for the Gluon kernel (the default's 4); on CPU tensors (the interpreter, whose
+    cases in test_triton_scan run the default config) the tile backward runs instead."""
+    assert triton_scan.default_config(4096, 512, 16, 16).bwd_lanes == 4
     u = torch.zeros(2, 8, 16)
-    assert triton_scan._gluon_backward(u, torch.zeros(2, 16, 16), triton.language.float32, 2) is None
-    assert triton_scan._gluon_backward(u, torch.zeros(2, 16, 16), triton.language.float32, 0) is None
+    assert triton_scan._gluon_backward(u, torch.zeros(2, 16, 16), triton.language.float32, 4) is None
 
 
 # ---------------------------------------------------------------------------------------- CUDA

@@ -29,6 +29,8 @@ fp32 compute only; Gluon has no interpreter, so this kernel is tested on GPUs on
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import triton
 from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
@@ -277,6 +279,7 @@ def _scan_bwd_gluon_kernel(
             gl.store(dbias_part + pid_r * dim + offs_d, dbias_acc, mask=m_d)
 
 
+@lru_cache(maxsize=None)  # called at every launch; layouts are immutable
 def layouts(seqlen: int, dstate: int, lanes: int, channels_fast: bool):
     """(BLOCK_D, SL, TILE, TR, LT, LOG_L) of a launch with ``lanes`` lanes a channel (one warp)."""
     lp, np_ = triton.next_power_of_2(seqlen), triton.next_power_of_2(dstate)
@@ -295,6 +298,7 @@ def layouts(seqlen: int, dstate: int, lanes: int, channels_fast: bool):
     return block_d, sl, tile, tr, lt, lp.bit_length() - 1
 
 
+@lru_cache(maxsize=None)
 def eligible(seqlen: int, dstate: int, lanes: int) -> bool:
     """Whether the Gluon backward can launch at this problem size with ``lanes`` lanes a channel."""
     lp, np_ = triton.next_power_of_2(seqlen), triton.next_power_of_2(dstate)

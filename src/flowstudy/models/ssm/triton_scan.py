@@ -367,9 +367,8 @@ def parse_backward_shape(text: str) -> tuple[int, ...] | None:
 
 def _checked_backward_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
     """``shape`` if it can launch (see :data:`BACKWARD_SHAPE`), else a ConfigError naming it."""
-    block_d, warps, splits, rows = shape[:4]
-    lanes = shape[4] if len(shape) == 5 else 0
-    if (len(shape) not in (4, 5) or block_d < 1 or block_d & (block_d - 1) or warps < 1 or warps & (warps - 1)
+    block_d, warps, splits, rows, lanes = (*shape, 0)[:5] if len(shape) in (4, 5) else (0, 0, 0, 0, 0)
+    if (block_d < 1 or block_d & (block_d - 1) or warps < 1 or warps & (warps - 1)
             or splits < 1 or rows < 1 or lanes not in (0, 1, 2, 4, 8)):
         raise ConfigError(
             f"triton_scan.BACKWARD_SHAPE must be (channels, warps, splits, rows[, lanes]) with channels and warps powers "
@@ -382,8 +381,7 @@ def _with_backward_shape(cfg: ScanConfig, shape: tuple[int, ...] | None) -> Scan
     """``cfg`` with its backward fields from ``shape`` (see :data:`BACKWARD_SHAPE`)."""
     if shape is None:
         return cfg
-    block_d, warps, splits, rows = _checked_backward_shape(shape)[:4]
-    lanes = shape[4] if len(shape) == 5 else 0
+    block_d, warps, splits, rows, lanes = (*_checked_backward_shape(shape), 0)[:5]
     return replace(cfg, bwd_block_d=block_d, bwd_warps=warps, bwd_splits=splits, bwd_rows=rows, bwd_lanes=lanes)
 
 
