@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from flowstudy.study import run_study
+from flowstudy.study.store import STORE_NAME, ResultStore
 from flowstudy.study.executors import CellError, ThreadExecutor, make_executor
 from flowstudy.train import Trainer, TrainingInterrupted, load_checkpoint
 
@@ -19,6 +20,8 @@ def test_a_study_in_threads_equals_the_one_in_worker_processes(reference_study, 
     """Two cells train and evaluate at once in one process, yet each gives what it gives alone."""
     spec_path, _, reference = reference_study
     results = run_study(spec_path, tmp_path / "tiny", executor="threads", workers=3, progress=False)
+    failures = ResultStore(tmp_path / "tiny" / STORE_NAME).failures()
+    assert not failures, [(f["id"], f["error"], f["traceback"]) for f in failures]  # a cell that failed, and why
     same_table(results, reference)
 
 
