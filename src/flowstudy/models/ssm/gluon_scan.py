@@ -35,16 +35,16 @@ import triton
 from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
 
-from flowstudy.models.ssm import triton_scan
+from flowstudy.models.ssm import scan_math
 
 LOG2E: gl.constexpr = gl.constexpr(1.4426950408889634)
 SMEM_BYTES = 48 * 1024
 """Largest shared-memory buffer set a program may take (the states are L x BLOCK_D x N floats)."""
 
 # the tile kernel's scalar maths, compiled as Gluon functions
-_rows = gluon.jit(triton_scan._rows.fn)
-_softplus = gluon.jit(triton_scan._softplus.fn)
-_sigmoid = gluon.jit(triton_scan._sigmoid.fn)
+_rows = gluon.jit(scan_math._rows.fn)
+_softplus = gluon.jit(scan_math._softplus.fn)
+_sigmoid = gluon.jit(scan_math._sigmoid.fn)
 
 
 @gluon.jit

@@ -41,7 +41,8 @@ from torch import Tensor
 
 from flowstudy.errors import ConfigError
 from flowstudy.models.ssm.torch_scan import MemberFold, gradients_function, members_of
-from flowstudy.models.ssm.triton_scan import MAX_SEQLEN, _apply, _compiling, _member_stride, _per_member_sum, _rows
+from flowstudy.models.ssm.scan_math import _rows
+from flowstudy.models.ssm.triton_scan import MAX_SEQLEN, _apply, _compiling, _member_stride, _per_member_sum
 
 __all__ = ["causal_conv_silu_triton"]
 

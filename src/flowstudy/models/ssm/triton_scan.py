@@ -60,6 +60,7 @@ import triton.language as tl
 from torch import Tensor
 
 from flowstudy.errors import ConfigError
+from flowstudy.models.ssm.scan_math import _rows, _sigmoid, _softplus
 from flowstudy.models.ssm.torch_scan import MemberFold, gradients_function, member_count
 
 __all__ = [
@@ -92,23 +93,6 @@ def _exp2(x, FAST: tl.constexpr):
 
 
 @triton.jit
-def _sigmoid(x):
-    return 1.0 / (1.0 + tl.exp(-x))
-
-
-@triton.jit
-def _softplus(x):
-    """log(1 + e^x) = max(x, 0) + log1p(e^-|x|); log1p(e) = log(w) e / (w - 1), w = 1 + e,
-    is accurate to a few ulp (Goldberg 1991), where log(1 + e) alone loses all digits of
-    small e (delta biases sit near softplus^-1(1e-3))."""
-    e = tl.exp(-tl.abs(x))
-    w = 1.0 + e
-    one = w == 1.0
-    lp = tl.where(one, e, tl.log(w) * (e / tl.where(one, 1.0, w - 1.0)))
-    return tl.maximum(x, 0.0) + lp
-
-
-@triton.jit
 def _load_ld(ptr, row, s_b, s_l, s_d, offs_t, offs_d, mask, CT: tl.constexpr):
     """One row's [L, BLOCK_D] tile of a [B, d, L] tensor with strides (s_b, s_d, s_l)."""
     p = ptr + row * s_b + offs_t[:, None] * s_l + offs_d[None, :] * s_d
@@ -138,22 +122,6 @@ def _states(dl, x, A2, Bt, FAST: tl.constexpr):
     dBu = x[:, None, :] * Bt[:, :, None]
     _, h = tl.associative_scan((dA, dBu), 0, _combine)
     return dA, dBu, h
-
-
-@triton.jit
-def _rows(pid, rows_per_member, chunks_per_member, rows_per_prog, MEMBERS: tl.constexpr):
-    """(member, first row, end row) of row chunk pid: each member's rows_per_member rows are cut
-    into chunks_per_member chunks of rows_per_prog rows, so no chunk straddles two members.
-    Without MEMBERS (every row shares A, D, bias) the unbatched kernel's code: member 0."""
-    if MEMBERS:
-        member = pid // chunks_per_member
-        row0 = member * rows_per_member + (pid - member * chunks_per_member) * rows_per_prog
-        row1 = tl.minimum(row0 + rows_per_prog, (member + 1) * rows_per_member)
-    else:
-        member = 0
-        row0 = pid * rows_per_prog
-        row1 = tl.minimum(row0 + rows_per_prog, rows_per_member)
-    return member, row0, row1
 
 
 @triton.jit
