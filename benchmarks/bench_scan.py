@@ -475,18 +475,14 @@ def main() -> None:
     if args.members:
         members(args.members)
         return
-    if args.forward_shapes:
-        rows = forward_shapes(args.forward_shapes)
-        if args.out:
-            Path(args.out).mkdir(parents=True, exist_ok=True)
-            (Path(args.out) / "forward_shapes.json").write_text(json.dumps({"env": env(), "rows": rows}, indent=2))
-        return
-    if args.backward_kernels:
-        rows = backward_kernels(args.backward_kernels)
-        if args.out:
-            Path(args.out).mkdir(parents=True, exist_ok=True)
-            (Path(args.out) / "backward_kernels.json").write_text(json.dumps({"env": env(), "rows": rows}, indent=2))
-        return
+    for cases, fn, name in ((args.forward_shapes, forward_shapes, "forward_shapes"),
+                            (args.backward_kernels, backward_kernels, "backward_kernels")):
+        if cases:  # side-by-side kernel timings: DIR/NAME.json with the machine's description
+            rows = fn(cases)
+            if args.out:
+                Path(args.out).mkdir(parents=True, exist_ok=True)
+                (Path(args.out) / f"{name}.json").write_text(json.dumps({"env": env(), "rows": rows}, indent=2))
+            return
     if args.sass is not None:
         if args.sass_seqlen:
             global L

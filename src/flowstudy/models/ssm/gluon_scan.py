@@ -36,8 +36,8 @@ from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
 
 from flowstudy.models.ssm import scan_math
+from flowstudy.models.ssm.scan_math import LOG2E
 
-LOG2E: gl.constexpr = gl.constexpr(1.4426950408889634)
 SMEM_BYTES = 48 * 1024
 """Largest shared-memory buffer set a program may take (the states are L x BLOCK_D x N floats)."""
 
@@ -45,14 +45,7 @@ SMEM_BYTES = 48 * 1024
 _rows = gluon.jit(scan_math._rows.fn)
 _softplus = gluon.jit(scan_math._softplus.fn)
 _sigmoid = gluon.jit(scan_math._sigmoid.fn)
-
-
-@gluon.jit
-def _exp2(x, FAST: gl.constexpr):
-    if FAST:
-        return gl.inline_asm_elementwise("ex2.approx.ftz.f32 $0, $1;", "=r,r", [x], dtype=gl.float32,
-                                         is_pure=True, pack=1)
-    return gl.exp2(x)
+_exp2 = gluon.jit(scan_math._exp2.fn)
 
 
 @gluon.jit

@@ -60,7 +60,7 @@ import triton.language as tl
 from torch import Tensor
 
 from flowstudy.errors import ConfigError
-from flowstudy.models.ssm.scan_math import _rows, _sigmoid, _softplus
+from flowstudy.models.ssm.scan_math import LOG2E, _exp2, _rows, _sigmoid, _softplus
 from flowstudy.models.ssm.torch_scan import MemberFold, gradients_function, member_count
 
 __all__ = [
@@ -73,23 +73,12 @@ BACKWARD_SHAPE: tuple[int, ...] | None = None
 launch whose call passes no config, in place of :func:`default_config`'s; lanes > 0 takes the
 Gluon backward (:attr:`ScanConfig.bwd_lanes`); None: the default. For timing launch shapes in
 whole training steps (``benchmarks/profile_gpu_steps.py --scan-bwd``)."""
-LOG2E: tl.constexpr = tl.constexpr(1.4426950408889634)
 
 
 @triton.jit
 def _combine(a1, b1, a2, b2):
     """Compose h -> a1 h + b1 (earlier) with h -> a2 h + b2 (later)."""
     return a1 * a2, a2 * b1 + b2
-
-
-@triton.jit
-def _exp2(x, FAST: tl.constexpr):
-    """2^x. FAST (fp32 on CUDA): one MUFU.EX2 with denormal results flushed to zero, where
-    tl.exp2 adds a range check and two rescaling multiplies per element."""
-    if FAST:
-        return tl.inline_asm_elementwise("ex2.approx.ftz.f32 $0, $1;", "=r,r", [x], dtype=tl.float32,
-                                         is_pure=True, pack=1)
-    return tl.exp2(x)
 
 
 @triton.jit
