@@ -178,7 +178,8 @@ if __name__ == '__main__':
     # -v: a run cut by the timeout still names the tests that passed
     timeout ${TEST_TIMEOUT:-280} python3 -m pytest -v -m gpu ${TESTS:-tests/train/test_stacked.py tests/train/test_graph.py tests/train/test_precision.py \
       tests/train/test_subspace_run.py tests/models/test_triton_conv.py tests/models/test_triton_scan.py tests/test_graph_solver.py \
-      tests/study/test_threads.py tests/flows/test_subspace.py tests/metrics/test_metric_likelihood.py} -p no:cacheprovider -o addopts="" \
+      tests/study/test_threads.py tests/flows/test_subspace.py tests/metrics/test_metric_likelihood.py tests/test_cudagraphs.py \
+      tests/models/test_gluon_scan.py} -p no:cacheprovider -o addopts="" \
       --durations=8 > "$OUT/gpu_tests.log" 2>&1
     grep -c PASSED "$OUT/gpu_tests.log"; grep -E "(FAILED|ERROR)" "$OUT/gpu_tests.log" | head -10; tail -12 "$OUT/gpu_tests.log"
     ;;

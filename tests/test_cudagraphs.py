@@ -1,13 +1,17 @@
-"""flowstudy.cudagraphs' ordered capture lock, on CPU (threads only; captures are GPU tests)."""
+"""flowstudy.cudagraphs' ordered capture lock and collector switch, on CPU (threads only); captures
+are GPU tests."""
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
+import weakref
 
 import pytest
+import torch
 
-from flowstudy.cudagraphs import OrderedLock, capture_rank, last_wait
+from flowstudy.cudagraphs import OrderedLock, _no_collection, capture, capture_rank, last_wait
 
 
 def _wait_until(predicate, timeout: float = 10.0) -> None:
@@ -107,3 +111,48 @@ def test_last_wait_is_the_time_this_thread_waited():
     assert waited[0] >= 0.2
     with lock:  # no wait: the lock was free
         assert last_wait() < 0.05
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_the_collector_is_off_inside_and_as_before_after_even_on_error(enabled):
+    before = gc.isenabled()
+    (gc.enable if enabled else gc.disable)()
+    try:
+        with _no_collection():
+            assert not gc.isenabled()
+        assert gc.isenabled() == enabled
+        with pytest.raises(KeyError), _no_collection():
+            raise KeyError("body")
+        assert gc.isenabled() == enabled
+    finally:
+        (gc.enable if before else gc.disable)()
+
+
+@pytest.mark.gpu
+def test_a_graph_in_a_reference_cycle_dropped_during_a_capture_is_freed_after_it():
+    """An earlier graph that becomes cyclic garbage while another records (a dropped trainer) is
+    not destroyed inside that capture, which would fail it, but at the next collection."""
+    device = torch.device("cuda")
+    x = torch.arange(4.0, device=device)
+    keep, freed, freed_while_recording = [], [], []
+
+    def orphan():  # after the warm-up: a young cycle, collected at the first collection after `keep` lets go
+        _, graph, _ = capture(device, lambda: x * 3, warm_up=lambda: x * 3)
+        cycle = [graph]
+        cycle.append(cycle)
+        weakref.finalize(graph, freed.append, True)
+        keep.append(cycle)
+
+    def body():
+        keep.clear()  # now garbage, in a cycle
+        junk = [[i] for i in range(20_000)]  # enough container allocations for several collections
+        freed_while_recording.append(bool(freed))
+        return x * 2 + len(junk)
+
+    assert gc.isenabled()
+    _, graph, out = capture(device, body, warm_up=lambda: x * 2, restore=orphan)
+    assert freed_while_recording == [False]
+    graph.replay()
+    torch.testing.assert_close(out.cpu(), torch.arange(4.0) * 2 + 20_000)
+    gc.collect()
+    assert freed == [True]

@@ -14,7 +14,12 @@ has to hold three things:
   (the default, "global", fails their cudaMalloc and event queries), and they must not synchronise
   the whole device (a capturing stream cannot be waited on: synchronise a stream instead);
 - nothing else enters the graph: the caching allocator routes only the capturing stream's
-  allocations to the graph's private pool.
+  allocations to the graph's private pool;
+- no graph is destroyed by the capturing thread: Python's cyclic garbage collector, which runs in
+  whichever thread happens to allocate, is off while a graph records (:func:`_no_collection`). An
+  earlier graph left in a reference cycle (a dropped trainer, a solver) would otherwise be freed
+  mid-capture, and cudaGraphDestroy there fails the capture ("operation not permitted when stream
+  is capturing"; seen when a benchmark sampled after training in one process).
 
 With one thread all of this is what ``torch.cuda.graph`` does by default. Before threads start,
 :func:`prepare_threads` makes the lazy initialisations that torch does not guard against threads.
@@ -30,6 +35,7 @@ H100 the architectures study's 9-member Mamba group, the last to finish, started
 
 from __future__ import annotations
 
+import gc
 import heapq
 import itertools
 import threading
@@ -161,11 +167,24 @@ def capture(
             graph = torch.cuda.CUDAGraph()
             for generator in generators:
                 graph.register_generator_state(generator)
-            with around(), torch.cuda.graph(graph, stream=stream, capture_error_mode="thread_local"):
+            with around(), _no_collection(), torch.cuda.graph(graph, stream=stream, capture_error_mode="thread_local"):
                 out = fn()
             graphs.append(graph)
         torch.cuda.synchronize(device)
     return graphs[0], graphs[1], out
+
+
+@contextmanager
+def _no_collection() -> Iterator[None]:
+    """The cyclic garbage collector off inside (and back to its earlier state after): garbage in
+    reference cycles waits for the next collection outside a capture."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def prepare_threads(device: torch.device) -> None:
