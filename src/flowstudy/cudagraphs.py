@@ -4,7 +4,7 @@ Training steps and fixed-step solves are captured once and replayed (flowstudy.t
 flowstudy.train.stacked, flowstudy.graph_solver). Several runs may train in threads of one
 process, each on its own stream, so that their kernels overlap on one GPU (the study's "threads"
 executor, flowstudy.study.executors). A capture (:func:`capture`: warm-up, then recording) then
-has to hold three things:
+has to hold four things:
 
 - no other thread's work may land on the capturing stream: the capture stream comes from the
   low-priority pool, while the threads' own streams
@@ -21,7 +21,7 @@ has to hold three things:
   mid-capture, and cudaGraphDestroy there fails the capture ("operation not permitted when stream
   is capturing"; seen when a benchmark sampled after training in one process).
 
-With one thread all of this is what ``torch.cuda.graph`` does by default. Before threads start,
+With one thread the first three are what ``torch.cuda.graph`` does by default. Before threads start,
 :func:`prepare_threads` makes the lazy initialisations that torch does not guard against threads.
 
 Captures wait for each other, and a run trains only once captured: when many threads reach their
@@ -149,7 +149,8 @@ def capture(
     modules, the caching allocator's blocks); ``restore`` then undoes what the warm-up changed,
     on the caller's stream. ``generators`` are registered with each graph (their draws advance at
     every replay); ``around()`` is entered for the warm-up and for each recording. All of it under
-    :data:`CAPTURE_LOCK`, on a low-priority pool stream, in ``thread_local`` mode."""
+    :data:`CAPTURE_LOCK`, on a low-priority pool stream, in ``thread_local`` mode, with the garbage
+    collector off while a graph records."""
     with CAPTURE_LOCK:
         stream = _capture_stream(device)
         stream.wait_stream(torch.cuda.current_stream(device))
