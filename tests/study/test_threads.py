@@ -25,6 +25,21 @@ def test_a_study_in_threads_equals_the_one_in_worker_processes(reference_study, 
     same_table(results, reference)
 
 
+def test_pytest_rewrites_only_this_projects_test_modules(pytestconfig):
+    """Library modules named like tests are not parsed by pytest's assertion rewriter when a cell
+    thread first imports them: on CPython 3.11 that parse beside a .npy header parse in another
+    thread can fail with "AST constructor recursion depth mismatch" (pyproject.toml)."""
+    from pathlib import Path
+
+    from _pytest.pathlib import fnmatch_ex
+
+    patterns = pytestconfig.getini("python_files")
+    library = Path(torch.__file__).parent / "_inductor" / "test_operators.py"  # imported lazily by torch._dynamo
+    assert not any(fnmatch_ex(p, library) for p in patterns)
+    assert not any(fnmatch_ex(p, Path("/site-packages/scipy/stats/_page_trend_test.py")) for p in patterns)
+    assert any(fnmatch_ex(p, Path(__file__)) for p in patterns)
+
+
 def test_thread_executor_reports_errors_and_keeps_torch_threads():
     before = torch.get_num_threads()
 
