@@ -55,11 +55,9 @@ from pathlib import Path
 from typing import Any
 
 from flowstudy.errors import ConfigError
+from flowstudy.study.executors import EXECUTORS
 from flowstudy.study.grid import NESTED_AXES, SAMPLE_AXES, Cell, EvalSettings, expand
 from flowstudy.train.config import TrainConfig
-
-EXECUTORS = ("local", "ray")
-
 
 @dataclass
 class StudySpec:
@@ -302,4 +300,4 @@ def _eval_settings(study: dict[str, Any], source: str) -> EvalSettings:
     return settings
 
 
-__all__ = ["EXECUTORS", "StudySpec", "load_spec", "parse_spec"]
+__all__ = ["StudySpec", "load_spec", "parse_spec"]
