@@ -123,7 +123,10 @@ class Surrogate:
         if kind == "logei":
             from botorch.acquisition.analytic import LogExpectedImprovement
 
-            return LogExpectedImprovement(self.model, best_f=self.best_f)(self._u(z))
+            # best_f as a float64 tensor: BoTorch stores a Python float as a float32 buffer, which
+            # shifts log EI by ~1e-8 and its gradient with it
+            best_f = torch.tensor(self.best_f, dtype=torch.float64)
+            return LogExpectedImprovement(self.model, best_f=best_f)(self._u(z))
         if kind not in ACQUISITIONS:
             raise DataError(f"unknown acquisition {kind!r}; valid: {', '.join(ACQUISITIONS)}")
         mu, sigma = self.mean_std(z)
