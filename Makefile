@@ -67,7 +67,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q -n auto --maxprocesses 4 -p no:randomly
 
-# The same suite in a random order (pytest-randomly; its seed is printed, -p randomly_seed=N repeats it).
+# The same suite in a random order (pytest-randomly; its seed is printed, --randomly-seed=N repeats it).
 test-shuffled: $(STAMP)
 	$(PY) -m pytest -q -n auto --maxprocesses 4
 

@@ -83,7 +83,7 @@ def interpreted():
         env = {**os.environ, "TRITON_INTERPRET": "1", "OMP_NUM_THREADS": "1"}
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root / "src"), env.get("PYTHONPATH")]))
         cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=", str(cases)]
-        result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=root)
+        result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=540, cwd=root)  # under the 600 s test limit: a loaded machine is slow, not wrong
         assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
         assert " passed" in result.stdout and "skipped" not in result.stdout, result.stdout[-2000:]
 
