@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_selective_scan import NAMES, _inputs, _rel, reference_scan
+from test_selective_scan import NAMES, _inputs, _rel
+
+from flowstudy.models.ssm import selective_scan_ref
 
 triton = pytest.importorskip("triton")
 gluon_scan = pytest.importorskip("flowstudy.models.ssm.gluon_scan")
@@ -70,7 +72,7 @@ def _check(x, cfg, tol, softplus=True, blc=False):
     ours = {k: (leaf(k, v) if v is not None else None) for k, v in x.items()}
     ref = {k: (v.clone().requires_grad_() if v is not None else None) for k, v in x.items()}
     out = selective_scan_triton(**ours, delta_softplus=softplus, config=cfg)
-    expected = reference_scan(**ref, delta_softplus=softplus)
+    expected = selective_scan_ref(**ref, delta_softplus=softplus)
     assert _rel(out.detach().double().cpu(), expected.detach()) < tol
     w = torch.randn(expected.shape, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
     names = [k for k in NAMES if ours[k] is not None]
@@ -128,7 +130,7 @@ def test_cuda_gluon_backward_under_vmap_members():
     g = torch.autograd.grad((out * w).sum(), [stacked[k] for k in NAMES])
     for m, x in enumerate(xs):
         ref = {k: v.clone().requires_grad_() for k, v in x.items()}
-        e = reference_scan(**ref, delta_softplus=True)
+        e = selective_scan_ref(**ref, delta_softplus=True)
         g_ref = torch.autograd.grad((e * w[m].double().cpu()).sum(), [ref[k] for k in NAMES])
         for name, a, b in zip(NAMES, g, g_ref):
             assert _rel(a[m].double().cpu(), b) < 5e-5, (m, name)

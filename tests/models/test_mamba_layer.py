@@ -10,9 +10,7 @@ import torch.nn.functional as F
 
 from flowstudy.models import count_parameters, create_model
 from flowstudy.models.mamba_velocity import MambaVelocityNetwork
-from flowstudy.models.ssm import BiMambaLayer, MambaLayer
-
-from test_selective_scan import reference_scan
+from flowstudy.models.ssm import BiMambaLayer, MambaLayer, selective_scan_ref
 
 # mamba_ssm.modules.mamba_simple.Mamba(d_model=256, d_state=16, d_conv=4, expand=2):
 # d_inner = 512, dt_rank = ceil(256 / 16) = 16.
@@ -80,7 +78,7 @@ def _reference_layer(layer: MambaLayer, h: torch.Tensor) -> torch.Tensor:
     xc = conv * torch.sigmoid(conv)
     dt, B, C = torch.split(xc @ p["x_proj.weight"].T, [layer.dt_rank, layer.d_state, layer.d_state], -1)
     delta = dt @ p["dt_proj.weight"].T
-    y = reference_scan(
+    y = selective_scan_ref(
         xc.transpose(1, 2), delta.transpose(1, 2), -torch.exp(p["A_log"]), B.transpose(1, 2),
         C.transpose(1, 2), p["D"], z.transpose(1, 2), p["dt_proj.bias"], True,
     ).transpose(1, 2)

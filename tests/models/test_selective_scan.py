@@ -7,38 +7,9 @@ import torch
 import torch.nn.functional as F
 
 import flowstudy.models.ssm.torch_scan as scan_mod
-from flowstudy.models.ssm import selective_scan_blc, selective_scan_torch
+from flowstudy.models.ssm import selective_scan_blc, selective_scan_ref, selective_scan_torch
 
 NAMES = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
-
-
-def reference_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
-    """Sequential scan, one time step and one state at a time, float64.
-
-    u, delta, z: [B, d, L]; A: [d, N]; B, C: [B, N, L]; D, delta_bias: [d].
-    h_t = exp(dt_t A) h_{t-1} + dt_t B_t u_t;  y_t = C_t . h_t + D u_t;  out = y * silu(z).
-    """
-    u, delta, A, B, C = (x.double() for x in (u, delta, A, B, C))
-    if delta_bias is not None:
-        delta = delta + delta_bias.double()[:, None]
-    if delta_softplus:
-        delta = torch.log1p(torch.exp(delta))
-    batch, d, L = u.shape
-    N = A.shape[1]
-    h = torch.zeros(batch, d, N, dtype=torch.float64)
-    ys = []
-    for t in range(L):
-        dt = delta[:, :, t]  # [B, d]
-        h = torch.exp(dt[:, :, None] * A[None]) * h + dt[:, :, None] * B[:, None, :, t] * u[:, :, t, None]
-        y = (h * C[:, None, :, t]).sum(-1)  # [B, d]
-        if D is not None:
-            y = y + D.double() * u[:, :, t]
-        ys.append(y)
-    out = torch.stack(ys, dim=-1)  # [B, d, L]
-    if z is not None:
-        zz = z.double()
-        out = out * zz * torch.sigmoid(zz)
-    return out
 
 
 def _inputs(dtype, batch=4, d=6, L=9, N=5, seed=0):
@@ -67,7 +38,7 @@ def _check(dtype, tol, drop=(), softplus=True, **kw):
     for name in drop:
         ours[name] = ref[name] = None
     out = selective_scan_torch(**ours, delta_softplus=softplus)
-    expected = reference_scan(**ref, delta_softplus=softplus)
+    expected = selective_scan_ref(**ref, delta_softplus=softplus)
     assert out.dtype == dtype and out.shape == expected.shape
     assert _rel(out, expected) < tol
     w = torch.randn(expected.shape, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
@@ -135,10 +106,13 @@ def test_state_is_fp32_for_bf16_inputs():
     torch.testing.assert_close(under_autocast, expected, rtol=0, atol=0)
 
 
-def test_long_decay_matches_closed_form():
-    """A single channel with constant input: h_L = u dt (1 - a^L) / (1 - a), a = exp(dt A)."""
+@pytest.mark.parametrize("scan", [selective_scan_torch, selective_scan_ref], ids=["torch", "reference"])
+def test_long_decay_matches_closed_form(scan):
+    """A single channel with constant input: h_L = u dt (1 - a^L) / (1 - a), a = exp(dt A).
+
+    The reference is held to the closed form too: it is what every fast scan is tested against."""
     L, dt, A, u = 16, 0.2, -1.5, 0.7
-    out = selective_scan_torch(
+    out = scan(
         torch.full((1, 1, L), u, dtype=torch.float64),
         torch.full((1, 1, L), dt, dtype=torch.float64),
         torch.tensor([[A]], dtype=torch.float64),
@@ -148,3 +122,19 @@ def test_long_decay_matches_closed_form():
     a = torch.exp(torch.tensor(dt * A, dtype=torch.float64))
     k = torch.arange(1, L + 1, dtype=torch.float64)
     torch.testing.assert_close(out[0, 0], u * dt * (1 - a**k) / (1 - a), rtol=1e-13, atol=0)
+
+
+def test_reference_skip_and_gate_match_closed_form():
+    """With D and z: out_t = (C_t . h_t + D u_t) * z_t sigmoid(z_t); softplus applied to delta + bias."""
+    L, A, u, D, z, raw, bias = 5, -0.8, 1.3, 0.4, 0.9, 0.1, -0.3
+    dt = torch.log1p(torch.exp(torch.tensor(raw + bias, dtype=torch.float64)))
+    out = selective_scan_ref(
+        torch.full((1, 1, L), u), torch.full((1, 1, L), raw), torch.tensor([[A]]), torch.ones(1, 1, L), torch.ones(1, 1, L),
+        D=torch.tensor([D]), z=torch.full((1, 1, L), z), delta_bias=torch.tensor([bias]), delta_softplus=True,
+    )
+    a = torch.exp(dt * A)
+    k = torch.arange(1, L + 1, dtype=torch.float64)
+    h = u * dt * (1 - a**k) / (1 - a)
+    gate = z * torch.sigmoid(torch.tensor(z, dtype=torch.float64))
+    assert out.dtype == torch.float64
+    torch.testing.assert_close(out[0, 0], (h + D * u) * gate, rtol=1e-6, atol=0)

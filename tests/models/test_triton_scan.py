@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_selective_scan import NAMES, _inputs, _rel, reference_scan
+from test_selective_scan import NAMES, _inputs, _rel
 
 from flowstudy.errors import ConfigError
-from flowstudy.models.ssm import fused_status, resolve_backend, selective_scan_torch, triton_status
+from flowstudy.models.ssm import fused_status, resolve_backend, selective_scan_ref, selective_scan_torch, triton_status
 
 triton = pytest.importorskip("triton")
 from flowstudy.models.ssm.triton_scan import (  # noqa: E402
@@ -126,7 +126,7 @@ def test_cuda_fp32_matches_float64_reference(shape, config):
     x = _x(*shape)
     ours = {k: v.float().cuda().requires_grad_() for k, v in x.items()}
     ref = {k: v.clone().requires_grad_() for k, v in x.items()}
-    _grads_vs((ours, config), reference_scan, ref, tol=5e-5)
+    _grads_vs((ours, config), selective_scan_ref, ref, tol=5e-5)
 
 
 @pytest.mark.gpu
@@ -135,7 +135,7 @@ def test_cuda_float64():
     x = _x(3, 24, 16, 16)
     ours = {k: v.cuda().requires_grad_() for k, v in x.items()}
     ref = {k: v.clone().requires_grad_() for k, v in x.items()}
-    _grads_vs((ours, None), reference_scan, ref, tol=1e-12)
+    _grads_vs((ours, None), selective_scan_ref, ref, tol=1e-12)
 
 
 @pytest.mark.gpu

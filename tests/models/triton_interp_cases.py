@@ -12,9 +12,9 @@ import os
 
 import pytest
 import torch
-from test_selective_scan import NAMES, _inputs, _rel, reference_scan
+from test_selective_scan import NAMES, _inputs, _rel
 
-from flowstudy.models.ssm import MambaLayer, selective_scan_blc, selective_scan_torch
+from flowstudy.models.ssm import MambaLayer, selective_scan_blc, selective_scan_ref, selective_scan_torch
 from flowstudy.models.ssm.triton_scan import ScanConfig, selective_scan_triton, selective_scan_triton_blc
 
 pytestmark = pytest.mark.skipif(
@@ -31,7 +31,7 @@ def _check(dtype, tol, drop=(), softplus=True, config=None, **shape):
     for name in drop:
         ours[name] = ref[name] = None
     out = selective_scan_triton(**ours, delta_softplus=softplus, config=config)
-    expected = reference_scan(**ref, delta_softplus=softplus)
+    expected = selective_scan_ref(**ref, delta_softplus=softplus)
     assert out.dtype == dtype and out.shape == expected.shape
     assert _rel(out, expected) < tol
     w = torch.randn(expected.shape, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
@@ -135,7 +135,7 @@ def _vmapped_vs_reference(k, dims, config, tol=1e-12):
     in_dims = tuple(dims.get(n, 0) for n in NAMES)
     out = vmap(lambda *a: selective_scan_triton(*a, delta_softplus=True, config=config), in_dims=in_dims)(*leaves.values())
     loop = torch.stack([
-        reference_scan(*[v if dims.get(n, 0) is None else v.select(dims.get(n, 0), i) for n, v in leaves.items()],
+        selective_scan_ref(*[v if dims.get(n, 0) is None else v.select(dims.get(n, 0), i) for n, v in leaves.items()],
                        delta_softplus=True)
         for i in range(k)
     ])
@@ -199,7 +199,7 @@ def test_torch_func_grad_of_the_vmapped_scan():
     scan = lambda *a: selective_scan_triton(*a, delta_softplus=True, config=SPLIT)  # noqa: E731
     grads = grad(lambda *a: (vmap(scan)(*a) * w).sum(), argnums=tuple(range(8)))(*x)
     leaves = [v.clone().requires_grad_() for v in x]
-    loop = sum((reference_scan(*[v[i] for v in leaves], delta_softplus=True) * w[i]).sum() for i in range(2))
+    loop = sum((selective_scan_ref(*[v[i] for v in leaves], delta_softplus=True) * w[i]).sum() for i in range(2))
     for name, g, e in zip(NAMES, grads, torch.autograd.grad(loop, leaves)):
         assert _rel(g, e) < 1e-12, name
 

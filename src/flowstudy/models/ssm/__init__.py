@@ -2,6 +2,7 @@
 
 - ``selective_scan_torch``: pure-PyTorch selective scan (CPU and GPU, fp32 state,
   hand-written backward), argument layout of mamba_ssm's ``selective_scan_fn``;
+- ``selective_scan_ref``: the sequential float64 scan every fast scan is tested against;
 - ``fused_status``: whether mamba_ssm's fused CUDA kernels import and run here;
 - ``triton_status``: whether the Triton scan (``triton_scan``, L <= 128) can run here;
 - ``MambaLayer``: the Mamba v1 mixer, parameter-compatible with ``mamba_ssm.Mamba``;
@@ -16,6 +17,7 @@ from flowstudy.models.ssm.backend import BACKENDS, FUSED_HOWTO, check_backend, r
 from flowstudy.models.ssm.bimamba_layer import BiMambaLayer
 from flowstudy.models.ssm.fused import fused_status
 from flowstudy.models.ssm.mamba_layer import MambaLayer
+from flowstudy.models.ssm.scan_ref import selective_scan_ref
 from flowstudy.models.ssm.torch_scan import selective_scan_blc, selective_scan_torch
 
 __all__ = [
@@ -27,6 +29,7 @@ __all__ = [
     "fused_status",
     "resolve_backend",
     "selective_scan_blc",
+    "selective_scan_ref",
     "selective_scan_torch",
     "triton_status",
 ]
