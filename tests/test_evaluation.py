@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from flowstudy.cli import main
-from flowstudy.evaluation import default_reference_spec, default_test_spec
+from flowstudy.data.resolve import default_test_spec
+from flowstudy.evaluation import default_reference_spec
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -20,28 +20,9 @@ import torch
 
 from flowstudy.defaults import SAMPLE_SOLVER, SAMPLE_STEPS
 from flowstudy.data import Standardizer, check_same_dim, load_dataset
-from flowstudy.data.loading import _split_spec
-from flowstudy.data.resolve import default_val_spec
+from flowstudy.data.resolve import default_test_spec, default_val_spec
 from flowstudy.errors import ConfigError
 from flowstudy.metrics.likelihood import DEFAULT_PROBES, DEFAULT_SOLVER, DEFAULT_STEPS, HeldoutNLL, heldout_nll
-
-
-def default_test_spec(data_spec: str) -> str | None:
-    """The test split beside a training split, if the spec names one.
-
-    ``builtin:NAME`` / ``builtin:NAME:train`` -> ``builtin:NAME:test`` when NAME ships one;
-    ``DIR:train`` -> ``DIR:test`` when ``DIR`` holds a test file. None otherwise.
-    """
-    from flowstudy.data.builtin import BUILTIN_DATASETS
-
-    if data_spec.startswith("builtin:"):
-        name, _, split = data_spec[len("builtin:") :].partition(":")
-        has_test = "test" in BUILTIN_DATASETS.get(name, ("", ()))[1]
-        return f"builtin:{name}:test" if has_test and split in ("", "train") else None
-    path, key = _split_spec(data_spec)
-    if path.is_dir() and key == "train" and any(Path(path).glob("test.*")):
-        return f"{path}:test"
-    return None
 
 
 def default_reference_spec(data_spec: str, val_spec: str | None = None) -> str | None:

@@ -44,6 +44,11 @@ def atomic_save_npy(path: Path, array: np.ndarray) -> None:
     _atomic_write(path, lambda handle: np.save(handle, array, allow_pickle=False))
 
 
+def atomic_save_npz(path: Path, **arrays: np.ndarray) -> None:
+    """Named arrays in one uncompressed ``.npz``, written atomically."""
+    _atomic_write(path, lambda handle: np.savez(handle, **arrays))
+
+
 def _json_default(obj: Any) -> Any:
     if isinstance(obj, (np.integer, np.floating)):
         return obj.item()

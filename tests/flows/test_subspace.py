@@ -13,7 +13,8 @@ from flowstudy.errors import ConfigError
 from flowstudy.flows.gaussian_base import GaussianBaseField
 from flowstudy.flows.paths import Straight
 from flowstudy.flows.subspace import SubspaceNet, SubspaceResidual, compose_field
-from flowstudy.metrics.likelihood import divergence_exact, gaussian_fit, gaussian_log_prob, heldout_nll, ode_log_prob
+from flowstudy.flows.divergence import divergence_exact
+from flowstudy.metrics.likelihood import gaussian_fit, gaussian_log_prob, heldout_nll, ode_log_prob
 from flowstudy.models import create_model
 from flowstudy.solvers import solve
 

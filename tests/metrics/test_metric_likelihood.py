@@ -13,17 +13,10 @@ from torch import nn
 
 from flowstudy.data import Standardizer
 from flowstudy.errors import ConfigError
+from flowstudy.flows.divergence import divergence_exact, divergence_hutchinson, rademacher
 from flowstudy.flows.gaussian_base import GaussianBaseField, WithBaseField
 from flowstudy.flows.paths import Straight
-from flowstudy.metrics.likelihood import (
-    divergence_exact,
-    divergence_hutchinson,
-    gaussian_fit,
-    gaussian_log_prob,
-    heldout_nll,
-    ode_log_prob,
-    rademacher,
-)
+from flowstudy.metrics.likelihood import gaussian_fit, gaussian_log_prob, heldout_nll, ode_log_prob
 from flowstudy.models import create_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")

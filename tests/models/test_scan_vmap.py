@@ -252,7 +252,7 @@ def test_stacked_group_of_mamba_members_runs_vmapped(tmp_path, tiny_data):
 def test_exact_divergence_of_a_mamba_network_through_torch_func():
     """The likelihood's torch.func path (vjp, vmapped over basis cotangents: the backward's vmap
     rule) now takes Mamba networks; it gives the plain-autograd fallback's divergence."""
-    from flowstudy.metrics.likelihood import divergence_exact
+    from flowstudy.flows.divergence import divergence_exact
 
     model = _mamba_members("mamba-tiny", k=1)[0]
     g = torch.Generator().manual_seed(1)

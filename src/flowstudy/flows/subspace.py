@@ -36,6 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from flowstudy.errors import ConfigError
+from flowstudy.flows.divergence import Jacobian
 from flowstudy.flows.gaussian_base import GaussianBaseField, WithBaseField, times_per_row
 
 RESIDUAL_INPUTS = ("subspace", "full")
@@ -148,11 +149,9 @@ class SubspaceResidual(WithBaseField):
         form plus α Σ_j e_jᵀ (∂h/∂x) u_j from k vector-Jacobian products (vmapped by torch.func;
         ``functional=False``: plain autograd, for networks torch.func refuses, such as mamba_ssm's
         fused scan)."""
-        from flowstudy.metrics.likelihood import _Jacobian
-
         t = times_per_row(t, x)
         b, k, basis = x.shape[0], self.net.rank, self.net.basis
-        jac = _Jacobian(self.net.coordinates, x.float(), t, functional)  # h: [B, k]
+        jac = Jacobian(self.net.coordinates, x.float(), t, functional)  # h: [B, k]
         cotangents = torch.eye(k, device=x.device, dtype=jac.v.dtype)[:, None, :].expand(k, b, k)  # [k, B, k]
         rows = jac(cotangents)  # [k, B, D]: e_jᵀ ∂h/∂x
         net_trace = torch.einsum("jbd,dj->b", rows, basis)  # Σ_j (e_jᵀ ∂h/∂x) u_j

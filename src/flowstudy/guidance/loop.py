@@ -14,7 +14,6 @@ exactly what an uninterrupted run would.
 
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,7 +27,7 @@ from flowstudy.guidance.decode import nearest_texts
 from flowstudy.guidance.history import History, Proposal
 from flowstudy.guidance.methods import Method, Problem, create_method
 from flowstudy.guidance.prior import Prior, load_prior
-from flowstudy.io import _atomic_write, atomic_save_npy, atomic_write_json, atomic_write_text
+from flowstudy.io import atomic_save_npy, atomic_save_npz, atomic_write_json, atomic_write_text
 from flowstudy.metrics.seeding import derived_seed
 
 EXTERNAL = "external"
@@ -70,15 +69,6 @@ class LoopConfig:
         if unknown:
             raise ConfigError(f"{source}: unknown fields {sorted(unknown)}")
         return cls(**d)
-
-
-def _save_npz(path: Path, **arrays: np.ndarray) -> None:
-    def write(handle) -> None:
-        buffer = io.BytesIO()
-        np.savez(buffer, **arrays)
-        handle.write(buffer.getvalue())
-
-    _atomic_write(path, write)
 
 
 class Optimisation:
@@ -150,7 +140,7 @@ class Optimisation:
             "train_row": proposal.train_row,
         }
         merged = {k: np.concatenate([a[k], new[k]]) for k in a}
-        _save_npz(self.root / "evaluations.npz", **merged)
+        atomic_save_npz(self.root / "evaluations.npz", **merged)
         # the readable log is rebuilt from the state each time: a kill between the writes only delays it
         texts = nearest_texts(self.prior, merged["x"])
         lines = [json.dumps({"round": int(r), "score": float(y), **t}) for r, y, t in zip(merged["round"], merged["y"], texts)]
@@ -192,7 +182,7 @@ class Optimisation:
         lines = [json.dumps({"candidate": i, **t}) for i, t in enumerate(nearest_texts(self.prior, x))]
         atomic_save_npy(self.root / "pending.npy", x)
         atomic_write_text(self.root / "pending.jsonl", "\n".join(lines) + "\n")
-        _save_npz(path, x=x, noise=proposal.noise.float().numpy(), train_row=proposal.train_row)
+        atomic_save_npz(path, x=x, noise=proposal.noise.float().numpy(), train_row=proposal.train_row)
         return x
 
     def tell(self, scores: np.ndarray, candidates: np.ndarray | None = None) -> None:

@@ -13,14 +13,11 @@ import itertools
 import json
 import re
 from dataclasses import asdict, dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from flowstudy.defaults import SAMPLE_SOLVER, SAMPLE_STEPS
 from flowstudy.errors import ConfigError
 from flowstudy.train.config import EXECUTION_FIELDS, TrainConfig, resolve_config
-
-if TYPE_CHECKING:
-    from flowstudy.study.spec import StudySpec
 
 SAMPLE_AXES = {"sample_solver": "solver", "sample_steps": "steps"}
 """Sampling axes -> the :class:`EvalSettings` field they set."""
@@ -61,6 +58,32 @@ EVAL_EXECUTION_FIELDS = ("nll_graph",)
 
 
 @dataclass(frozen=True)
+class Grid:
+    """What a study's cells are made of: the base configuration, the axes, the extras and the seeds.
+
+    ``axes``: axis name -> values (the main grid is their product); ``extras``: further blocks,
+    each ``{"axes": {...}, "base": {...}}`` over the main axes; ``source`` names the study file
+    in error messages. :class:`~flowstudy.study.spec.StudySpec` builds one from a study file.
+    """
+
+    name: str
+    source: str
+    base: dict[str, Any]
+    axes: dict[str, list[Any]]
+    extras: list[dict[str, Any]]
+    seeds: list[int]
+    evaluation: EvalSettings
+
+    @property
+    def axis_names(self) -> list[str]:
+        """Every axis (main axes, then those only extras name), seed excluded."""
+        names = list(self.axes)
+        for extra in self.extras:
+            names += [n for n in extra["axes"] if n not in names]
+        return names
+
+
+@dataclass(frozen=True)
 class Cell:
     """One unit of work: train ``config`` (seed included), sample and evaluate with ``evaluation``.
 
@@ -91,24 +114,24 @@ class Cell:
         return getattr(self.config, name)
 
 
-def expand(spec: StudySpec) -> list[Cell]:
-    """The cells of ``spec``: main grid, then each extra; duplicates (same id) kept once."""
+def expand(grid: Grid) -> list[Cell]:
+    """The cells of ``grid``: main grid, then each extra; duplicates (same id) kept once."""
     cells: dict[str, Cell] = {}
-    blocks = [(spec.axes, {})] + [({**spec.axes, **e["axes"]}, e["base"]) for e in spec.extras]
+    blocks = [(grid.axes, {})] + [({**grid.axes, **e["axes"]}, e["base"]) for e in grid.extras]
     for axes, extra_base in blocks:
         names = list(axes)
         for combo in itertools.product(*(axes[n] for n in names)):
             values = dict(zip(names, combo))
-            for seed in spec.seeds:
-                cell = make_cell(spec, values, seed, extra_base)
+            for seed in grid.seeds:
+                cell = make_cell(grid, values, seed, extra_base)
                 cells.setdefault(cell.id, cell)
-    names = spec.axis_names
+    names = grid.axis_names
     return [replace(c, values={n: c.axis_value(n) for n in names}) for c in cells.values()]
 
 
-def make_cell(spec: StudySpec, axis_values: dict[str, Any], seed: int, extra_base: dict[str, Any] | None = None) -> Cell:
+def make_cell(grid: Grid, axis_values: dict[str, Any], seed: int, extra_base: dict[str, Any] | None = None) -> Cell:
     """Resolve one cell: its TrainConfig (validated), its sampling settings, names and id."""
-    train_values = {**spec.base, **(extra_base or {})}
+    train_values = {**grid.base, **(extra_base or {})}
     overrides: dict[str, Any] = {"seed": seed}
     sampling: dict[str, Any] = {}
     for name, value in axis_values.items():
@@ -123,10 +146,10 @@ def make_cell(spec: StudySpec, axis_values: dict[str, Any], seed: int, extra_bas
     if "steps" in overrides:
         train_values.pop("epochs", None)  # a steps axis replaces a base run length in epochs
     group = group_label(axis_values)
-    where = f"{spec.source}: cell {group or spec.name} (seed {seed})"
+    where = f"{grid.source}: cell {group or grid.name} (seed {seed})"
     try:
         config = resolve_config(train_values, overrides, source=where)
-        evaluation = EvalSettings(**{**asdict(spec.evaluation), **sampling})
+        evaluation = EvalSettings(**{**asdict(grid.evaluation), **sampling})
     except ConfigError:
         raise
     except (TypeError, ValueError) as err:
@@ -190,4 +213,4 @@ def _short_hash(obj: Any) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:8]
 
 
-__all__ = ["NESTED_AXES", "SAMPLE_AXES", "Cell", "EvalSettings", "expand", "group_label", "make_cell"]
+__all__ = ["NESTED_AXES", "SAMPLE_AXES", "Cell", "EvalSettings", "Grid", "expand", "group_label", "make_cell"]

@@ -56,7 +56,7 @@ from typing import Any
 
 from flowstudy.errors import ConfigError
 from flowstudy.study.executors import EXECUTORS
-from flowstudy.study.grid import NESTED_AXES, SAMPLE_AXES, Cell, EvalSettings, expand
+from flowstudy.study.grid import NESTED_AXES, SAMPLE_AXES, Cell, EvalSettings, Grid, expand
 from flowstudy.train.config import TrainConfig
 
 @dataclass
@@ -82,12 +82,14 @@ class StudySpec:
     cells: list[Cell] = field(default_factory=list)
 
     @property
+    def grid(self) -> Grid:
+        """What the cells are made of (base, axes, extras, seeds, evaluation)."""
+        return Grid(self.name, self.source, self.base, self.axes, self.extras, self.seeds, self.evaluation)
+
+    @property
     def axis_names(self) -> list[str]:
         """Every axis of the study (main axes, then those only extras name), seed excluded."""
-        names = list(self.axes)
-        for extra in self.extras:
-            names += [n for n in extra["axes"] if n not in names]
-        return names
+        return self.grid.axis_names
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable summary (what the report reads back from the study folder)."""
@@ -192,7 +194,7 @@ def parse_spec(values: dict[str, Any], source: str = "study", text: str | None =
         raise ConfigError(f"{source}: [study] group_size must be >= 1; got {spec.group_size}")
     if spec.workers is not None and spec.workers < 1:
         raise ConfigError(f"{source}: [study] workers must be >= 1; got {spec.workers}")
-    spec.cells = expand(spec)
+    spec.cells = expand(spec.grid)
     return spec
 
 
