@@ -8,9 +8,9 @@ trees' ``src`` one after the other (alternating) to compare them.
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
+from timing import seconds  # benchmarks/
 
 from flowstudy.models.ssm.branch import causal_conv_blc
 
@@ -33,14 +33,7 @@ def main() -> None:
     def call() -> None:
         torch.autograd.grad((causal_conv_blc(x, w, b) * cot).sum(), (x, w, b))
 
-    for _ in range(5):
-        call()
-    times = []
-    for _ in range(args.repeats):
-        tic = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - tic)
-    times.sort()
+    times = sorted(seconds(call, repeats=args.repeats, warmup=5, device="cpu"))
     print(f"[{args.rows}, {args.seqlen}, {args.channels}], k={args.width}: forward+backward median "
           f"{1e3 * times[len(times) // 2]:.2f} ms, best {1e3 * times[0]:.2f} ms ({args.repeats} calls, 1 thread)")
 

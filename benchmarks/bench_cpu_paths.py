@@ -16,7 +16,10 @@ import time
 import torch
 
 from flowstudy.sampling import sample_standardized
-from flowstudy.train import TrainConfig, Trainer, load_run
+from flowstudy.train import TrainConfig, Trainer
+
+
+from flowstudy.run import load_run
 
 
 def cpu_seconds(arch: str, steps: int = 20) -> tuple[float, float]:
@@ -32,7 +35,7 @@ def cpu_seconds(arch: str, steps: int = 20) -> tuple[float, float]:
     for _ in range(steps):
         trainer._train_step()
     step = (time.process_time() - tic) / steps
-    run = load_run(f"{folder}/run")
+    run = load_run(f"{folder}/run", device="cpu")
     sample_standardized(run, 64, solver="euler", steps=2)
     tic = time.process_time()
     sample_standardized(run, 256, solver="euler", steps=50)  # named: the default solver has changed (midpoint)

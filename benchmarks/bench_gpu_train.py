@@ -39,14 +39,16 @@ from pathlib import Path
 import bench_train  # benchmarks/: the plain loop
 import torch
 from result_rows import error_text, keep  # benchmarks/
+from timing import StepClock, sync
 
 from flowstudy.data import Standardizer, load_dataset
 from flowstudy.flows.subspace import EigenbasisFlow
 from flowstudy.graph_solver import COMPILE_MODES, GraphSolver
 from flowstudy.models import create_model
-from flowstudy.sampling import _velocity
+from flowstudy.sampling import velocity_of
 from flowstudy.solvers import solve
-from flowstudy.train import TrainConfig, Trainer, load_run
+from flowstudy.train import TrainConfig, Trainer
+from flowstudy.run import load_run
 from flowstudy.train.config import resolve_config
 from flowstudy.train.stacked import StackedGroup
 
@@ -60,23 +62,7 @@ NETWORKS = [
 ]
 
 
-class _Clock:
-    """Trainer callback: (step, time) at each logged step, after a device sync."""
-
-    def __init__(self):
-        self.marks: list[tuple[int, float]] = []
-
-    def on_step(self, trainer, step, loss):
-        _sync()
-        self.marks.append((step, time.perf_counter()))
-
-
 DEVICE = "cuda"
-
-
-def _sync() -> None:
-    if DEVICE == "cuda":
-        torch.cuda.synchronize()
 
 
 PRECISION = "fp32"
@@ -91,10 +77,9 @@ def _config(arch: str, model: dict, steps: int, batch: int, **extra) -> TrainCon
 
 def trainer_rate(arch, model, steps, batch, graph: bool, workdir: Path, compile: str | None = None) -> tuple[float, Path]:
     """Steps/s between the first and last logged step (setup, compile and capture excluded)."""
-    clock, run_dir = _Clock(), workdir / f"{arch}-{model.get('backend', '')}-{graph}-{compile}"
+    clock, run_dir = StepClock(), workdir / f"{arch}-{model.get('backend', '')}-{graph}-{compile}"
     Trainer(_config(arch, model, steps, batch, graph=graph, compile=compile), run_dir, callbacks=[clock], progress=False).fit()
-    (s0, t0), (s1, t1) = clock.marks[0], clock.marks[-1]
-    return (s1 - s0) / (t1 - t0), run_dir
+    return clock.rate(), run_dir
 
 
 def plain_loop_rate(arch, model, steps, batch, x: torch.Tensor, workdir: Path, recipe: bool) -> float:
@@ -134,27 +119,27 @@ def sampling_rates(run_dir: Path, n: int, repeats: int, compile_mode: str | None
     run = load_run(run_dir, "last", device=device)
     out = {}
     x = torch.randn(n, run.standardizer.dim, device=device)
-    velocity = _velocity(run, device, "fp32")
+    velocity = velocity_of(run, device, "fp32")
     solve(velocity, x, 0.0, 1.0, method="euler", steps=2)
-    _sync()
+    sync(DEVICE)
     tic = time.perf_counter()
     solve(velocity, x, 0.0, 1.0, method="euler", steps=50)
-    _sync()
+    sync(DEVICE)
     out["eager_fp32"] = n / (time.perf_counter() - tic)
     variants = [("fp32", None), ("bf16", None)] + ([("bf16", compile_mode)] if compile_mode else [])
     flow = EigenbasisFlow.of(run.model)
     for eigen in (False, True) if flow is not None else (False,):
         for precision, mode in variants:
             field = flow.subspace_velocity if eigen else None
-            solver = GraphSolver(_velocity(run, device, precision, field), n, flow.k if eigen else x.shape[1], device=device, method="euler", steps=50, compile=mode)
+            solver = GraphSolver(velocity_of(run, device, precision, field), n, flow.k if eigen else x.shape[1], device=device, method="euler", steps=50, compile=mode)
             complement = flow.complement_map("euler", 50) if eigen else None
             draw = (lambda: flow.from_eigen(flow.solve(flow.to_eigen(x), solver, complement))) if eigen else (lambda: solver(x))
             draw()  # compiled (when asked) and captured before the clock starts
-            _sync()
+            sync(DEVICE)
             tic = time.perf_counter()
             for _ in range(repeats):
                 draw()
-            _sync()
+            sync(DEVICE)
             out[("eigen_" if eigen else "") + f"graph_{precision}" + ("_compiled" if mode else "")] = n * repeats / (time.perf_counter() - tic)
             del solver
     return out

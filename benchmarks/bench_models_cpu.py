@@ -21,7 +21,6 @@ import os
 import platform
 import statistics
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from flowstudy.models import REGISTRY, count_parameters, create_model, list_architectures  # noqa: E402
+from timing import seconds  # noqa: E402  (benchmarks/)
 
 
 @dataclass
@@ -68,19 +68,8 @@ def time_arch(arch: str, batch: int, dim: int, warmup: int, repeats: int) -> Ste
         with torch.no_grad():
             model(x, t)
 
-    for _ in range(warmup):
-        step()
-    steps = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        steps.append(time.perf_counter() - start)
-    forward()
-    fwd = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        forward()
-        fwd.append(time.perf_counter() - start)
+    steps = seconds(step, repeats=repeats, warmup=warmup, device="cpu")
+    fwd = seconds(forward, repeats=repeats, warmup=1, device="cpu")
     return StepTiming(arch, count_parameters(model), statistics.median(steps), min(steps),
                       statistics.median(fwd))
 

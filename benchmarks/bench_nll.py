@@ -31,7 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from flowstudy.data import load_dataset  # noqa: E402
 from flowstudy.metrics.likelihood import heldout_nll  # noqa: E402
-from flowstudy.train import Trainer, load_run  # noqa: E402
+from flowstudy.train import Trainer  # noqa: E402
+from flowstudy.run import load_run  # noqa: E402
 from flowstudy.train.config import resolve_config  # noqa: E402
 
 DATA = "builtin:sonar-gsm8k-1k"

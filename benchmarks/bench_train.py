@@ -26,37 +26,22 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from flowstudy.data import Standardizer, load_dataset
 from flowstudy.models import count_parameters, create_model
-from flowstudy.train import TrainConfig, Trainer, load_run
+from flowstudy.train import TrainConfig, Trainer
+from flowstudy.run import load_run
 from flowstudy.train.config import recipe_for
 from flowstudy.train.trainer import LOG_EVERY
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-class _Clock:
-    """Trainer callback: wall time at each logged step (the first record excludes setup)."""
-
-    def __init__(self):
-        self.marks: list[tuple[int, float]] = []
-
-    def on_step(self, trainer, step, loss):
-        _sync(trainer.device)
-        self.marks.append((step, time.perf_counter()))
+from timing import StepClock, sync  # benchmarks/
 
 
 def flowstudy_steps_per_s(arch: str, steps: int, batch: int, device: str, workdir: Path, precision: str) -> tuple[float, Path]:
     base_field = recipe_for(arch).get("base_field", "none")  # the recipe's, as a user's run would have it
     cfg = TrainConfig(arch=arch, steps=steps, batch_size=batch, val_every=10**9, device=device, seed=0, precision=precision, base_field=base_field).validate()
-    clock = _Clock()
+    clock = StepClock()
     run_dir = workdir / f"{arch}-{precision}"
     Trainer(cfg, run_dir, callbacks=[clock], progress=False).fit()
     if len(clock.marks) < 2:
         raise SystemExit(f"--steps {steps} is too short to time: the trainer reports every {LOG_EVERY} steps; use at least {2 * LOG_EVERY}")
-    (s0, t0), (s1, t1) = clock.marks[0], clock.marks[-1]
-    return (s1 - s0) / (t1 - t0), run_dir
+    return clock.rate(), run_dir
 
 
 def reference_steps_per_s(arch: str, steps: int, batch: int, device: torch.device, x: torch.Tensor) -> float:
@@ -80,11 +65,11 @@ def plain_loop_rate(model: torch.nn.Module, steps: int, batch: int, device: torc
             opt.step()
             done += 1
             if done == 5:  # warm-up excluded, as for flowstudy
-                _sync(device)
+                sync(device)
                 start = time.perf_counter()
             if done >= steps:
                 break
-    _sync(device)
+    sync(device)
     return (steps - 5) / (time.perf_counter() - start)
 
 
@@ -94,16 +79,16 @@ def sampling_rates(run_dir: Path, n: int, device: torch.device) -> tuple[float, 
 
     run = load_run(run_dir, "last", device=device)
     sample_standardized(run, min(n, 256), solver="euler", steps=5)  # warm-up
-    _sync(device)
+    sync(device)
     t0 = time.perf_counter()
     sample_standardized(run, n, solver="euler", steps=50, batch_size=n)
-    _sync(device)
+    sync(device)
     ours = n / (time.perf_counter() - t0)
     x = torch.randn(n, run.standardizer.dim, device=device)
     t0 = time.perf_counter()
     for k in range(50):  # plain fp32 Euler, 50 NFE
         x = x + run.model(x, torch.full((n,), k / 50, device=device)) / 50
-    _sync(device)
+    sync(device)
     return ours, n / (time.perf_counter() - t0)
 
 

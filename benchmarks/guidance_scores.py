@@ -27,7 +27,7 @@ def dump(root: Path, out: Path) -> None:
 
 
 def report(out: Path, dumps: list[Path]) -> None:
-    from flowstudy.guidance.report import Run, render_report
+    from flowstudy.guidance.report import OptimizationRun, render_report
     from flowstudy.io import atomic_write_text
 
     merged: dict = {}
@@ -37,7 +37,7 @@ def report(out: Path, dumps: list[Path]) -> None:
         cell["y"] = [round(v, 6) for v in cell["y"]]
     atomic_write_text(out / "scores.json", json.dumps(merged, sort_keys=True) + "\n")
     runs = [
-        Run(out / key, cell["config"], np.zeros((len(cell["y"]), 0)), np.asarray(cell["y"]), np.zeros(len(cell["y"]), int))
+        OptimizationRun(out / key, cell["config"], np.zeros((len(cell["y"]), 0)), np.asarray(cell["y"]), np.zeros(len(cell["y"]), int))
         for key, cell in sorted(merged.items())
     ]
     notes = [f"Scores of {len(runs)} cells merged from {', '.join(p.name for p in dumps)} (scores.json)."]

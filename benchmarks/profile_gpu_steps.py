@@ -41,14 +41,10 @@ from flowstudy.train.graph import CapturedStep
 from flowstudy.train.stacked import StackedGroup
 from flowstudy.train.trainer import matmul_precision
 from result_rows import error_text, keep  # benchmarks/
+from timing import sync
 
 
 DEVICE = "cuda"
-
-
-def _sync() -> None:
-    if DEVICE == "cuda":
-        torch.cuda.synchronize()
 
 
 def _config(arch: str, backend: str | None, seed: int, precision: str, steps: int):
@@ -80,11 +76,11 @@ def build(arch: str, members: int, backend: str | None, precision: str, compile_
 def measure(replay, members: int, repeats: int, top: int) -> dict:
     for _ in range(5):
         replay()
-    _sync()
+    sync(DEVICE)
     start = time.perf_counter()
     for _ in range(repeats):
         replay()
-    _sync()
+    sync(DEVICE)
     wall = (time.perf_counter() - start) / repeats
     from torch.profiler import ProfilerActivity, profile
 
@@ -92,7 +88,7 @@ def measure(replay, members: int, repeats: int, top: int) -> dict:
     with profile(activities=[ProfilerActivity.CUDA if DEVICE == "cuda" else ProfilerActivity.CPU]) as prof:
         for _ in range(profiled):
             replay()
-        _sync()
+        sync(DEVICE)
     kind = torch.autograd.DeviceType.CUDA if DEVICE == "cuda" else torch.autograd.DeviceType.CPU
     kernels = [e for e in prof.events() if e.device_type == kind and (DEVICE == "cuda" or not e.cpu_children)]
     busy = sum(e.device_time for e in kernels) / profiled / 1e6  # s per replay

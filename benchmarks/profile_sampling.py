@@ -41,8 +41,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from flowstudy.flows.subspace import EigenbasisFlow  # noqa: E402
 from flowstudy.graph_solver import COMPILE_MODES, GraphSolver  # noqa: E402
-from flowstudy.sampling import _velocity  # noqa: E402
-from flowstudy.train import Trainer, load_run  # noqa: E402
+from flowstudy.sampling import velocity_of  # noqa: E402
+from timing import sync  # noqa: E402  (benchmarks/)
+from flowstudy.train import Trainer  # noqa: E402
+from flowstudy.run import load_run  # noqa: E402
 from flowstudy.train.config import resolve_config  # noqa: E402
 from result_rows import error_text, keep  # noqa: E402
 
@@ -64,17 +66,12 @@ def category(name: str) -> str:
     return "other"
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def eigen_draw(run, rows: int, precision: str, compile_mode: str | None, device: torch.device):
     """A function drawing [rows, D] samples as ``sample_standardized`` does for a subspace run."""
     flow = EigenbasisFlow.of(run.model)
     if flow is None:
         raise SystemExit(f"{run.config['arch']}'s run has no subspace residual: the eigenbasis path does not apply")
-    solver = GraphSolver(_velocity(run, device, precision, flow.subspace_velocity), rows, flow.k,
+    solver = GraphSolver(velocity_of(run, device, precision, flow.subspace_velocity), rows, flow.k,
                          device=device, method="euler", steps=NFE, compile=compile_mode)
     complement = flow.complement_map("euler", NFE)
     x = torch.randn(rows, run.standardizer.dim, device=device)
@@ -87,17 +84,17 @@ def operators(run, rows: int, precision: str, compile_mode: str | None, device: 
     from torch.profiler import ProfilerActivity, profile
 
     flow = EigenbasisFlow.of(run.model)
-    velocity = _velocity(run, device, precision, flow.subspace_velocity)
+    velocity = velocity_of(run, device, precision, flow.subspace_velocity)
     if compile_mode is not None:
         velocity = torch.compile(velocity, mode=compile_mode, dynamic=False)
     y, t = torch.randn(rows, flow.k, device=device), torch.full((rows,), 0.5, device=device)
     with torch.no_grad():
         for _ in range(2):
             velocity(y, t)
-        _sync(device)
+        sync(device)
         with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA], record_shapes=True) as prof:
             velocity(y, t)
-            _sync(device)
+            sync(device)
     events = prof.key_averages(group_by_input_shape=True)
     key = "device_time_total" if device.type == "cuda" else "self_cpu_time_total"
     # aten operators only: a compiled velocity's "Torch-Compiled Region" events nest and hold all of it
@@ -107,18 +104,18 @@ def operators(run, rows: int, precision: str, compile_mode: str | None, device: 
 
 def measure(draw, rows: int, repeats: int, top: int, device: torch.device) -> dict:
     draw()  # compiled and captured before the clock starts
-    _sync(device)
+    sync(device)
     tic = time.perf_counter()
     for _ in range(repeats):
         draw()
-    _sync(device)
+    sync(device)
     wall = (time.perf_counter() - tic) / repeats
     from torch.profiler import ProfilerActivity, profile
 
     cuda = device.type == "cuda"
     with profile(activities=[ProfilerActivity.CUDA if cuda else ProfilerActivity.CPU]) as prof:
         draw()
-        _sync(device)
+        sync(device)
     kind = torch.autograd.DeviceType.CUDA if cuda else torch.autograd.DeviceType.CPU
     kernels = [e for e in prof.events() if e.device_type == kind and (cuda or not e.cpu_children)]
     by_name, by_category = Counter(), Counter()

@@ -40,7 +40,7 @@ from flowstudy.data import Standardizer, load_dataset  # noqa: E402
 from flowstudy.metrics import Evaluator, baseline_samples, c2st_auc, norm_ratio  # noqa: E402
 from flowstudy.metrics.seeding import derived_rng, derived_seed  # noqa: E402
 from flowstudy.sampling import sample_standardized  # noqa: E402
-from flowstudy.train import load_run  # noqa: E402
+from flowstudy.run import load_run  # noqa: E402
 
 NEIGHBOUR_METRICS = ("fidelity", "novelty", "density", "coverage", "mmd", "c2st_auc")
 COLUMNS = ("norm", "mmd", "auc_lin", "auc_knn", "fidelity", "novelty", "density", "coverage")
@@ -103,7 +103,7 @@ class Probe:
 
 def run_samples(run_dir: Path, n: int, args) -> torch.Tensor:
     """n samples of a run in the original space, float64 [n, D]."""
-    run = load_run(run_dir, which=args.which, ema=not args.raw)
+    run = load_run(run_dir, checkpoint=args.which, ema=not args.raw, device="cpu")
     if args.net_window is not None:
         run.model = NetWindow(run.model, *args.net_window)
     z, _ = sample_standardized(run, n, solver=args.solver, steps=args.steps, seed=args.sample_seed)

@@ -22,7 +22,7 @@ from flowstudy.data import load_dataset
 from flowstudy.data.resolve import default_val_spec
 from flowstudy.metrics import evaluate_with_baselines, norm_ratio
 from flowstudy.sampling import sample_standardized
-from flowstudy.train import load_run
+from flowstudy.run import load_run
 
 
 def bands_for(n_train: int, dim: int) -> list[tuple[int, int]]:
@@ -43,7 +43,7 @@ def main() -> None:
     args = parser.parse_args()
     rows = []
     for run_dir in args.runs:
-        run = load_run(run_dir)
+        run = load_run(run_dir, device="cpu")
         data = run.config["data"]
         train = torch.from_numpy(load_dataset(data).embeddings).double()
         heldout_set = load_dataset(run.config.get("val") or default_val_spec(data))

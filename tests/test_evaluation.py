@@ -76,11 +76,13 @@ def test_nll_of_a_samples_file_is_a_one_line_error(run_with_test_split, tmp_path
     _, root = run_with_test_split
     np.save(tmp_path / "s.npy", np.load(root / "test.npy"))
     assert main(["evaluate", str(tmp_path / "s.npy"), "--train", f"{root}:train", "--nll"]) == 2
-    assert "--nll needs a run directory" in capsys.readouterr().err
+    assert "the held-out NLL (nll) needs a run, not samples" in capsys.readouterr().err
 
 
 def test_the_rendered_table_marks_metrics_that_fail_the_sanity_check(capsys):
+    from flowstudy.api import Evaluation
     from flowstudy.cli import render_evaluation
+    from flowstudy.evaluation import EvaluationResult
     from flowstudy.metrics import EvaluationTable
 
     def check(metric, passes):
@@ -88,6 +90,6 @@ def test_the_rendered_table_marks_metrics_that_fail_the_sanity_check(capsys):
 
     rows = {"model": {"fidelity": 1.1, "mmd": 0.01}, "gaussian": {"fidelity": 1.2, "mmd": 0.001}}
     table = EvaluationTable(rows, 10, 5, 80, 10, 0, 20, 5, sanity={"fidelity": check("fidelity", True), "mmd": check("mmd", False)})
-    render_evaluation(table, "t")
+    render_evaluation(Evaluation(EvaluationResult(table, "s.npy", "train", "test", 1.0, None)), "t")
     out = capsys.readouterr().out
     assert "mmd †" in out and "fidelity †" not in out and "shown, not ranked" in out

@@ -18,41 +18,68 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _API_NAMES = (
+    "AskTell",
+    "Candidates",
+    "Comparison",
     "DataLike",
     "EmbeddingSet",
     "Evaluation",
+    "NLLOptions",
     "NearestText",
+    "OptimizationResult",
     "ReconstructionReport",
     "Run",
     "Samples",
     "Study",
+    "TrainOption",
+    "ask_tell",
     "evaluate",
+    "fit",
+    "inspect_dataset",
     "load_dataset",
     "load_run",
-    "fit",
+    "optimization_report",
+    "optimize",
+    "reconstruct",
     "report",
     "run_study",
+    "sample",
+    "system_info",
+    "train_options",
 )
-# fs.optimize (guided sampling) joins these once guidance exists.
 
 __all__ = ["__version__", *_API_NAMES]
 
 if TYPE_CHECKING:
     from flowstudy.api import (
+        AskTell,
+        Candidates,
+        Comparison,
         DataLike,
         EmbeddingSet,
         Evaluation,
+        NLLOptions,
         NearestText,
+        OptimizationResult,
         ReconstructionReport,
         Run,
         Samples,
         Study,
+        TrainOption,
+        ask_tell,
         evaluate,
+        fit,
+        inspect_dataset,
         load_dataset,
         load_run,
-        fit,
+        optimization_report,
+        optimize,
+        reconstruct,
         report,
         run_study,
+        sample,
+        system_info,
+        train_options,
     )
 
 

@@ -1,4 +1,4 @@
-"""Glue for ``flowstudy evaluate``: samples (from a run or a file) against baselines and held-out data.
+"""Evaluation of samples: the model's metrics beside its baselines, against held-out data.
 
 All metrics are computed in one space — standardised with the training split's statistics —
 and on the same held-out set; the sample norm is also compared in the original space, where
@@ -13,13 +13,11 @@ the reference (:func:`default_reference_spec`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from flowstudy.defaults import SAMPLE_SOLVER, SAMPLE_STEPS
-from flowstudy.data import Standardizer, check_same_dim, load_dataset
+from flowstudy.data import EmbeddingSet, Standardizer, check_same_dim
 from flowstudy.data.resolve import default_test_spec, default_val_spec
 from flowstudy.errors import ConfigError
 from flowstudy.metrics.likelihood import DEFAULT_PROBES, DEFAULT_SOLVER, DEFAULT_STEPS, HeldoutNLL, heldout_nll
@@ -93,65 +91,51 @@ def nll_lines(nll: HeldoutNLL) -> list[str]:
     ]
 
 
-def evaluate_target(
-    target: str,
+def evaluate_samples(
+    samples: np.ndarray,
+    train: EmbeddingSet,
+    reference: EmbeddingSet,
     *,
-    reference: str | None = None,
-    train: str | None = None,
-    n: int = 1000,
-    solver: str = SAMPLE_SOLVER,
-    steps: int = SAMPLE_STEPS,
+    source: str,
+    standardizer: Standardizer | None = None,
     seed: int = 0,
-    device: str = "auto",
+    nfe: int | None = None,
+    run=None,
     nll: NLLOptions | None = None,
 ) -> EvaluationResult:
-    """Evaluate a run directory (sampling ``n`` rows) or a samples ``.npy`` file (original space).
+    """Samples [N, D] (original space) beside the baselines, against held-out ``reference`` rows.
 
-    With ``nll``, a run's held-out NLL is computed on the reference rows beside the Gaussian
-    fits' and decides the table's "beats the Gaussian fit" verdict.
+    ``train``: the training rows, for the baselines and (without ``standardizer``: fitted to them)
+    the standardised space every metric is computed in; a run's own standardiser otherwise.
+    ``run``: the :class:`~flowstudy.run.Run` the samples came from, needed for ``nll``: its held-out
+    NLL on the reference rows beside the Gaussian fits', which decides the table's "beats the
+    Gaussian fit" verdict. ``source`` names the samples in the result; ``nfe``: per sample.
     """
     from flowstudy.metrics import evaluate_with_baselines, norm_ratio
 
-    path = Path(target)
-    nfe = None
-    if path.is_dir():
-        from flowstudy.sampling import sample_standardized
-        from flowstudy.train import load_run, resolve_device
-
-        run = load_run(path, device=resolve_device(device))
-        train = train or run.config["data"]
-        reference = reference or default_reference_spec(run.config["data"], run.config.get("val"))
-        standardizer = run.standardizer
-        z, nfe = sample_standardized(run, n, solver=solver, steps=steps, seed=seed)
-        samples = standardizer.inverse(z.double()).float().numpy()
-    else:
-        if nll is not None:
-            raise ConfigError(f"{target}: --nll needs a run directory (a samples file has no density)")
-        if train is None:
-            raise ConfigError(f"{target}: evaluating a samples file needs --train SPEC (the training data, for the standardiser)")
-        samples = load_dataset(str(path)).embeddings
-        standardizer = None
-        reference = reference or default_reference_spec(train)
-    if reference is None:
-        raise ConfigError("no held-out reference found: pass --reference SPEC")
-    train_set, ref_set = load_dataset(train), load_dataset(reference)
-    check_same_dim({f"{target} (samples)": samples.shape[1], train_set.source: train_set.dim, ref_set.source: ref_set.dim})
+    samples = np.asarray(samples)
+    check_same_dim({f"{source} (samples)": samples.shape[1], train.source: train.dim, reference.source: reference.dim})
+    if nll is not None and run is None:
+        raise ConfigError(f"{source}: the held-out NLL (nll) needs a run, not samples: samples have no density")
     if standardizer is None:
-        standardizer = Standardizer.fit(torch.from_numpy(train_set.embeddings))
+        standardizer = Standardizer.fit(torch.from_numpy(train.embeddings))
     table = evaluate_with_baselines(
-        _std(standardizer, samples), _std(standardizer, train_set.embeddings), _std(standardizer, ref_set.embeddings), seed=seed
+        _std(standardizer, samples), _std(standardizer, train.embeddings), _std(standardizer, reference.embeddings), seed=seed
     )
-    ratio = norm_ratio(samples, ref_set.embeddings)
     likelihood = None
     if nll is not None:
         likelihood = heldout_nll(
-            run, ref_set.embeddings, train_set.embeddings, estimator=nll.estimator, probes=nll.probes,
+            run, reference.embeddings, train.embeddings, estimator=nll.estimator, probes=nll.probes,
             solver=nll.solver, steps=nll.steps, rows=nll.rows, seed=seed, graph=nll.graph,
         )
         table.nll = likelihood.summary()
         table.flags = table.compute_flags()
-    return EvaluationResult(table, str(target), train_set.source, ref_set.source, ratio, nfe, likelihood)
+    ratio = norm_ratio(samples, reference.embeddings)
+    return EvaluationResult(table, source, train.source, reference.source, ratio, nfe, likelihood)
 
 
 def _std(standardizer: Standardizer, x: np.ndarray) -> torch.Tensor:
     return standardizer.transform(torch.from_numpy(np.asarray(x)).double()).float()
+
+
+__all__ = ["EvaluationResult", "NLLOptions", "default_reference_spec", "default_test_spec", "evaluate_samples", "nll_lines"]

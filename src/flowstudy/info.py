@@ -70,32 +70,3 @@ def collect_info() -> dict[str, object]:
         "flows": list_flows(),
         "solvers": list_solvers(),
     }
-
-
-def render_info(report: dict, console) -> None:
-    from rich.table import Table
-
-    console.print(f"[bold]flowstudy {report['flowstudy']}[/]  python {report['python']}  torch {report['torch']}  numpy {report['numpy']}")
-    dev = report["devices"]
-    cuda = ", ".join(dev["cuda_devices"]) if dev["cuda_available"] else "no CUDA device"
-    console.print(f"devices: cpu ({dev['cpu_threads']} torch threads, {dev['cpu_count']} cores); {cuda}")
-    extras = Table(title="optional extras")
-    for col in ("package", "extra", "installed"):
-        extras.add_column(col)
-    for pkg, row in report["optional"].items():
-        extras.add_row(pkg, row["extra"], row["version"] or "[dim]no[/]")
-    console.print(extras)
-    archs = Table(title="architectures (create_model)")
-    archs.add_column("name")
-    archs.add_column("parameters (D=1024)", justify="right")
-    for row in report["architectures"]:
-        archs.add_row(row["name"], f"{row['parameters']:,}")
-    console.print(archs)
-    backends = Table(title="Mamba compute backends")
-    for col in ("backend", "available", "why"):
-        backends.add_column(col)
-    for name, row in report["mamba_backends"].items():
-        backends.add_row(name, "yes" if row["available"] else "no", row["reason"])
-    console.print(backends)
-    console.print(f"flows: {', '.join(report['flows'])}")
-    console.print(f"solvers: {', '.join(report['solvers'])}")

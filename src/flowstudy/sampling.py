@@ -1,22 +1,92 @@
-"""Sampling, nearest-text retrieval and reconstruction with a trained run.
+"""Sampling, nearest-text retrieval and reconstruction with a trained run, and their results.
 
 Everything a user gets back is in the original embedding space; the network works in the
 standardised space of its training split (the standardizer travels in the checkpoint).
+``run`` below is a :class:`~flowstudy.run.Run` (anything with ``model``, ``standardizer`` and
+``config``); :class:`~flowstudy.run.Run`'s ``draw``, ``sample`` and ``reconstruct`` call these.
 """
 
 from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
 from flowstudy.defaults import SAMPLE_SOLVER, SAMPLE_STEPS
-from flowstudy.train.rundir import LoadedRun
 from flowstudy.train.trainer import autocast_for
 
 
-def _velocity(run: LoadedRun, device: torch.device, precision: str | None = None, field=None):
-    """Velocity in standardised space (or ``field``, another form of the run's model); bf16
-    autocast inside the network on CUDA if the run trained so (or ``precision`` says so)."""
+@dataclass(frozen=True)
+class Samples:
+    """Samples from a run. x: float32 [n, D], original space; z: float32 [n, D], standardised."""
+
+    x: np.ndarray
+    z: torch.Tensor
+    nfe: int  # network evaluations per sample
+    solver: str
+    steps: int
+    seed: int
+
+    def __repr__(self) -> str:
+        return f"Samples({self.x.shape[0]}x{self.x.shape[1]}, {self.solver} {self.steps} steps, {self.nfe} NFE, seed {self.seed})"
+
+
+@dataclass(frozen=True)
+class NearestText:
+    """The training row nearest to one sample (Euclidean, standardised space) and its text."""
+
+    sample: int
+    nearest_train_row: int
+    distance: float
+    text: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (one line of ``flowstudy sample --nearest-text``'s ``.texts.jsonl``)."""
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class ReconstructionReport:
+    """Round trip data -> noise -> data through a run's ODE, errors in the ORIGINAL space.
+
+    ``mse_*``: mean squared error per element (original units²); ``cosine_*``: cosine similarity
+    of each row with its reconstruction; ``relative_error_mean``: mean ||x − x'|| / ||x||;
+    ``noise_norm_mean``: mean norm of the recovered noise, near ``noise_norm_expected`` = √D when
+    the flow is a good bijection onto N(0, I).
+    """
+
+    source: str
+    n: int
+    solver: str
+    steps: int
+    nfe_round_trip: int
+    mse_mean: float
+    mse_median: float
+    cosine_mean: float
+    cosine_min: float
+    relative_error_mean: float
+    noise_norm_mean: float
+    noise_norm_expected: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """The figures as a dict (``flowstudy reconstruct --json``), without the source."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k != "source"}
+
+    def __repr__(self) -> str:
+        return (
+            f"Reconstruction of {self.source} ({self.n} rows, {self.solver} {self.steps} steps each way, {self.nfe_round_trip} NFE): "
+            f"MSE {self.mse_mean:.3g}, cosine {self.cosine_mean:.6f} (min {self.cosine_min:.6f}), "
+            f"relative error {self.relative_error_mean:.3g}, noise norm {self.noise_norm_mean:.2f} (√D = {self.noise_norm_expected:.2f})"
+        )
+
+
+def velocity_of(run, device: torch.device, precision: str | None = None, field=None):
+    """The run's velocity in standardised space (or ``field``, another form of the run's model),
+    ``(x: [B, D], t: [B]) -> [B, D]``; bf16 autocast inside the network on CUDA if the run
+    trained so (or ``precision`` says so)."""
     amp = autocast_for(device, precision or run.config.get("precision", "fp32"))
     field = run.model if field is None else field
 
@@ -29,7 +99,7 @@ def _velocity(run: LoadedRun, device: torch.device, precision: str | None = None
 
 @torch.no_grad()
 def sample_standardized(
-    run: LoadedRun,
+    run,
     n: int,
     *,
     solver: str = SAMPLE_SOLVER,
@@ -57,7 +127,7 @@ def sample_standardized(
     device = next(run.model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
     flow = EigenbasisFlow.of(run.model) if eigenbasis and solver in FIXED_STEP_METHODS else None
-    velocity = _velocity(run, device, precision, flow.subspace_velocity if flow is not None else None)
+    velocity = velocity_of(run, device, precision, flow.subspace_velocity if flow is not None else None)
     dim = flow.k if flow is not None else run.standardizer.dim
     complement = flow.complement_map(solver, steps) if flow is not None else None
     use_graph = graph and device.type == "cuda" and solver in FIXED_STEP_METHODS
@@ -84,7 +154,7 @@ def sample_standardized(
     return torch.cat(chunks), nfe
 
 
-def sample(run: LoadedRun, n: int, **kwargs) -> np.ndarray:
+def sample(run, n: int, **kwargs) -> np.ndarray:
     """n samples in the ORIGINAL embedding space: float32 [n, D]."""
     z, _ = sample_standardized(run, n, **kwargs)
     return run.standardizer.inverse(z.double()).float().numpy()
@@ -102,16 +172,19 @@ def nearest_rows(queries: torch.Tensor, reference: torch.Tensor, batch: int = 20
 
 
 @torch.no_grad()
-def reconstruct(run: LoadedRun, x: np.ndarray, *, solver: str = "rk4", steps: int = 50, batch_size: int = 4096) -> dict[str, object]:
+def reconstruct(
+    run, x: np.ndarray, *, solver: str = "rk4", steps: int = 50, batch_size: int = 4096, source: str = "<array>"
+) -> ReconstructionReport:
     """Invert data to noise (t: 1 -> 0), integrate back (0 -> 1); errors in ORIGINAL space.
 
-    Returns mean/median MSE per element, mean cosine, relative error ||x - x'|| / ||x||, the
-    norm of the recovered noise (should be near sqrt(D) if the flow is a good bijection) and NFE.
+    x: [N, D], original space; ``source`` names the rows in the report. The report holds mean and
+    median MSE per element, mean cosine, relative error ||x - x'|| / ||x||, the norm of the
+    recovered noise (near sqrt(D) if the flow is a good bijection) and the NFE.
     """
     from flowstudy.solvers import solve
 
     device = next(run.model.parameters()).device
-    velocity = _velocity(run, device)
+    velocity = velocity_of(run, device)
     original = torch.from_numpy(np.asarray(x, dtype=np.float32))
     z1 = run.standardizer.transform(original.double()).float()
     recon, noise_norms, nfe = [], [], 0
@@ -127,16 +200,20 @@ def reconstruct(run: LoadedRun, x: np.ndarray, *, solver: str = "rk4", steps: in
     mse = ((x_hat - x64) ** 2).mean(dim=1)
     cosine = torch.nn.functional.cosine_similarity(x_hat, x64, dim=1)
     rel = (x_hat - x64).norm(dim=1) / x64.norm(dim=1)
-    return {
-        "n": int(x64.shape[0]),
-        "solver": solver,
-        "steps": steps,
-        "nfe_round_trip": nfe,
-        "mse_mean": float(mse.mean()),
-        "mse_median": float(mse.median()),
-        "cosine_mean": float(cosine.mean()),
-        "cosine_min": float(cosine.min()),
-        "relative_error_mean": float(rel.mean()),
-        "noise_norm_mean": float(torch.cat(noise_norms).mean()),
-        "noise_norm_expected": float(np.sqrt(x64.shape[1])),
-    }
+    return ReconstructionReport(
+        source=source,
+        n=int(x64.shape[0]),
+        solver=solver,
+        steps=steps,
+        nfe_round_trip=nfe,
+        mse_mean=float(mse.mean()),
+        mse_median=float(mse.median()),
+        cosine_mean=float(cosine.mean()),
+        cosine_min=float(cosine.min()),
+        relative_error_mean=float(rel.mean()),
+        noise_norm_mean=float(torch.cat(noise_norms).mean()),
+        noise_norm_expected=float(np.sqrt(x64.shape[1])),
+    )
+
+
+__all__ = ["NearestText", "ReconstructionReport", "Samples", "nearest_rows", "reconstruct", "sample", "sample_standardized", "velocity_of"]

@@ -176,7 +176,7 @@ def test_failed_fit_retries_with_jitter_then_raises(monkeypatch):
 def test_lambda_zero_is_the_unguided_sampler_bit_for_bit():
     from flowstudy.data import Standardizer
     from flowstudy.sampling import sample_standardized
-    from flowstudy.train.rundir import LoadedRun
+    from flowstudy.run import Run
 
     gp, prior = _toy_gp()
     noise = draw_noise(64, 3, seed=5)
@@ -184,7 +184,7 @@ def test_lambda_zero_is_the_unguided_sampler_bit_for_bit():
     for cfg in (GuidanceConfig(strength=0.0), GuidanceConfig(strength=0.0, through_network=True, tangent=True)):
         guided = guided_sample(prior.velocity, noise, gp, cfg, steps=20)
         assert torch.equal(guided, plain.float())
-    run = LoadedRun(prior.velocity, Standardizer(torch.zeros(3), torch.ones(3), 0.0, torch.ones(3)), {"config": {}})
+    run = Run(prior.velocity, Standardizer(torch.zeros(3), torch.ones(3), 0.0, torch.ones(3)), {"config": {}})
     z, _ = sample_standardized(run, 64, solver="euler", steps=20, seed=5)  # the guided sampler integrates with Euler
     assert torch.equal(z, guided_sample(prior.velocity, noise, None, steps=20))
     assert not torch.equal(guided_sample(prior.velocity, noise, gp, GuidanceConfig(strength=0.3), steps=20), z)

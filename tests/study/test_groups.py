@@ -54,7 +54,7 @@ def test_cli_group_size_is_checked(reference_study, tmp_path):
     import typer
     from typer.testing import CliRunner
 
-    from flowstudy.study.commands import register
+    from flowstudy.cli.study_commands import register
 
     app = typer.Typer()
     register(app)
@@ -71,7 +71,7 @@ def test_grouped_study_matches_the_one_by_one_study(reference_study, tmp_path):
     import typer
     from typer.testing import CliRunner
 
-    from flowstudy.study.commands import register
+    from flowstudy.cli.study_commands import register
     from flowstudy.study.store import STORE_NAME, ResultStore
 
     spec_path, _, alone = reference_study

@@ -130,7 +130,9 @@ class _StopAt:
 
 
 def test_train_run_resumes_an_unfinished_run_and_skips_a_finished_one(write_spec, tmp_path):
-    from flowstudy.train import Trainer, load_run
+    from flowstudy.train import Trainer
+
+    from flowstudy.run import load_run
 
     config = load_spec(write_spec("tiny")).cells[0].config
     whole = train_run(config, tmp_path / "whole")
@@ -141,7 +143,7 @@ def test_train_run_resumes_an_unfinished_run_and_skips_a_finished_one(write_spec
     resumed = train_run(config, tmp_path / "cut")
     assert resumed["resumed"] and resumed["steps"] == 30
     assert resumed["best_val_loss"] == pytest.approx(whole["best_val_loss"], rel=1e-6)
-    a, b = load_run(tmp_path / "whole", "last"), load_run(tmp_path / "cut", "last")
+    a, b = load_run(tmp_path / "whole", "last", device="cpu"), load_run(tmp_path / "cut", "last", device="cpu")
     for p, q in zip(a.model.parameters(), b.model.parameters()):
         torch.testing.assert_close(p, q)
 
@@ -155,7 +157,7 @@ def test_cli_study_and_report_commands(reference_study):
     import typer
     from typer.testing import CliRunner
 
-    from flowstudy.study.commands import register
+    from flowstudy.cli.study_commands import register
 
     spec_path, study_dir, _ = reference_study
     app = typer.Typer()

@@ -11,7 +11,10 @@ import torch
 from flowstudy.errors import ConfigError
 from flowstudy.flows.gaussian_base import WithBaseField, ledoit_wolf
 from flowstudy.sampling import sample_standardized
-from flowstudy.train import Trainer, load_run
+from flowstudy.train import Trainer
+
+
+from flowstudy.run import load_run
 
 
 def test_run_with_a_base_field_samples_the_gaussian_fit_before_training(tmp_path, tiny_config):
@@ -19,7 +22,7 @@ def test_run_with_a_base_field_samples_the_gaussian_fit_before_training(tmp_path
     the base alone, and a checkpointed run reloads base + network."""
     cfg = tiny_config(steps=1, lr=1e-12, base_field="gaussian", aug=[])
     Trainer(cfg, tmp_path / "run", progress=False).fit()
-    run = load_run(tmp_path / "run")
+    run = load_run(tmp_path / "run", device="cpu")
     assert isinstance(run.model, WithBaseField) and run.model.net.arch == "mlp-tiny"
     x, t = torch.randn(64, 16), torch.rand(64)
     torch.testing.assert_close(run.velocity(x, t), run.model.base(x, t) + run.model.net(x, t))

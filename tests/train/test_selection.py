@@ -15,7 +15,8 @@ from flowstudy.flows.paths import Straight
 from flowstudy.flows.subspace import SubspaceResidual
 from flowstudy.metrics.likelihood import gaussian_log_prob
 from flowstudy.models import create_model
-from flowstudy.train import Trainer, load_run
+from flowstudy.train import Trainer
+from flowstudy.run import load_run
 from flowstudy.train.config import resolve_config
 from flowstudy.train.selection import choose_scale, validation_nll
 
@@ -66,12 +67,12 @@ def test_run_selects_by_nll_and_stores_the_chosen_scale(tmp_path, tiny_config):
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     nlls = [r["val_nll"] for r in records if "val_nll" in r]
     assert len(nlls) == 2 and result.best_val_loss == pytest.approx(min(nlls))
-    best = load_run(tmp_path / "run")
+    best = load_run(tmp_path / "run", device="cpu")
     assert best.checkpoint["step"] == 20 * (1 + int(np.argmin(nlls)))
     chosen = json.loads((tmp_path / "run" / "scale_selection.json").read_text())
     assert set(chosen["val_nll_per_dim"]) == {"0.0", "0.5", "1.0"}
     assert float(best.model.scale) == chosen["chosen"] == best.checkpoint["residual"]["scale"]
-    assert load_run(tmp_path / "run", which="last").checkpoint["residual"]["scale"] == chosen["chosen"]
+    assert load_run(tmp_path / "run", checkpoint="last", device="cpu").checkpoint["residual"]["scale"] == chosen["chosen"]
 
 
 def test_selection_settings_are_checked():

@@ -17,7 +17,8 @@ import torch
 
 from flowstudy.errors import ConfigError
 from flowstudy.flows.method import velocity_loss
-from flowstudy.train import Trainer, TrainingInterrupted, load_checkpoint, load_run
+from flowstudy.train import Trainer, TrainingInterrupted, load_checkpoint
+from flowstudy.run import load_run
 from flowstudy.train.group_batch import group_seed, heterogeneity
 from flowstudy.train.stacked import StackedGroup
 
@@ -62,7 +63,7 @@ def test_group_matches_separate_runs(tmp_path, tiny_config, vmap):
     # member 2's path differs: the group falls back to per-member draws, and says why
     assert group.step_kind == "per-member" and "different flow paths" in group.fallback_reason
     # members are ordinary runs: load for sampling, and their optimiser state resumes a longer run
-    run = load_run(tmp_path / "group1")
+    run = load_run(tmp_path / "group1", device="cpu")
     assert run.model(torch.zeros(2, 16), torch.zeros(2)).shape == (2, 16)
     assert load_checkpoint(tmp_path / "group1/checkpoints/last.pt")["optimizer"]["state"]
 

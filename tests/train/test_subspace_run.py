@@ -10,7 +10,8 @@ import torch
 from flowstudy.errors import ConfigError
 from flowstudy.flows.gaussian_base import WithBaseField, ledoit_wolf
 from flowstudy.flows.subspace import SubspaceResidual
-from flowstudy.train import Trainer, load_run
+from flowstudy.train import Trainer
+from flowstudy.run import load_run
 from flowstudy.train.config import resolve_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -25,7 +26,7 @@ def test_subspace_run_reloads_the_field_it_trained(tmp_path, tiny_config):
     cfg = tiny_config(steps=20, base_field="gaussian", base_fit="train", residual_rank=4, residual_scale=0.5, aug=["noise:0.3"])
     trainer = Trainer(cfg, tmp_path / "run", progress=False)
     trainer.fit()
-    run = load_run(tmp_path / "run", which="last")
+    run = load_run(tmp_path / "run", checkpoint="last", device="cpu")
     model = run.model
     assert isinstance(model, SubspaceResidual) and model.net.rank == 4 and model.net.reads == "subspace"
     assert model.net.net.input_dim == 4 and float(model.scale) == 0.5
@@ -47,7 +48,7 @@ def test_eigenbasis_sampling_gives_the_plain_fields_samples(tmp_path, tiny_confi
 
     cfg = tiny_config(steps=30, lr=3e-3, base_field="gaussian", base_fit="train", residual_rank=4, residual_scale=0.7, aug=["noise:0.3"])
     Trainer(cfg, tmp_path / "run", progress=False).fit()
-    run = load_run(tmp_path / "run", which="last")
+    run = load_run(tmp_path / "run", checkpoint="last", device="cpu")
     flow = EigenbasisFlow.of(run.model)
     assert flow is not None
     # the two pieces are the field in the eigenbasis, dw/dt = Rᵀ v(R w, t): the first 4 coordinates
@@ -73,7 +74,7 @@ def test_eigenbasis_sampling_replayed_as_a_graph_on_gpu(tmp_path, tiny_config, p
 
     cfg = tiny_config(steps=30, lr=3e-3, device="cuda", base_field="gaussian", base_fit="train", residual_rank=4, aug=["noise:0.3"])
     Trainer(cfg, tmp_path / "run", progress=False).fit()
-    run = load_run(tmp_path / "run", which="last", device="cuda")
+    run = load_run(tmp_path / "run", checkpoint="last", device="cuda")
     kwargs = dict(solver="midpoint", steps=10, seed=5, precision=precision)
     graph, _ = sample_standardized(run, 500, batch_size=256, **kwargs)  # two batch sizes: two graphs
     plain, _ = sample_standardized(run, 500, batch_size=256, graph=False, eigenbasis=False, **kwargs)
@@ -99,7 +100,7 @@ def test_augmented_base_fit_is_wider_and_the_default(tmp_path, tiny_config):
     cfg = tiny_config(steps=1, lr=1e-12, base_field="gaussian", aug=["noise:0.3"])
     assert cfg.base_fit == "augmented" and cfg.residual() is None
     Trainer(cfg, tmp_path / "run", progress=False).fit()
-    run = load_run(tmp_path / "run")
+    run = load_run(tmp_path / "run", device="cpu")
     assert isinstance(run.model, WithBaseField)
     cov, _ = ledoit_wolf(_train_rows(run, cfg))
     # noise 0.3 adds ~0.09 per standardised direction (the std floor makes some a little wider)
@@ -169,7 +170,7 @@ def test_train_command_takes_the_residual_options(tiny_data, tmp_path):
     config = json.loads((run / "config.json").read_text())
     assert (config["base_fit"], config["residual_rank"], config["residual_input"]) == ("train", 3, "full")
     assert (config["select_by"], config["residual_scales"]) == ("nll", [0.0, 1.0])
-    model = load_run(run).model
+    model = load_run(run, device="cpu").model
     assert isinstance(model, SubspaceResidual) and model.net.rank == 3 and model.net.net.input_dim == 16
 
 

@@ -10,7 +10,10 @@ import pytest
 import torch
 
 from flowstudy.errors import CheckpointError, TrainingError
-from flowstudy.train import Trainer, TrainingInterrupted, load_checkpoint, load_run
+from flowstudy.train import Trainer, TrainingInterrupted, load_checkpoint
+
+
+from flowstudy.run import load_run
 
 
 def _losses(run_dir):
@@ -141,7 +144,7 @@ def test_early_stopping_with_patience(tmp_path, tiny_config):
 
 def test_load_run_returns_ema_model_and_standardizer(tmp_path, tiny_config):
     Trainer(tiny_config(steps=20), tmp_path / "r", progress=False).fit()
-    run = load_run(tmp_path / "r")
+    run = load_run(tmp_path / "r", device="cpu")
     state = load_checkpoint(tmp_path / "r/checkpoints/best.pt")
     for key, value in run.model.state_dict().items():
         assert torch.equal(value, state["ema"]["model"][key])

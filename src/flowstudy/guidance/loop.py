@@ -104,7 +104,8 @@ class Optimisation:
         return cls(Path(root), LoopConfig.from_dict(json.loads(path.read_text()), str(path)), prior)
 
     # ---- evaluations --------------------------------------------------------------------
-    def _arrays(self) -> dict[str, np.ndarray]:
+    def evaluations(self) -> dict[str, np.ndarray]:
+        """Every evaluation so far: x [n, D] float32 (original space), y [n], noise [n, D], round [n], train_row [n]."""
         path = self.root / "evaluations.npz"
         if not path.exists():
             dim = self.prior.dim
@@ -120,17 +121,17 @@ class Optimisation:
 
     def history(self) -> History:
         """Every evaluation so far, inputs in the prior's standardised space."""
-        a = self._arrays()
+        a = self.evaluations()
         return History(self.prior.to_std(a["x"]), torch.from_numpy(a["y"]), torch.from_numpy(a["noise"]), a["round"], a["train_row"])
 
     @property
     def n_evaluated(self) -> int:
         """Number of evaluations recorded."""
-        return int(self._arrays()["y"].shape[0])
+        return int(self.evaluations()["y"].shape[0])
 
     def record(self, proposal: Proposal, x: np.ndarray, scores: np.ndarray) -> None:
         """Append q evaluations (candidates x [q, D] original space, scores [q]) atomically."""
-        a = self._arrays()
+        a = self.evaluations()
         rnd = int(a["round"].max()) + 1 if len(a["round"]) else 0
         new = {
             "x": np.asarray(x, np.float32),

@@ -17,6 +17,7 @@ from torch import Tensor
 
 from flowstudy.data import EmbeddingSet, Standardizer, load_dataset
 from flowstudy.data.resolve import default_val_spec
+from flowstudy.run import load_run
 
 Velocity = Callable[[Tensor, Tensor], Tensor]
 
@@ -49,18 +50,22 @@ class Prior:
         """The training rows in the standardised space, float64 [N, D]."""
         return self.to_std(self.train.embeddings)
 
+    @classmethod
+    def of_run(cls, run, spec: str | None = None) -> Prior:
+        """A trained :class:`~flowstudy.run.Run`'s velocity field (frozen) as a prior; ``spec``
+        names it (default: its directory)."""
+        for p in run.model.parameters():
+            p.requires_grad_(False)
+        data = run.config["data"]
+        val = run.config.get("val") or default_val_spec(data)
+        return cls(spec or str(run.path), run.model, run.standardizer, load_dataset(data), val)
+
 
 def load_prior(spec: str, device: str = "cpu") -> Prior:
     """A run directory, or ``gaussian:DATASPEC`` for the Gaussian fit's velocity alone."""
     if spec.startswith("gaussian:"):
         return _gaussian_prior(spec)
-    from flowstudy.train import load_run
-
-    run = load_run(spec, "best", device=device)
-    for p in run.model.parameters():
-        p.requires_grad_(False)
-    data = run.config["data"]
-    return Prior(spec, run.model, run.standardizer, load_dataset(data), run.config.get("val") or default_val_spec(data))
+    return Prior.of_run(load_run(spec, "best", device=device), spec)
 
 
 def _gaussian_prior(spec: str) -> Prior:

@@ -28,7 +28,7 @@ from flowstudy.study.report import Table
 
 
 @dataclass
-class Run:
+class OptimizationRun:
     """One optimisation directory: its config and evaluations."""
 
     path: Path
@@ -47,7 +47,7 @@ class Run:
         return np.concatenate([best, np.full(budget - len(best), best[-1])]) if len(best) else np.full(budget, np.nan)
 
 
-def find_runs(paths: list[str | Path]) -> list[Run]:
+def find_runs(paths: list[str | Path]) -> list[OptimizationRun]:
     """Every optimisation directory at or below ``paths`` that holds evaluations."""
     runs = []
     for root in paths:
@@ -57,7 +57,7 @@ def find_runs(paths: list[str | Path]) -> list[Run]:
         for cfg in sorted([root / "config.json"] if (root / "evaluations.npz").exists() else root.rglob("config.json")):
             if (cfg.parent / "evaluations.npz").exists():
                 with np.load(cfg.parent / "evaluations.npz") as d:
-                    runs.append(Run(cfg.parent, json.loads(cfg.read_text()), d["x"], d["y"], d["round"]))
+                    runs.append(OptimizationRun(cfg.parent, json.loads(cfg.read_text()), d["x"], d["y"], d["round"]))
     if not runs:
         raise ConfigError(f"no optimisation directories with evaluations under {', '.join(map(str, paths))}")
     return runs
@@ -71,7 +71,7 @@ def _prior_name(spec: str) -> str:
     return spec if spec.startswith("gaussian:") else Path(spec).name
 
 
-def final_table(runs: list[Run], budget: int) -> tuple[Table, dict, list[str]]:
+def final_table(runs: list[OptimizationRun], budget: int) -> tuple[Table, dict, list[str]]:
     """Mean final best over seeds per (objective, method) and per prior, plus means over objectives.
 
     Returns the table, {(prior, method): [per-objective means]} and the objectives in that order."""
@@ -119,7 +119,7 @@ def paired_table(means: dict, objectives: list[str], budget: int, prefix: str = 
     return Table(title, ["other", "mean difference", "wins", "p", "test"], rows)
 
 
-def curves(runs: list[Run], budget: int) -> dict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def curves(runs: list[OptimizationRun], budget: int) -> dict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """(prior, method) -> mean, lo, hi [budget] of the best-so-far averaged over objectives, CI over seeds."""
     by: dict[tuple, dict[int, list[np.ndarray]]] = defaultdict(lambda: defaultdict(list))
     for r in runs:
@@ -151,7 +151,7 @@ def plot_curves(data: dict, path: Path, budget: int) -> Path:
     return _save(fig, path)
 
 
-def realism_table(runs: list[Run]) -> Table:
+def realism_table(runs: list[OptimizationRun]) -> Table:
     """Fidelity, novelty, norm ratio and nearest-real distance of proposals, per (prior, method)."""
     from flowstudy.data import load_dataset
     from flowstudy.guidance.prior import load_prior
@@ -188,7 +188,7 @@ def _realism(prior, x: np.ndarray, train, held, held_norm: float, ratios_fn) -> 
     return [str(len(x)), f"{ratios.fidelity:.3f}", f"{ratios.novelty:.3f}", f"{norm:.3f}", f"{float(nearest):.2f}"]
 
 
-def best_texts(runs: list[Run], per_group: int = 3) -> list[str]:
+def best_texts(runs: list[OptimizationRun], per_group: int = 3) -> list[str]:
     """Markdown lines: for each (prior, objective, method), the best candidates of its seeds with their nearest texts."""
     lines = []
     for r in sorted(runs, key=lambda r: (r.key, r.config["seed"]))[: 10 * per_group]:
@@ -216,7 +216,7 @@ def write_report(paths: list[str | Path], out: str | Path | None = None, realism
     return render_report(find_runs(paths), Path(out or paths[0]), realism=realism)
 
 
-def render_report(runs: list[Run], out: Path, realism: bool = True, notes: list[str] = ()) -> ReportPaths:
+def render_report(runs: list[OptimizationRun], out: Path, realism: bool = True, notes: list[str] = ()) -> ReportPaths:
     """The report of ``runs`` in folder ``out``; ``notes``: Markdown paragraphs placed after the intro."""
     budget = max(r.config["budget"] for r in runs)
     table, means, objectives = final_table(runs, budget)

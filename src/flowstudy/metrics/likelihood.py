@@ -354,7 +354,7 @@ def heldout_nll(
     factorised: bool = True,
     graph: bool = False,
 ) -> HeldoutNLL:
-    """Held-out NLL of a trained run (:class:`~flowstudy.train.rundir.LoadedRun`) and of the
+    """Held-out NLL of a trained run (:class:`~flowstudy.run.Run`) and of the
     Gaussian fits of ``train``, on ``rows`` seeded rows of ``heldout`` (all by default).
 
     heldout: [Nh, D], train: [Nt, D], both in the ORIGINAL space. The flow runs in fp32 on the

@@ -53,7 +53,7 @@ def run_cell(cell: Cell, study_dir: str | Path) -> dict[str, Any]:
     """Train, sample and evaluate ``cell``; returns its flat result dict (see :func:`flat_result`)."""
     from flowstudy.metrics import norm_ratio
     from flowstudy.sampling import sample_standardized
-    from flowstudy.train import load_run, resolve_device
+    from flowstudy.run import load_run
 
     started = time.perf_counter()
     study_dir = Path(study_dir)
@@ -62,7 +62,7 @@ def run_cell(cell: Cell, study_dir: str | Path) -> dict[str, Any]:
     with _run_lock(run_dir):
         training = train_run(cell.config, run_dir)
     ev = cell.evaluation
-    run = load_run(run_dir, "best", device=resolve_device(cell.config.device))
+    run = load_run(run_dir, "best", device=cell.config.device)
     tic = time.perf_counter()
     z, nfe = sample_standardized(run, ev.n_samples, solver=ev.solver, steps=ev.steps, seed=cell.seed)
     sample_seconds = time.perf_counter() - tic

@@ -3,7 +3,7 @@
 from flowstudy.train.checkpoint import load_checkpoint, save_checkpoint
 from flowstudy.train.config import RECIPES, TrainConfig, read_config_file, recipe_for, resolve_config
 from flowstudy.train.ema import EMA
-from flowstudy.train.rundir import LoadedRun, RunPaths, load_run
+from flowstudy.train.rundir import RunPaths
 from flowstudy.train.schedule import ema_decay_at, lr_factor
 from flowstudy.train.trainer import Trainer, TrainingInterrupted, TrainResult, resolve_device
 from flowstudy.train.stacked import StackedGroup, train_group
@@ -11,7 +11,6 @@ from flowstudy.train.stacked import StackedGroup, train_group
 __all__ = [
     "EMA",
     "RECIPES",
-    "LoadedRun",
     "RunPaths",
     "StackedGroup",
     "TrainConfig",
@@ -20,7 +19,6 @@ __all__ = [
     "TrainingInterrupted",
     "ema_decay_at",
     "load_checkpoint",
-    "load_run",
     "lr_factor",
     "read_config_file",
     "recipe_for",

@@ -35,60 +35,94 @@ class TrainConfig:
     """Everything a training run needs. Fractions are of the run's total optimiser steps."""
 
     data: str = "builtin:sonar-gsm8k-1k"
-    val: str | None = None  # None: the ':val' split next to a builtin/dir dataset, else a 10 % split
+    """Training data spec: builtin:NAME[:SPLIT], PATH, PATH:KEY or DIR:SPLIT."""
+    val: str | None = None
+    """Held-out data spec (default: the split beside the data, else a seeded 10 % of it)."""
     arch: str = "mlp"
-    model: dict[str, Any] = field(default_factory=dict)  # create_model overrides
+    """Architecture name (see `flowstudy info`)."""
+    model: dict[str, Any] = field(default_factory=dict)
+    """Model overrides passed to create_model."""
     flow: str = "icfm"
-    flow_options: dict[str, Any] = field(default_factory=dict)  # create_flow overrides
-    steps: int | None = None  # total optimiser steps; exclusive with epochs
+    """Flow method: icfm, otcfm, otcfm-sinkhorn, si-linear, si-trig, reflow."""
+    flow_options: dict[str, Any] = field(default_factory=dict)
+    """Flow overrides passed to create_flow."""
+    steps: int | None = None
+    """Optimiser steps (default: the architecture's recipe); exclusive with epochs."""
     epochs: float | None = None
+    """Passes over the training set (instead of steps)."""
     batch_size: int = 256
+    """Rows per optimiser step."""
     lr: float = 1e-3
+    """Peak learning rate (AdamW)."""
     weight_decay: float = 0.0
+    """AdamW weight decay."""
     betas: tuple[float, float] = (0.9, 0.999)
+    """AdamW betas."""
     warmup_frac: float = 0.05
-    min_lr_frac: float = 0.05  # cosine decays to lr * min_lr_frac
-    ema_decay: float = 0.999  # target decay; warmed up as min(decay, (1 + n) / (10 + n))
+    """Linear learning-rate warm-up, as a fraction of the run's steps."""
+    min_lr_frac: float = 0.05
+    """The cosine schedule decays to lr * min_lr_frac."""
+    ema_decay: float = 0.999
+    """Target EMA decay; warmed up as min(decay, (1 + n) / (10 + n))."""
     grad_clip: float = 1.0
-    val_every: int = 250  # optimiser steps between validations (and last.pt writes)
-    val_repeats: int = 4  # noise/time draws per validation row (val loss is noisy otherwise)
-    patience: int | None = None  # validations without improvement before stopping; None = off
-    aug: list[str] = field(default_factory=list)  # e.g. ["mixup:0.2", "noise:0.05"]
-    # "gaussian": v = exact velocity of the data's Gaussian fit + network (flowstudy.flows.gaussian_base)
+    """Gradient norm clipping threshold."""
+    val_every: int = 250
+    """Optimiser steps between validations (and last.pt writes)."""
+    val_repeats: int = 4
+    """Noise/time draws per validation row (the validation loss is noisy otherwise)."""
+    patience: int | None = None
+    """Early stopping after this many validations without improvement (unset: off)."""
+    aug: list[str] = field(default_factory=list)
+    """Augmentation NAME:STRENGTH (mixup, noise, dropout), e.g. noise:0.05; repeatable."""
     base_field: str = "none"
-    # rows the base field is fitted to: "train" (the training rows: the Gaussian fit that held-out
-    # NLL is compared with) or "augmented" (4 augmented draws of each row)
+    """none, or gaussian: the network learns the residual of the data's Gaussian-fit velocity
+    (flowstudy.flows.gaussian_base)."""
     base_fit: str = "augmented"
-    # k: the network only adds velocity in the top-k principal subspace of the base field
-    # (flowstudy.flows.subspace); outside it the flow is the exact Gaussian flow. None: everywhere
+    """Rows the base field is fitted to: train (the Gaussian fit that held-out NLL is compared
+    with) or augmented (4 augmented draws of each row)."""
     residual_rank: int | None = None
-    residual_input: str = "subspace"  # what that network reads: "subspace" (k coordinates) or "full" (x)
-    residual_scale: float = 1.0  # alpha in v = base + alpha * residual; 0 is the Gaussian fit
-    # after training, alpha is chosen from this grid by the validation rows' NLL (flowstudy.train.selection)
+    """With base_field gaussian: the network acts only in the top-k principal subspace of the base
+    field (flowstudy.flows.subspace), outside it the flow is the exact Gaussian flow; 0 or unset:
+    in the whole space."""
+    residual_input: str = "subspace"
+    """What that network reads: subspace (its k coordinates) or full (x)."""
+    residual_scale: float = 1.0
+    """alpha in v = base + alpha * residual; 0 is the Gaussian fit."""
     residual_scales: list[float] = field(default_factory=list)
-    select_by: str = "loss"  # what picks best.pt and drives early stopping: validation "loss" or "nll"
-    std_floor: float = 0.1  # standardizer floor, relative to the median per-dimension std
+    """After training, choose alpha from these by the validation rows' NLL (flowstudy.train.selection); repeatable."""
+    select_by: str = "loss"
+    """What picks best.pt and drives early stopping: validation loss or nll."""
+    std_floor: float = 0.1
+    """Standardiser floor, relative to the median per-dimension std."""
     seed: int = 0
+    """Seed of every random draw of the run."""
     device: str = "auto"
-    # "fp32"; "tf32": float32 tensors, CUDA matrix products on TF32 tensor cores (10-bit mantissa
-    # inputs, float32 sums); "bf16": autocast inside networks on CUDA. fp32 is the default: a single
-    # run's network is small enough to be launch-bound, and autocast's casts made H100 training
-    # 20-40 % slower (benchmarks/RESULTS.md). The CPU always runs fp32.
+    """auto, cpu, cuda, cuda:1 ..."""
     precision: str = "fp32"
-    # On CUDA, replay each training step as one CUDA graph (flowstudy.train.graph); False keeps the
-    # eager step (debugging). The CPU always runs eagerly.
+    """fp32, tf32 (float32 tensors, CUDA matrix products on TF32 tensor cores) or bf16 (autocast
+    inside networks on CUDA); the CPU computes in fp32. fp32 is the default: a single run's network
+    is small enough to be launch-bound, and autocast's casts made H100 training 20-40 % slower
+    (benchmarks/RESULTS.md)."""
     graph: bool = True
-    # torch.compile the step's velocity field (a mode of flowstudy.graph_solver.COMPILE_MODES,
-    # static shapes) before the step runs or is captured: fused kernels, fewer of them per step.
-    # Costs one compile per run (tens of seconds); None: off.
+    """On CUDA, replay each training step as one CUDA graph (flowstudy.train.graph); off keeps the
+    eager step (debugging). The CPU always runs eagerly."""
     compile: str | None = None
-    tracker: str | None = None  # "tensorboard" | "mlflow"
-    subset: int | None = None  # train on a nested subset of this many rows (data-size studies)
+    """torch.compile the step's velocity field first: default or max-autotune-no-cudagraphs (one
+    compile per run, tens of seconds; static shapes); unset: off."""
+    tracker: str | None = None
+    """tensorboard or mlflow (local store in the run directory)."""
+    subset: int | None = None
+    """Train on a nested subset of this many rows (data-size studies)."""
     subset_seed: int = 0
-    teacher: str | None = None  # reflow: the run whose ODE map provides (noise, endpoint) pairs
+    """Seed of the nested subsets."""
+    teacher: str | None = None
+    """Reflow: the run directory whose ODE map provides the (noise, endpoint) pairs."""
     reflow_pairs: int = 4000
+    """Reflow: pairs drawn from the teacher."""
     reflow_solver: str = "rk4"
+    """Reflow: the solver that draws them."""
     reflow_steps: int = 25
+    """Reflow: that solver's steps."""
 
     def total_steps(self, n_train: int) -> int:
         """Optimiser steps of the run: ``steps``, or ``epochs`` passes over n_train rows."""
@@ -166,6 +200,20 @@ class TrainConfig:
         if isinstance(values.get("aug"), str):
             values["aug"] = [values["aug"]]
         return cls(**values)
+
+
+def field_docs() -> dict[str, str]:
+    """Each TrainConfig field's documentation (the string under it), whitespace folded: what the
+    Python API lists and the command line's ``train --help`` shows."""
+    import ast
+    import inspect
+
+    body = ast.parse(inspect.getsource(TrainConfig)).body[0].body
+    docs = {}
+    for node, after in zip(body, body[1:]):
+        if isinstance(node, ast.AnnAssign) and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant):
+            docs[node.target.id] = " ".join(str(after.value.value).split())
+    return docs
 
 
 def _positive_int(value: Any) -> bool:

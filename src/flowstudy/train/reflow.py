@@ -16,7 +16,6 @@ from flowstudy.data import Standardizer
 from flowstudy.errors import CheckpointError
 from flowstudy.io import atomic_torch_save
 from flowstudy.train.config import TrainConfig
-from flowstudy.train.rundir import load_run
 
 VAL_FRACTION = 0.1
 
@@ -46,6 +45,7 @@ def load_reflow_pairs(config: TrainConfig, run_dir: Path, device: torch.device) 
 
 def _generate(config: TrainConfig, device: torch.device) -> dict:
     from flowstudy.flows import generate_reflow_pairs
+    from flowstudy.run import load_run  # here: flowstudy.run imports the train package's checkpoint module
 
     teacher = load_run(config.teacher, device=device)
     generator = torch.Generator(device=device).manual_seed(config.seed + 7_919)

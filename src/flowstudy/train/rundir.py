@@ -1,4 +1,4 @@
-"""A run directory and what every command needs from it.
+"""The layout of a run directory (what the trainer writes; :mod:`flowstudy.run` reads it back).
 
     RUN_DIR/config.json             resolved TrainConfig + seed, versions
     RUN_DIR/metrics.jsonl           one JSON object per logged step / validation
@@ -11,12 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-from torch import nn
-
-from flowstudy.data import Standardizer
-from flowstudy.errors import CheckpointError
-from flowstudy.train.checkpoint import load_checkpoint
 
 
 @dataclass(frozen=True)
@@ -56,62 +50,4 @@ class RunPaths:
         return self.checkpoints / "best.pt"
 
 
-@dataclass
-class LoadedRun:
-    """A trained model (EMA weights, eval mode), its standardizer and the checkpoint dict.
-
-    ``model(x, t)`` is the run's whole velocity field: for a run with a Gaussian base field it is
-    a :class:`~flowstudy.flows.gaussian_base.WithBaseField` (base + network; the network is
-    ``model.net``); with a ``residual_rank`` a
-    :class:`~flowstudy.flows.subspace.SubspaceResidual`.
-    """
-
-    model: nn.Module
-    standardizer: Standardizer
-    checkpoint: dict
-
-    @property
-    def config(self) -> dict:
-        """The resolved training configuration stored in the checkpoint."""
-        return self.checkpoint["config"]
-
-    def velocity(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """The network's velocity in standardised space. x: [B, D], t: [B]."""
-        return self.model(x, t)
-
-
-def load_run(run_dir: str | Path, which: str = "best", device: str | torch.device = "cpu", ema: bool = True) -> LoadedRun:
-    """Rebuild the model of a run from ``checkpoints/{which}.pt`` (EMA weights by default)."""
-    from flowstudy.flows.subspace import SubspaceNet, compose_field
-    from flowstudy.models import create_model
-
-    paths = RunPaths(Path(run_dir))
-    if not paths.root.is_dir():
-        raise CheckpointError(f"{paths.root}: no such run directory")
-    if which not in ("best", "last"):
-        raise CheckpointError(f"checkpoint must be 'best' or 'last'; got '{which}'")
-    path = paths.best if which == "best" and paths.best.exists() else paths.last
-    if not path.exists():
-        raise CheckpointError(f"{paths.root}: holds no checkpoint (looked for checkpoints/best.pt and last.pt)")
-    state = load_checkpoint(path)
-    base = _base(state) if state.get("base_field") is not None else None
-    model = create_model(state["arch"], **state["model_config"])
-    if state.get("residual") is not None:  # the network, confined to the base's top principal subspace
-        if base is None:
-            raise CheckpointError(f"{path}: a subspace residual without its base field")
-        model = SubspaceNet.around(model, base, **state["residual"])
-    try:
-        model.load_state_dict(state["ema"]["model"] if ema else state["model"])
-    except RuntimeError as err:
-        raise CheckpointError(f"{path}: weights do not fit architecture '{state['arch']}': {err}") from err
-    model = compose_field(model, base)  # base + network (or + subspace residual), or the network alone
-    model = model.to(device).eval()
-    return LoadedRun(model, Standardizer.from_state_dict(state["standardizer"]), state)
-
-
-def _base(state: dict):
-    from flowstudy.flows import create_flow
-    from flowstudy.flows.gaussian_base import GaussianBaseField
-
-    cfg = state["config"]
-    return GaussianBaseField.from_state(state["base_field"], create_flow(cfg["flow"], **cfg.get("flow_options", {})).path)
+__all__ = ["RunPaths"]

@@ -25,7 +25,7 @@ from torch import nn
 import flowstudy
 from flowstudy.data import Standardizer, apply_augmentations, parse_augmentations
 from flowstudy.data.resolve import load_train_val
-from flowstudy.errors import CheckpointError, ConfigError, TrainingError
+from flowstudy.errors import CheckpointError, TrainingError
 from flowstudy.data.augment import ROTATION_EQUIVARIANT
 from flowstudy.flows.couplings import Independent, Paired
 from flowstudy.flows.gaussian_base import DiagonalGaussianBase, GaussianBaseField, WithBaseField
@@ -37,6 +37,7 @@ from flowstudy.train.config import TrainConfig
 from flowstudy.train.ema import EMA
 from flowstudy.train.graph import make_train_step
 from flowstudy.train.rundir import RunPaths
+from flowstudy.devices import resolve_device
 from flowstudy.train.schedule import lr_factor
 from flowstudy.train.selection import choose_scale, validation_nll
 from flowstudy.train.trackers import make_trackers
@@ -64,16 +65,6 @@ class TrainResult:
     last_val_loss: float
     stopped_early: bool
     seconds: float
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> cuda when available, else cpu; ConfigError for CUDA requested without a device."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device '{name}' requested but no CUDA device is available")
-    return device
 
 
 class Batcher:
@@ -470,7 +461,7 @@ class Trainer:
     def _choose_scale(self) -> None:
         """Choose the residual scale α of the best checkpoint's EMA field by validation NLL; write it
         into best.pt and last.pt (``residual["scale"]``) and the scores into scale_selection.json."""
-        from flowstudy.train.rundir import load_run
+        from flowstudy.run import load_run
 
         run = load_run(self.paths.root, "best", device=self.device)
         alpha, scores = choose_scale(run.model, self.val_x1, self.config.residual_scales, seed=self.config.seed)

@@ -1,10 +1,15 @@
-"""CLI ``flowstudy optimize run|ask|tell|report`` (added to the app by :func:`register`)."""
+"""``flowstudy optimize run|ask|tell|report``: :func:`flowstudy.api.optimize` and its ask/tell loop."""
 
 from __future__ import annotations
 
 from typing import Optional
 
+import numpy as np
 import typer
+
+from flowstudy import api
+from flowstudy.console import make_console
+from flowstudy.options import parse_options
 
 optimize_app = typer.Typer(no_args_is_help=True, help="Guided optimisation of a black-box score over the prior's embeddings.")
 
@@ -12,16 +17,6 @@ optimize_app = typer.Typer(no_args_is_help=True, help="Guided optimisation of a 
 def register(app: typer.Typer) -> None:
     """Add the ``optimize`` sub-app to ``app``."""
     app.add_typer(optimize_app, name="optimize")
-
-
-def _config(prior: str, objective: str, method: str, budget: int, q: int, n_init: int, seed: int, steps: int, pca_k: int, kernel: str, opt):
-    from flowstudy.options import parse_options
-    from flowstudy.guidance.loop import LoopConfig
-
-    return LoopConfig(
-        prior=prior, objective=objective, method=method, budget=budget, q=q, n_init=n_init, seed=seed, steps=steps,
-        pca_k=pca_k if pca_k > 0 else None, kernel=kernel, options=parse_options(opt, "--opt"),
-    )
 
 
 _METHOD = typer.Option("guided", "--method", help="prior, pool, rank, guided, bo, turbo, latent.")
@@ -45,28 +40,25 @@ def run_command(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Optimise OBJECTIVE over samples of PRIOR; every evaluation is saved, a killed run resumes."""
-    from flowstudy.console import make_console
-    from flowstudy.guidance.loop import Optimisation
-    from flowstudy.guidance.objectives import parse_objective
-
-    fn = parse_objective(objective)
-    opt_run = Optimisation.create_or_open(out, _config(prior, objective, method, budget, q, n_init, seed, steps, pca, kernel, opt))
     console = make_console()
+    settings = dict(out=out, method=method, budget=budget, q=q, n_init=n_init, seed=seed, steps=steps, pca=pca, kernel=kernel,
+                    options=parse_options(opt, "--opt"))
     if quiet:
-        history = opt_run.run(fn)
+        result = api.optimize(prior, objective, **settings)
     else:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as bar:
-            task = bar.add_task(f"{method}: best -", total=budget, completed=opt_run.n_evaluated)
+            task = bar.add_task(f"{method}: best -", total=budget)
 
-            def update(o) -> None:
-                h = o.history()
-                bar.update(task, completed=h.n, description=f"{method}: best {float(h.y.max()):.4f}")
+            def update(so_far: api.OptimizationResult) -> None:
+                bar.update(task, completed=len(so_far.y), description=f"{method}: best {so_far.best_score:.4f}")
 
-            history = opt_run.run(fn, on_round=update)
-    i = int(history.y.argmax())
-    console.print(f"{history.n} evaluations -> {out}; best {float(history.y[i]):.4f} (evaluation {i}, evaluations.jsonl has its nearest text)")
+            result = api.optimize(prior, objective, on_round=update, **settings)
+    console.print(
+        f"{len(result.y)} evaluations -> {out}; best {result.best_score:.4f} (evaluation {result.best_index}, "
+        "evaluations.jsonl has its nearest text)"
+    )
 
 
 @optimize_app.command("ask")
@@ -81,20 +73,10 @@ def ask_command(
 
     The first ask hands out the initial design (--n-init prior samples), later ones --q candidates;
     asking again before `tell` hands out the same candidates."""
-    from pathlib import Path
-
-    from flowstudy.console import make_console
-    from flowstudy.errors import ConfigError
-    from flowstudy.guidance.loop import EXTERNAL, Optimisation
-
-    if (Path(out) / "config.json").exists():
-        state = Optimisation.open(out)
-    elif prior is None:
-        raise ConfigError(f"{out} holds no optimisation yet: the first ask needs --prior RUN_DIR")
-    else:
-        state = Optimisation.create_or_open(out, _config(prior, EXTERNAL, method, budget, q or 4, n_init, seed, steps, pca, kernel, opt))
-    x = state.ask(q)
-    make_console().print(f"wrote {x.shape[0]} candidates to {out}/pending.npy and their nearest texts to {out}/pending.jsonl")
+    loop = api.ask_tell(out, prior=prior, method=method, budget=budget, q=q or 4, n_init=n_init, seed=seed, steps=steps, pca=pca,
+                        kernel=kernel, options=parse_options(opt, "--opt"))
+    candidates = loop.ask(q)
+    make_console().print(f"wrote {candidates.x.shape[0]} candidates to {out}/pending.npy and their nearest texts to {out}/pending.jsonl")
 
 
 @optimize_app.command("tell")
@@ -104,16 +86,9 @@ def tell_command(
     candidates: Optional[str] = typer.Option(None, "--candidates", help="Scored embeddings .npy [q, D] instead of the pending ones."),
 ) -> None:
     """Record the scores of the pending candidates (all or nothing: bad input leaves the state untouched)."""
-    import numpy as np
-
-    from flowstudy.console import make_console
-    from flowstudy.guidance.loop import Optimisation, read_scores
-
-    state = Optimisation.open(out)
-    x = np.load(candidates, allow_pickle=False) if candidates else None
-    state.tell(read_scores(scores), x)
-    h = state.history()
-    make_console().print(f"{h.n}/{state.config.budget} evaluations; best {float(h.y.max()):.4f}")
+    loop = api.ask_tell(out)
+    result = loop.tell(scores, np.load(candidates, allow_pickle=False) if candidates else None)
+    make_console().print(f"{len(result.y)}/{loop.budget} evaluations; best {result.best_score:.4f}")
 
 
 @optimize_app.command("report")
@@ -123,10 +98,7 @@ def report_command(
     no_realism: bool = typer.Option(False, "--no-realism", help="Skip the realism table (loads every prior)."),
 ) -> None:
     """report.md, report.html and best_so_far.png: curves with 95 % CIs, final-best table, texts, realism."""
-    from flowstudy.console import make_console
-    from flowstudy.guidance.report import write_report
-
-    paths = write_report(dirs, out, realism=not no_realism)
+    paths = api.optimization_report(dirs, out=out, realism=not no_realism)
     make_console().print(f"wrote {paths.markdown}, {paths.html} and {paths.figure}")
 
 

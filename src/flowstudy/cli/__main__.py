@@ -1,0 +1,7 @@
+"""``python -m flowstudy.cli``: the ``flowstudy`` command."""
+
+import sys
+
+from flowstudy.cli.app import main
+
+sys.exit(main())

@@ -1,0 +1,21 @@
+"""Device names as the user writes them ("auto", "cpu", "cuda", "cuda:1") -> torch devices."""
+
+from __future__ import annotations
+
+import torch
+
+from flowstudy.errors import ConfigError
+
+__all__ = ["resolve_device"]
+
+
+def resolve_device(name: str | torch.device) -> torch.device:
+    """``auto`` -> cuda when available, else cpu; ConfigError for CUDA requested without a device."""
+    if isinstance(name, torch.device):
+        return name
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device '{name}' requested but no CUDA device is available")
+    return device
