@@ -22,7 +22,10 @@ def main() -> None:
     parser.add_argument("--channels", type=int, default=512)
     parser.add_argument("--width", type=int, default=4, help="the convolution's k (d_conv)")
     parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--quick", action="store_true", help="a tiny case, 3 calls: checks the script, not the speed")
     args = parser.parse_args()
+    if args.quick:
+        args.rows, args.channels, args.repeats = 8, 16, 3
     torch.set_num_threads(1)
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(args.rows, args.seqlen, args.channels, generator=gen, requires_grad=True)

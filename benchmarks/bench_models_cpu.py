@@ -101,7 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", type=Path, default=None, help="write the Markdown table here")
     parser.add_argument("--params-only", action="store_true", help="print parameter counts only")
+    parser.add_argument("--quick", action="store_true", help="two tiny networks, small batch, 2 repeats: checks the script, not the speed")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.archs, args.batch, args.dim, args.warmup, args.repeats = args.archs or ["mlp-tiny", "unet-tiny"], 8, 64, 1, 2
 
     if args.params_only:
         text = params_table(args.dim)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-_API_NAMES = (
+API_NAMES = (
     "AskTell",
     "Candidates",
     "Comparison",
@@ -47,8 +47,9 @@ _API_NAMES = (
     "system_info",
     "train_options",
 )
+"""What ``flowstudy`` re-exports (on first use) from :mod:`flowstudy.api`, which lists the same."""
 
-__all__ = ["__version__", *_API_NAMES]
+__all__ = ["__version__", *API_NAMES]
 
 if TYPE_CHECKING:
     from flowstudy.api import (
@@ -84,7 +85,7 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str) -> Any:
-    if name in _API_NAMES:
+    if name in API_NAMES:
         from flowstudy import api
 
         return getattr(api, name)
@@ -92,4 +93,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_API_NAMES})
+    return sorted({*globals(), *API_NAMES})

@@ -43,11 +43,17 @@ RESIDUAL_INPUTS = ("subspace", "full")
 """What the network reads: the k whitened subspace coordinates, or the whole state x."""
 
 
-def effective_rank(rank: int, dim: int) -> int:
-    """k = min(rank, D): a rank of D or more is the whole space (so one recipe fits any D)."""
+def check_rank(rank: int) -> int:
+    """``residual_rank`` itself, or a ConfigError: the one check of it (a training configuration's
+    and every residual's)."""
     if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
         raise ConfigError(f"residual_rank must be an integer >= 1; got {rank!r}")
-    return min(rank, dim)
+    return rank
+
+
+def effective_rank(rank: int, dim: int) -> int:
+    """k = min(rank, D): a rank of D or more is the whole space (so one recipe fits any D)."""
+    return min(check_rank(rank), dim)
 
 
 def top_directions(base: GaussianBaseField, rank: int) -> tuple[Tensor, Tensor]:
@@ -243,4 +249,7 @@ def compose_field(net: nn.Module, base: GaussianBaseField | None) -> nn.Module:
     return SubspaceResidual(net, base) if isinstance(net, SubspaceNet) else WithBaseField(net, base)
 
 
-__all__ = ["RESIDUAL_INPUTS", "EigenSubspaceNet", "EigenbasisFlow", "SubspaceNet", "SubspaceResidual", "compose_field", "effective_rank", "top_directions"]
+__all__ = [
+    "RESIDUAL_INPUTS", "EigenSubspaceNet", "EigenbasisFlow", "SubspaceNet", "SubspaceResidual", "check_rank", "compose_field", "effective_rank",
+    "top_directions",
+]
