@@ -15,39 +15,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from flowstudy.exports import API_NAMES
 
-API_NAMES = (
-    "AskTell",
-    "Candidates",
-    "Comparison",
-    "DataLike",
-    "EmbeddingSet",
-    "Evaluation",
-    "NLLOptions",
-    "NearestText",
-    "OptimizationResult",
-    "ReconstructionReport",
-    "Run",
-    "Samples",
-    "Study",
-    "TrainOption",
-    "ask_tell",
-    "evaluate",
-    "fit",
-    "inspect_dataset",
-    "load_dataset",
-    "load_run",
-    "optimization_report",
-    "optimize",
-    "reconstruct",
-    "report",
-    "run_study",
-    "sample",
-    "system_info",
-    "train_options",
-)
-"""What ``flowstudy`` re-exports (on first use) from :mod:`flowstudy.api`, which lists the same."""
+__version__ = "0.1.0"
 
 __all__ = ["__version__", *API_NAMES]
 

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from flowstudy.checkpoint import load_checkpoint
 from flowstudy.data import Standardizer, check_same_dim
 from flowstudy.data import load_dataset as load_spec
 from flowstudy.datalike import DataLike, load_dataset
@@ -33,8 +34,7 @@ from flowstudy.flows.gaussian_base import GaussianBaseField, WithBaseField
 from flowstudy.flows.subspace import SubspaceNet, compose_field
 from flowstudy.models import create_model
 from flowstudy.sampling import NearestText, ReconstructionReport, Samples, nearest_rows, reconstruct, sample_standardized
-from flowstudy.train.checkpoint import load_checkpoint
-from flowstudy.train.rundir import RunPaths
+from flowstudy.rundir import RunPaths
 
 CHECKPOINTS = ("best", "last")
 """``best``: lowest validation loss (or NLL, by ``select_by``); falls back to ``last``, the latest state."""

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from flowstudy.errors import CheckpointError
-from flowstudy.train.checkpoint import load_checkpoint
+from flowstudy.checkpoint import load_checkpoint
 
 
 class _RunsACommand:

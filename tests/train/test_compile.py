@@ -9,7 +9,7 @@ import torch
 
 from flowstudy.errors import ConfigError
 from flowstudy.train import Trainer
-from flowstudy.train.checkpoint import load_checkpoint
+from flowstudy.checkpoint import load_checkpoint
 
 needs_compiler = pytest.mark.skipif(shutil.which("g++") is None, reason="torch.compile on the CPU needs a C++ compiler")
 

@@ -21,7 +21,7 @@ report) and ``optimization`` (optimize, ask/tell, optimization_report).
 
 from __future__ import annotations
 
-from flowstudy import API_NAMES
+from flowstudy.exports import API_NAMES
 from flowstudy.api.data import DataLike, EmbeddingSet, inspect_dataset, load_dataset, system_info
 from flowstudy.api.evaluation import Evaluation, NLLOptions, evaluate
 from flowstudy.api.optimization import AskTell, Candidates, OptimizationResult, ask_tell, optimization_report, optimize
@@ -39,5 +39,5 @@ from flowstudy.api.training import (
     train_options,
 )
 
-# The package top re-exports these names lazily; the list lives there, once.
+# The package top re-exports these names lazily; the list lives in flowstudy.exports, once.
 __all__ = list(API_NAMES)

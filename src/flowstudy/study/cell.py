@@ -112,8 +112,8 @@ def train_run(config, run_dir: Path) -> dict[str, Any]:
     train_seconds (of the last training segment) and resumed.
     """
     from flowstudy.train import Trainer
-    from flowstudy.train.checkpoint import load_checkpoint
-    from flowstudy.train.rundir import RunPaths
+    from flowstudy.checkpoint import load_checkpoint
+    from flowstudy.rundir import RunPaths
 
     paths, summary_path = RunPaths(run_dir), run_dir / TRAIN_SUMMARY
     if paths.last.exists():

@@ -69,8 +69,8 @@ def train_cell_group(cells: Sequence[Cell], study_dir: str | Path, vectorise: bo
     """
     from flowstudy.io import atomic_write_json
     from flowstudy.study.cell import TRAIN_SUMMARY, training_summary
-    from flowstudy.train.checkpoint import load_checkpoint
-    from flowstudy.train.rundir import RunPaths
+    from flowstudy.checkpoint import load_checkpoint
+    from flowstudy.rundir import RunPaths
     from flowstudy.train.stacked import StackedGroup, train_group
 
     todo, resume = [], []

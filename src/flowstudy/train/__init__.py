@@ -1,9 +1,9 @@
 """Training: configuration, schedules, EMA, checkpoints, trackers and the trainer."""
 
-from flowstudy.train.checkpoint import load_checkpoint, save_checkpoint
+from flowstudy.checkpoint import load_checkpoint, save_checkpoint
 from flowstudy.train.config import RECIPES, TrainConfig, read_config_file, recipe_for, resolve_config
 from flowstudy.train.ema import EMA
-from flowstudy.train.rundir import RunPaths
+from flowstudy.rundir import RunPaths
 from flowstudy.train.schedule import ema_decay_at, lr_factor
 from flowstudy.train.trainer import Trainer, TrainingInterrupted, TrainResult, resolve_device
 from flowstudy.train.stacked import StackedGroup, train_group

@@ -45,7 +45,7 @@ def load_reflow_pairs(config: TrainConfig, run_dir: Path, device: torch.device) 
 
 def _generate(config: TrainConfig, device: torch.device) -> dict:
     from flowstudy.flows import generate_reflow_pairs
-    from flowstudy.run import load_run  # here: flowstudy.run imports the train package's checkpoint module
+    from flowstudy.run import load_run  # here: flowstudy.run imports sampling, which imports this package
 
     teacher = load_run(config.teacher, device=device)
     generator = torch.Generator(device=device).manual_seed(config.seed + 7_919)

@@ -55,7 +55,7 @@ from flowstudy.cudagraphs import capture, last_wait
 from flowstudy.errors import ConfigError
 from flowstudy.flows.method import velocity_loss
 from flowstudy.models.ssm.stacking import scans_for_vmap
-from flowstudy.train.checkpoint import save_checkpoint
+from flowstudy.checkpoint import save_checkpoint
 from flowstudy.train.config import TrainConfig
 from flowstudy.train.flat_update import flat_adamw_ema_, flat_update_available
 from flowstudy.train.graph import WARMUP_STEPS, HostPairing, uncapturable_reason

@@ -32,11 +32,11 @@ from flowstudy.flows.gaussian_base import DiagonalGaussianBase, GaussianBaseFiel
 from flowstudy.flows.method import velocity_loss
 from flowstudy.flows.subspace import SubspaceNet, compose_field, effective_rank
 from flowstudy.io import atomic_write_json
-from flowstudy.train.checkpoint import load_checkpoint, save_checkpoint
+from flowstudy.checkpoint import load_checkpoint, save_checkpoint
 from flowstudy.train.config import TrainConfig
 from flowstudy.train.ema import EMA
 from flowstudy.train.graph import make_train_step
-from flowstudy.train.rundir import RunPaths
+from flowstudy.rundir import RunPaths
 from flowstudy.devices import resolve_device
 from flowstudy.train.schedule import lr_factor
 from flowstudy.train.selection import choose_scale, validation_nll

@@ -1,4 +1,4 @@
-"""The layout of a run directory (what the trainer writes; :mod:`flowstudy.run` reads it back).
+"""The layout of a run directory: what the trainer writes and :mod:`flowstudy.run` reads back.
 
     RUN_DIR/config.json             resolved TrainConfig + seed, versions
     RUN_DIR/metrics.jsonl           one JSON object per logged step / validation
