@@ -14,7 +14,6 @@ hand samples back in the ORIGINAL space.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +52,14 @@ class Run:
     """
 
     def __init__(
-        self, model: nn.Module, standardizer: Standardizer, checkpoint: dict, *, path: str | Path | None = None, which: str = "best", result: Any = None
+        self,
+        model: nn.Module,
+        standardizer: Standardizer,
+        checkpoint: dict,
+        *,
+        path: str | Path | None = None,
+        which: str = "best",
+        result: Any = None,
     ):
         self.model, self.standardizer, self.checkpoint = model, standardizer, checkpoint
         self.path = Path(path) if path is not None else None
@@ -122,7 +128,10 @@ class Run:
         train_set = load_spec(self.config["data"])
         if train_set.texts is None:
             raise DataError(f"{train_set.source} has no texts: nearest texts need a training set with texts")
-        z = samples.z if isinstance(samples, Samples) else self.standardizer.transform(torch.from_numpy(load_dataset(samples).embeddings).double())
+        if isinstance(samples, Samples):
+            z = samples.z
+        else:
+            z = self.standardizer.transform(torch.from_numpy(load_dataset(samples).embeddings).double())
         reference = self.standardizer.transform(torch.from_numpy(train_set.embeddings).double())
         idx, dist = nearest_rows(z, reference)
         return [NearestText(i, int(j), float(d), train_set.texts[int(j)]) for i, (j, d) in enumerate(zip(idx, dist))]
@@ -152,14 +161,6 @@ def load_run(run_dir: str | Path, checkpoint: str = "best", *, device: str | tor
     state = load_checkpoint(path)
     model = _velocity_field(state, path, ema).to(resolve_device(device)).eval()
     return Run(model, Standardizer.from_state_dict(state["standardizer"]), state, path=paths.root, which=path.stem)
-
-
-def read_config(run_dir: str | Path) -> dict[str, Any]:
-    """A run directory's ``config.json`` without loading its weights."""
-    path = RunPaths(Path(run_dir)).config
-    if not path.exists():
-        raise CheckpointError(f"{run_dir}: no config.json (not a run directory?)")
-    return json.loads(path.read_text())
 
 
 def _velocity_field(state: dict, path: Path, ema: bool) -> nn.Module:

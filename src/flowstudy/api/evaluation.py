@@ -123,7 +123,8 @@ def evaluate(
         default_reference = default_reference_spec(run.config["data"], run.config.get("val"))
     else:
         given = load_dataset(target)
-        samples, nfe, source, standardizer = given.embeddings, None, str(target) if isinstance(target, (str, os.PathLike)) else given.source, None
+        source = str(target) if isinstance(target, (str, os.PathLike)) else given.source
+        samples, nfe, standardizer = given.embeddings, None, None
         if options is not None:
             raise ConfigError(f"{source}: the held-out NLL (nll) needs a run, not samples: samples have no density")
         if train is None:

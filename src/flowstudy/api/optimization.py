@@ -210,7 +210,9 @@ def ask_tell(out: str | os.PathLike, *, prior: Run | str | os.PathLike | None = 
     if (Path(out) / "config.json").exists():
         return AskTell(Optimisation.open(out))
     if prior is None:
-        raise ConfigError(f"{out}: not an optimisation directory (no config.json); the first ask needs a prior (a run directory or gaussian:DATASPEC)")
+        raise ConfigError(
+            f"{out}: not an optimisation directory (no config.json); the first ask needs a prior (a run directory or gaussian:DATASPEC)"
+        )
     prior_spec, loaded = _prior(prior)
     return AskTell(Optimisation.create_or_open(out, _loop_config(prior_spec, EXTERNAL, method, settings), loaded))
 
