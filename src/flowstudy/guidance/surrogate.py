@@ -177,3 +177,109 @@ def box_map(lo: Tensor, hi: Tensor) -> InputMap:
 def unmap_box(input_map: InputMap, u: Tensor) -> Tensor:
     """Inverse of an identity-basis map: u [n, D] in the unit box -> z [n, D]."""
     return input_map.mean + input_map.lo + u.double() * (input_map.hi - input_map.lo)
+
+
+@dataclass(frozen=True)
+class DirectionBasis:
+    """The top-k uncentred principal directions of the training rows, in the original space.
+
+    ``basis`` [k, D]: orthonormal rows, the right singular vectors of the raw (uncentred) training
+    matrix, so the first is close to the rows' mean direction; ``moments`` [k]: the rows' mean
+    squared coordinate along each; ``radius``: the rows' mean norm.
+
+    ``features(x)`` [n, k] = radius · (x / ||x||) @ basis^T: coordinates of the candidates' directions,
+    put on the shell of radius ``radius``; ``point(w)`` [m, D] = radius · (w @ basis) / ||w @ basis||:
+    the point of that shell that maximises the linear function w·features (the maximum of a linear
+    function over a sphere lies along its gradient).
+    """
+
+    basis: Tensor
+    moments: Tensor
+    radius: float
+
+    @classmethod
+    def fit(cls, rows: Tensor, k: int) -> DirectionBasis:
+        """From training rows [N, D] (original space); 1 <= k <= min(N, D)."""
+        x = torch.as_tensor(rows).double()
+        if not 1 <= k <= min(x.shape):
+            raise DataError(f"direction basis: k must lie in [1, {min(x.shape)}]; got {k}")
+        _, s, vh = torch.linalg.svd(x, full_matrices=False)
+        return cls(vh[:k].clone(), s[:k].square() / x.shape[0], float(x.norm(dim=1).mean()))
+
+    @property
+    def dim(self) -> int:
+        return int(self.basis.shape[0])
+
+    def features(self, x: Tensor) -> Tensor:
+        """x [n, D] original space -> [n, k] float64."""
+        x = torch.as_tensor(x).double()
+        return self.radius * (x / x.norm(dim=1, keepdim=True).clamp_min(1e-30)) @ self.basis.T
+
+    def point(self, w: Tensor) -> Tensor:
+        """Weights [m, k] -> the points [m, D] of norm ``radius`` along w @ basis."""
+        g = w.double() @ self.basis  # [m, D]
+        return self.radius * g / g.norm(dim=1, keepdim=True).clamp_min(1e-30)
+
+
+LOG_SIGNAL = tuple(float(v) for v in torch.linspace(-3.0, 2.0, 11))
+LOG_NOISE = tuple(float(v) for v in torch.linspace(-8.0, -1.0, 15))
+
+
+class LinearSurrogate:
+    """Bayesian linear regression y = f·w + e, w_j ~ N(0, tau^2·p_j), e ~ N(0, s^2): a GP with the
+    kernel k(f, f') = tau^2 · sum_j p_j f_j f'_j (Rasmussen & Williams 2006, §2.1).
+
+    No intercept: on a shell of fixed radius a constant is a multiple of the feature along the
+    rows' mean direction. tau^2 and s^2 are chosen by the marginal likelihood (type II maximum
+    likelihood) over a grid of log10 multiples of the scores' mean square (``LOG_SIGNAL`` for tau^2
+    times the features' prior variance, ``LOG_NOISE`` for s^2): a grid, not a gradient search, so a
+    fit is deterministic and cannot fail to converge at n ~ 100 and k ~ 256. The posterior is
+    w | data ~ N(mu, C), C = (F^T F / s^2 + diag(1 / (tau^2 p)))^-1, mu = C F^T y / s^2.
+    """
+
+    def __init__(self, mean: Tensor, cov: Tensor, tau2: float, noise: float, log_evidence: float) -> None:
+        self.mean, self.cov = mean, cov
+        self.tau2, self.noise, self.log_evidence = tau2, noise, log_evidence
+
+    @classmethod
+    def fit(cls, f: Tensor, y: Tensor, prior_var: Tensor) -> LinearSurrogate:
+        """Features f [n, k], scores y [n], relative prior variances p [k] (> 0)."""
+        f, y, p = f.double(), y.double(), prior_var.double()
+        n, k = f.shape
+        if y.shape != (n,) or p.shape != (k,) or n < 1 or not torch.isfinite(y).all() or not (p > 0).all():
+            raise DataError(f"linear surrogate needs f [n, k], finite y [n] and p [k] > 0; got {tuple(f.shape)}, {tuple(y.shape)}, {tuple(p.shape)}")
+        scale = float(y.square().mean().clamp_min(1e-30))
+        gram = (f * p) @ f.T  # [n, n]
+        unit = scale / float(gram.diagonal().mean().clamp_min(1e-30))
+        best = None
+        for ls in LOG_SIGNAL:
+            for ln in LOG_NOISE:
+                tau2, s2 = unit * 10.0**ls, scale * 10.0**ln
+                value = _log_evidence(tau2 * gram, s2, y)
+                if best is None or value > best[0]:
+                    best = (value, tau2, s2)
+        value, tau2, s2 = best
+        precision = f.T @ f / s2 + torch.diag(1.0 / (tau2 * p))  # [k, k]
+        cov = torch.cholesky_inverse(torch.linalg.cholesky(precision))
+        cov = (cov + cov.T) / 2
+        return cls(cov @ f.T @ y / s2, cov, tau2, s2, value)
+
+    def mean_std(self, f: Tensor) -> tuple[Tensor, Tensor]:
+        """Posterior mean and std [n] of the noise-free objective at features f [n, k]."""
+        f = f.double()
+        return f @ self.mean, ((f @ self.cov) * f).sum(1).clamp_min(0).sqrt()
+
+    def sample_weights(self, n: int, generator: torch.Generator, temperature: float = 1.0) -> Tensor:
+        """n posterior draws of w [n, k] (Thompson sampling), the spread scaled by ``temperature``."""
+        chol = torch.linalg.cholesky(self.cov + 1e-12 * self.cov.diagonal().mean() * torch.eye(len(self.mean), dtype=torch.float64))
+        xi = torch.randn(n, len(self.mean), generator=generator, dtype=torch.float64)
+        return self.mean + temperature * xi @ chol.T
+
+
+def _log_evidence(k: Tensor, s2: float, y: Tensor) -> float:
+    """log N(y; 0, K + s^2 I) for K [n, n] and y [n]."""
+    chol, info = torch.linalg.cholesky_ex(k + s2 * torch.eye(len(y), dtype=k.dtype))
+    if int(info) != 0:
+        return -math.inf
+    alpha = torch.cholesky_solve(y[:, None], chol)[:, 0]
+    return float(-0.5 * y @ alpha - chol.diagonal().log().sum() - 0.5 * len(y) * math.log(2 * math.pi))

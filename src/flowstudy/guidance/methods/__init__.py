@@ -8,10 +8,11 @@ from flowstudy.guidance.methods.base import Method, Problem
 from flowstudy.guidance.methods.bo import BoMethod, TurboMethod
 from flowstudy.guidance.methods.guided import GuidedMethod
 from flowstudy.guidance.methods.latent import LatentMethod
+from flowstudy.guidance.methods.linear import LinearMethod
 from flowstudy.guidance.methods.simple import PoolMethod, PriorMethod, RankMethod
 
 METHODS: dict[str, type[Method]] = {
-    cls.name: cls for cls in (PriorMethod, PoolMethod, RankMethod, GuidedMethod, BoMethod, TurboMethod, LatentMethod)
+    cls.name: cls for cls in (PriorMethod, PoolMethod, RankMethod, GuidedMethod, BoMethod, TurboMethod, LatentMethod, LinearMethod)
 }
 """Method name -> class."""
 

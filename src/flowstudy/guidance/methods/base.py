@@ -50,6 +50,14 @@ class Problem:
         """Unguided samples [n, D] float64 from noise [n, D]."""
         return guided_sample(self.prior.velocity, noise, steps=self.steps).double()
 
+    def encode(self, z: Tensor) -> Tensor:
+        """The noise [n, D] float32 that :meth:`decode` takes to z [n, D] (standardised): the same ODE
+        integrated backward from t = 1 to t = 0 with as many Euler steps."""
+        from flowstudy.solvers import solve
+
+        with torch.no_grad():
+            return solve(self.prior.velocity, z.float(), 1.0, 0.0, steps=self.steps).x.float()
+
     def fit(self, history: History, seed: int, input_map: InputMap | None = None, rows: np.ndarray | None = None) -> Surrogate:
         """The GP surrogate on the history (or its ``rows``), through the problem's input map."""
         z = history.z if rows is None else history.z[rows]
@@ -94,7 +102,14 @@ def trust_region_noise(history: History, n: int, seed: int, n_best: int = 4, sig
     pick = torch.randint(len(centres), (n,), generator=gen)
     s = sigma[0] + (sigma[1] - sigma[0]) * torch.rand(n, 1, generator=gen)
     xi = torch.randn(n, history.noise.shape[1], generator=gen)
-    return torch.sqrt(1 - s**2) * centres[pick] + s * xi
+    return pcn_step(centres[pick], s, xi)
+
+
+def pcn_step(noise: Tensor, s: Tensor | float, xi: Tensor) -> Tensor:
+    """sqrt(1 - s^2)·noise + s·xi [n, D]: a preconditioned Crank–Nicolson step of size s in [0, 1]
+    (xi ~ N(0, I) [n, D]); it leaves N(0, I) invariant."""
+    s = torch.as_tensor(s, dtype=noise.dtype)
+    return torch.sqrt(1 - s**2) * noise + s * xi
 
 
 def candidate_noise(history: History, n: int, seed: int, tr_fraction: float, **tr) -> Tensor:
@@ -112,4 +127,4 @@ def noise_box(dim: int) -> tuple[Tensor, Tensor]:
     return -bound, bound
 
 
-__all__ = ["Method", "Problem", "candidate_noise", "noise_box", "top", "trust_region_noise"]
+__all__ = ["Method", "Problem", "candidate_noise", "noise_box", "pcn_step", "top", "trust_region_noise"]
