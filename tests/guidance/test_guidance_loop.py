@@ -20,7 +20,7 @@ FAST = {"n_candidates": 32}
 
 
 def _config(method: str, **kw) -> LoopConfig:
-    options = {"guided": {**FAST, "strength": 0.5}, "rank": FAST, "latent": FAST, "turbo": FAST}.get(method, {})
+    options = {"guided": {**FAST, "strength": 0.5}, "rank": FAST, "latent": FAST, "turbo": FAST, "linear": {"k": 3}}.get(method, {})
     base = dict(prior="toy", objective="python:tests.guidance.toy:toy_score", method=method, budget=14, q=3, n_init=5, seed=3, steps=6, pca_k=2, options=options)
     return LoopConfig(**{**base, **kw})
 
@@ -41,7 +41,7 @@ def test_killed_run_resumes_to_what_an_uninterrupted_run_proposes(tmp_path):
     np.testing.assert_array_equal(whole.round, [0] * 5 + [1] * 3 + [2] * 3)
 
 
-@pytest.mark.parametrize("method", ["prior", "pool", "rank", "latent", "bo", "turbo"])
+@pytest.mark.parametrize("method", ["prior", "pool", "rank", "latent", "bo", "turbo", "linear"])
 def test_every_method_spends_exactly_the_budget(tmp_path, method):
     options = {"bo": {"num_restarts": 1, "raw_samples": 16, "maxiter": 5}}.get(method)
     config = _config(method, budget=7, **({"options": options} if options else {}))

@@ -79,10 +79,11 @@ def max_cosine_to(targets: np.ndarray) -> ScoreFn:
 
 TEXT_PROPERTIES: dict[str, Callable[[str], float]] = {
     "words": lambda text: float(len(text.split())),
-    "clauses": lambda text: float(1 + len(re.findall(r"[,;:]| and | then ", text))),
+    "clauses": lambda text: float(1 + len(re.findall(r"[,;:](?:\s+(?:and|then)\b)?|\s(?:and|then)\s", text))),
 }
 """Properties of a text a learned reward predicts: its number of words; its number of clauses (the
-steps an instruction asks for: one plus its commas, semicolons, colons, "and" and "then")."""
+steps an instruction asks for: one plus its separators, a comma, semicolon or colon, an "and" or a
+"then", where ", then" and ", and" count once)."""
 
 RIDGE_ALPHAS = (0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0)
 
