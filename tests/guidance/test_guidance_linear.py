@@ -122,3 +122,9 @@ def test_linear_method_proposes_the_flow_image_of_the_surrogate_maximum():
     assert float(score(proposal.z[:1])) > float(history.y.max())
     with pytest.raises(ConfigError, match="linear: needs 0 <= pcn <= 1"):
         create_method("linear", problem, pcn=1.5)
+
+
+def test_the_default_method_is_registered():
+    from flowstudy.guidance.methods import DEFAULT_METHOD, METHODS
+
+    assert METHODS[DEFAULT_METHOD].name == DEFAULT_METHOD == "linear"

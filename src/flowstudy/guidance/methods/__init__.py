@@ -16,6 +16,10 @@ METHODS: dict[str, type[Method]] = {
 }
 """Method name -> class."""
 
+DEFAULT_METHOD = "linear"
+"""The method to use when none is named: the best mean final cosine on the benchmark's held-out
+targets (docs/results/guidance/NOTES.md, "A surrogate that sees 128 directions")."""
+
 
 def create_method(name: str, problem: Problem, **options: object) -> Method:
     """Build method ``name`` on ``problem``; unknown names and options fail with the valid ones."""
@@ -27,4 +31,4 @@ def create_method(name: str, problem: Problem, **options: object) -> Method:
         raise ConfigError(f"method {name!r}: bad options {sorted(options)}: {err}") from err
 
 
-__all__ = ["METHODS", "Method", "Problem", "create_method"]
+__all__ = ["DEFAULT_METHOD", "METHODS", "Method", "Problem", "create_method"]
