@@ -35,13 +35,14 @@ def render(best: dict, prior_spec: str) -> str:
     methods = sorted({m for _, m, _ in best})
     seeds = sorted({s for _, _, s in best})
     bounds = objective_bounds(load_prior(prior_spec).train.embeddings, objectives)
-    mean = {(o, m): np.mean([best[(o, m, s)] for s in seeds if (o, m, s) in best]) for o in objectives for m in methods}
+    found = {(o, m): [best[(o, m, s)] for s in seeds if (o, m, s) in best] for o in objectives for m in methods}
+    mean = {key: float(np.mean(v)) if v else float("nan") for key, v in found.items()}
     short = lambda o: o.replace("builtin:sonar-gsm8k-1k:", "")  # noqa: E731
     lines = ["| objective | " + " | ".join(f"bound k={k}" for k in KS) + " | " + " | ".join(methods) + " |"]
     lines.append("| --- " * (1 + len(KS) + len(methods)) + "|")
     for o in objectives:
         b = [f"{bounds[o][k]:.3f}" if o in bounds else "" for k in KS]
-        lines.append(f"| {short(o)} | " + " | ".join(b) + " | " + " | ".join(f"{mean[(o, m)]:.3f}" for m in methods) + " |")
+        lines.append(f"| {short(o)} | " + " | ".join(b) + " | " + " | ".join(f"{mean[(o, m)]:.3f}" if found[(o, m)] else "-" for m in methods) + " |")
     cosine = [o for o in objectives if o in bounds]
     if cosine:
         b = [f"{np.mean([bounds[o][k] for o in cosine]):.3f}" for k in KS]
