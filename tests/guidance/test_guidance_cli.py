@@ -25,7 +25,8 @@ def test_optimize_run_resume_ask_tell_and_report(tiny_data, tmp_path, capsys):
     log = [json.loads(line) for line in (out / "evaluations.jsonl").read_text().splitlines()]
     assert len(log) == 10 and all("nearest_train_row" in rec and "text" in rec for rec in log)
     ask = tmp_path / "ask"
-    assert main(["optimize", "ask", str(ask), "--prior", prior, "--q", "2", "--n-init", "2", "--steps", "6", "--pca", "3"]) == 0
+    # the run's method: one method across both directories of the report
+    assert main(["optimize", "ask", str(ask), "--prior", prior, "--method", "guided", "--q", "2", "--n-init", "2", "--steps", "6", "--pca", "3"]) == 0
     x = np.load(ask / "pending.npy")
     assert x.shape == (2, 16) and x.dtype == np.float32
     assert main(["optimize", "tell", str(ask), "0.5"]) == 2

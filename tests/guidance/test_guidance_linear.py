@@ -124,7 +124,16 @@ def test_linear_method_proposes_the_flow_image_of_the_surrogate_maximum():
         create_method("linear", problem, pcn=1.5)
 
 
-def test_the_default_method_is_registered():
+def test_the_default_method_is_registered_and_the_front_door_uses_it():
+    import inspect
+
+    import flowstudy as fs
     from flowstudy.guidance.methods import DEFAULT_METHOD, METHODS
 
     assert METHODS[DEFAULT_METHOD].name == DEFAULT_METHOD == "linear"
+    assert inspect.signature(fs.optimize).parameters["method"].default == DEFAULT_METHOD
+
+
+def test_default_k_is_cut_to_the_rank_of_a_small_training_set():
+    prior, _ = toy_prior(dim=3)
+    assert create_method("linear", Problem(prior)).basis.dim == 3  # default k = 128 > D = 3

@@ -119,7 +119,7 @@ def optimize(
     objective: str | Objective,
     *,
     out: str | os.PathLike,
-    method: str = "guided",
+    method: str = "linear",
     budget: int = 100,
     q: int = 4,
     n_init: int = 20,
@@ -136,7 +136,7 @@ def optimize(
     ``prior``: a :class:`Run`, a run directory, or ``gaussian:DATASPEC`` (the Gaussian fit alone).
     ``objective``: a spec (``cosine:DATASPEC:ROW``, ``topic:DATASPEC:WORD``,
     ``python:MODULE:FUNCTION``, ``,noise=SIGMA``) or a function scores [q] <- x [q, D] (original space).
-    ``method``: prior, pool, rank, guided, bo, turbo or latent, with ``options`` (e.g.
+    ``method``: linear (the default), prior, pool, rank, guided, bo, turbo or latent, with ``options`` (e.g.
     ``{"strength": 0.3}``); ``q`` candidates per round after ``n_init`` initial draws; ``steps``:
     Euler steps per decoding; ``pca``: the surrogate reads the top-k whitened principal
     components (None or 0: every coordinate); ``kernel``: rbf or rbf+linear. The state lives in
@@ -202,7 +202,7 @@ class AskTell:
         return _result(self._state)
 
 
-def ask_tell(out: str | os.PathLike, *, prior: Run | str | os.PathLike | None = None, method: str = "guided", **settings: Any) -> AskTell:
+def ask_tell(out: str | os.PathLike, *, prior: Run | str | os.PathLike | None = None, method: str = "linear", **settings: Any) -> AskTell:
     """The ask/tell optimisation in ``out``: opened when it exists, else created with ``prior``,
     ``method`` and ``settings`` (:func:`optimize`'s: budget, q, n_init, seed, steps, pca, kernel, options)."""
     from flowstudy.guidance.loop import EXTERNAL, Optimisation

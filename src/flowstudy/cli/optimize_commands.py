@@ -19,7 +19,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(optimize_app, name="optimize")
 
 
-_METHOD = typer.Option("guided", "--method", help="prior, pool, rank, guided, bo, turbo, latent.")
+_METHOD = typer.Option("linear", "--method", help="linear, prior, pool, rank, guided, bo, turbo, latent.")
 _BUDGET = typer.Option(100, "--budget", help="Evaluations in all, the initial design included.")
 _Q = typer.Option(4, "--q", help="Candidates per round.")
 _N_INIT = typer.Option(20, "--n-init", help="Initial design: prior samples (training rows for pool).")

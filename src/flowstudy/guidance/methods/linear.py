@@ -44,7 +44,9 @@ class LinearMethod(Method):
 
     @cached_property
     def basis(self) -> DirectionBasis:
-        return DirectionBasis.fit(torch.from_numpy(self.problem.prior.train.embeddings), self.k)
+        """The top-k directions, k at most the training matrix's smaller side (small data sets)."""
+        rows = torch.from_numpy(self.problem.prior.train.embeddings)
+        return DirectionBasis.fit(rows, min(self.k, *rows.shape))
 
     def fit(self, history: History) -> LinearSurrogate:
         """The linear surrogate on every evaluation so far."""
