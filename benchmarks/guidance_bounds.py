@@ -42,16 +42,19 @@ def render(best: dict, prior_spec: str) -> str:
     lines.append("| --- " * (1 + len(KS) + len(methods)) + "|")
     for o in objectives:
         b = [f"{bounds[o][k]:.3f}" if o in bounds else "" for k in KS]
-        lines.append(f"| {short(o)} | " + " | ".join(b) + " | " + " | ".join(f"{mean[(o, m)]:.3f}" if found[(o, m)] else "-" for m in methods) + " |")
+        scores = [f"{mean[(o, m)]:.3f}" if found[(o, m)] else "-" for m in methods]
+        lines.append(f"| {short(o)} | " + " | ".join(b + scores) + " |")
     cosine = [o for o in objectives if o in bounds]
     if cosine:
         b = [f"{np.mean([bounds[o][k] for o in cosine]):.3f}" for k in KS]
-        lines.append("| **mean over cosine targets** | " + " | ".join(b) + " | " + " | ".join(f"**{np.mean([mean[(o, m)] for o in cosine]):.3f}**" for m in methods) + " |")
-        lines += ["", "| method | " + " | ".join(f"seed {s}" for s in seeds) + " | targets >= bound k=64 | targets >= bound k=128 |", "| --- " * (3 + len(seeds)) + "|"]
+        scores = [f"**{np.mean([mean[(o, m)] for o in cosine]):.3f}**" for m in methods]
+        lines.append("| **mean over cosine targets** | " + " | ".join(b + scores) + " |")
+        header = "| method | " + " | ".join(f"seed {s}" for s in seeds) + " | targets >= bound k=64 | targets >= bound k=128 |"
+        lines += ["", header, "| --- " * (3 + len(seeds)) + "|"]
         for m in methods:
             per_seed = [np.mean([best[(o, m, s)] for o in cosine]) if all((o, m, s) in best for o in cosine) else np.nan for s in seeds]
-            reach = [sum(mean[(o, m)] >= bounds[o][k] for o in cosine) for k in (64, 128)]
-            lines.append(f"| {m} | " + " | ".join(f"{v:.3f}" for v in per_seed) + f" | {reach[0]}/{len(cosine)} | {reach[1]}/{len(cosine)} |")
+            reach = [f"{sum(mean[(o, m)] >= bounds[o][k] for o in cosine)}/{len(cosine)}" for k in (64, 128)]
+            lines.append(f"| {m} | " + " | ".join([f"{v:.3f}" for v in per_seed] + reach) + " |")
     return "\n".join(lines) + "\n"
 
 

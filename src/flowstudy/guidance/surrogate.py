@@ -247,7 +247,8 @@ class LinearSurrogate:
         f, y, p = f.double(), y.double(), prior_var.double()
         n, k = f.shape
         if y.shape != (n,) or p.shape != (k,) or n < 1 or not torch.isfinite(y).all() or not (p > 0).all():
-            raise DataError(f"linear surrogate needs f [n, k], finite y [n] and p [k] > 0; got {tuple(f.shape)}, {tuple(y.shape)}, {tuple(p.shape)}")
+            shapes = f"{tuple(f.shape)}, {tuple(y.shape)}, {tuple(p.shape)}"
+            raise DataError(f"linear surrogate needs f [n, k], finite y [n] and p [k] > 0; got {shapes}")
         scale = float(y.square().mean().clamp_min(1e-30))
         gram = (f * p) @ f.T  # [n, n]
         unit = scale / float(gram.diagonal().mean().clamp_min(1e-30))

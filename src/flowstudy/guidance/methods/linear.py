@@ -36,10 +36,13 @@ from flowstudy.guidance.surrogate import DirectionBasis, LinearSurrogate
 class LinearMethod(Method):
     name = "linear"
 
-    def __init__(self, problem: Problem, k: int = 128, alpha: float = 1.0, temperature: float = 0.5, n_mean: int = 1, pcn: float = 0.1) -> None:
+    def __init__(
+        self, problem: Problem, k: int = 128, alpha: float = 1.0, temperature: float = 0.5, n_mean: int = 1, pcn: float = 0.1
+    ) -> None:
         super().__init__(problem)
         if not 0 <= pcn <= 1 or temperature < 0 or n_mean < 0 or alpha < 0:
-            raise ConfigError(f"linear: needs 0 <= pcn <= 1, temperature >= 0, n_mean >= 0, alpha >= 0; got {pcn}, {temperature}, {n_mean}, {alpha}")
+            got = f"{pcn}, {temperature}, {n_mean}, {alpha}"
+            raise ConfigError(f"linear: needs 0 <= pcn <= 1, temperature >= 0, n_mean >= 0, alpha >= 0; got {got}")
         self.k, self.alpha, self.temperature, self.n_mean, self.pcn = k, alpha, temperature, n_mean, pcn
 
     @cached_property
