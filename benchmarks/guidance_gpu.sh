@@ -5,10 +5,12 @@
 #   OUT=/tmp/out bash benchmarks/guidance_gpu.sh [SEEDS] [BUDGET_S]
 # SEEDS (default 0,1,2,3,4): seeds of the cosine study; BUDGET_S (default 420): seconds after which
 # unfinished cells are stopped. Order: linear and prior on every seed, then the objective families
-# (seed 0, every method), then guided and latent seed by seed. Writes under $OUT (7 files):
-# train.log, bench.log, cosine.md and families.md (finals beside the top-k bounds, from
-# benchmarks/guidance_bounds.py), report-cosine.md and report-families.md (flowstudy optimize
-# report: curves' table, paired tests, realism), scores.tar.gz (every cell's evaluations).
+# (seed 0, every method), then guided and latent seed by seed. Writes under $OUT (8 files):
+# train.log, bench.log, cosine.md and families.md (finals of finished cells beside the top-k bounds,
+# from benchmarks/guidance_bounds.py), report-cosine.md and report-families.md (the guidance report:
+# final table, paired tests, realism; cells stopped by the time limit are left out and listed in
+# bench.log),
+# scores-cosine.json and scores-families.json (every cell's scores, benchmarks/guidance_scores.py).
 # Needs the project's dependencies on that host's python3 (torch, botorch, numpy, scipy, einops,
 # safetensors, pyyaml; wheels carried in .gpu/ are installed first, as benchmarks/gpu_session.sh does).
 set -uo pipefail
@@ -50,6 +52,19 @@ mkdir -p runs/bench-families
 for d in runs/bench/mlp/*/; do  # families' cells apart from the cosine study's
   for o in "$d"maxcos_* "$d"reward_* "$d"*noise*; do [ -e "$o" ] && mkdir -p "runs/bench-families/$(basename "$d")" && mv "$o" "runs/bench-families/$(basename "$d")/"; done
 done
+python3 - <<'PY' >> "$OUT/bench.log"  # stopped cells go to runs/unfinished: reports hold finished cells only
+import json, shutil
+from pathlib import Path
+import numpy as np
+for cfg in sorted(Path("runs").glob("bench*/**/config.json")):
+    npz = cfg.parent / "evaluations.npz"
+    n = len(np.load(npz)["y"]) if npz.exists() else 0
+    if n < json.loads(cfg.read_text())["budget"]:
+        print(f"unfinished ({n} evaluations): {cfg.parent}")
+        dest = Path("runs/unfinished") / cfg.parent.relative_to("runs")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(cfg.parent), str(dest))
+PY
 python3 benchmarks/guidance_bounds.py runs/bench --out "$OUT/cosine.md" > /dev/null 2>> "$OUT/bench.log"
 python3 benchmarks/guidance_bounds.py runs/bench-families --out "$OUT/families.md" > /dev/null 2>> "$OUT/bench.log"
 for part in cosine families; do  # the report module directly: no command-line packages needed
@@ -57,5 +72,6 @@ for part in cosine families; do  # the report module directly: no command-line p
   python3 -c "from flowstudy.guidance.report import write_report; write_report(['$dir'], '/tmp/report-$part')" >> "$OUT/bench.log" 2>&1 \
     && cp /tmp/report-$part/report.md "$OUT/report-$part.md"
 done
-tar czf "$OUT/scores.tar.gz" --exclude='*.jsonl' runs/bench runs/bench-families 2>/dev/null
+python3 benchmarks/guidance_scores.py dump runs/bench "$OUT/scores-cosine.json" >> "$OUT/bench.log" 2>&1
+python3 benchmarks/guidance_scores.py dump runs/bench-families "$OUT/scores-families.json" >> "$OUT/bench.log" 2>&1
 echo "done at $((SECONDS - START)) s" >> "$OUT/bench.log"
