@@ -47,14 +47,15 @@ def render(best: dict, prior_spec: str) -> str:
     cosine = [o for o in objectives if o in bounds]
     if cosine:
         b = [f"{np.mean([bounds[o][k] for o in cosine]):.3f}" for k in KS]
-        scores = [f"**{np.mean([mean[(o, m)] for o in cosine]):.3f}**" for m in methods]
+        scores = [f"**{np.mean([mean[(o, m)] for o in cosine]):.3f}**" if all(found[(o, m)] for o in cosine) else "-" for m in methods]
         lines.append("| **mean over cosine targets** | " + " | ".join(b + scores) + " |")
         header = "| method | " + " | ".join(f"seed {s}" for s in seeds) + " | targets >= bound k=64 | targets >= bound k=128 |"
         lines += ["", header, "| --- " * (3 + len(seeds)) + "|"]
         for m in methods:
             per_seed = [np.mean([best[(o, m, s)] for o in cosine]) if all((o, m, s) in best for o in cosine) else np.nan for s in seeds]
-            reach = [f"{sum(mean[(o, m)] >= bounds[o][k] for o in cosine)}/{len(cosine)}" for k in (64, 128)]
-            lines.append(f"| {m} | " + " | ".join([f"{v:.3f}" for v in per_seed] + reach) + " |")
+            have = [o for o in cosine if found[(o, m)]]  # the share among the targets this method ran on
+            reach = [f"{sum(mean[(o, m)] >= bounds[o][k] for o in have)}/{len(have)}" for k in (64, 128)]
+            lines.append(f"| {m} | " + " | ".join([f"{v:.3f}" if np.isfinite(v) else "-" for v in per_seed] + reach) + " |")
     return "\n".join(lines) + "\n"
 
 
