@@ -239,29 +239,40 @@ def evaluate_with_baselines(
     does not beat the Gaussian fit on one of those.
     """
     (s,) = as_matrices(samples=samples)
-    heldout_rows = heldout.shape[0]
     ev = Evaluator(
         train,
         heldout,
         seed=seed,
         n_splits=n_splits,
         n_dist_splits=n_dist_splits,
-        n_eval=min(s.shape[0], heldout_rows // 2),
+        n_eval=min(s.shape[0], heldout.shape[0] // 2),
         metrics=metrics,
     )
-    per_split = {"model": ev.split_values(s)}
-    for name, x in baseline_samples(ev.train, s.shape[0], seed, names=baselines).items():
-        per_split[name] = ev.split_values(x)
-    per_split[REFERENCE_ROW] = ev.split_values_heldout()
+    per_split = {"model": ev.split_values(s), **baseline_split_values(ev, s.shape[0], seed, baselines)}
+    return evaluation_table(ev, per_split, n_samples=s.shape[0], seed=seed)
+
+
+def baseline_split_values(ev: Evaluator, n: int, seed: int, baselines: Sequence[str] | None = None) -> dict[str, dict[str, np.ndarray]]:
+    """row -> metric -> per-split values of every baseline (``n`` rows each, drawn from ``ev.train``
+    with ``seed``) and of the held-out reference row: what :func:`evaluate_with_baselines` adds beside
+    the model, the same for every sample set of ``n`` rows evaluated by ``ev``."""
+    rows = {name: ev.split_values(x) for name, x in baseline_samples(ev.train, n, seed, names=baselines).items()}
+    rows[REFERENCE_ROW] = ev.split_values_heldout()
+    return rows
+
+
+def evaluation_table(ev: Evaluator, per_split: dict[str, dict[str, np.ndarray]], *, n_samples: int, seed: int) -> EvaluationTable:
+    """The :class:`EvaluationTable` of per-split values (``per_split``: row -> metric -> [splits], the
+    model's row ``"model"``), with its sanity check and flags."""
     rows = {name: summarise_splits(v) for name, v in per_split.items()}
     table = EvaluationTable(
         rows=rows,
-        n_samples=s.shape[0],
+        n_samples=n_samples,
         n_eval=ev.n_eval,
         n_train=ev.train.shape[0],
-        n_heldout=heldout_rows,
+        n_heldout=ev.heldout.shape[0],
         seed=seed,
-        n_splits=n_splits,
+        n_splits=len(ev.splits),
         n_dist_splits=len(ev.dist_splits),
     )
     table.sanity = {m: check.to_dict() for m, check in sanity_check(per_split, ev.metrics).items()}

@@ -381,7 +381,6 @@ def heldout_nll(
     z = std.transform(x.double())  # [B, D]
     z_train = std.transform(torch.as_tensor(np.asarray(train)).double())  # [N, D]
     log_det = float(torch.log(std.scale).sum())
-    dim = std.dim
 
     def velocity(y: Tensor, t: Tensor) -> Tensor:
         return run.model(y, t)
@@ -402,7 +401,20 @@ def heldout_nll(
             )
         parts.append(lp.cpu())
     model_lp = torch.cat(parts, dim=1)  # [K, B]
-    fits = {kind: gaussian_fit(z_train, kind) for kind in GAUSSIAN_KINDS}
+    return beside_gaussians(
+        model_lp, z, z_train, log_det, estimator=estimator, probes=probes, solver=solver, steps=steps, rtol=rtol, atol=atol,
+        nfe=nfe, device=str(device), started=started, graph=graph_solves is not None and graph_solves.recorded,
+    )
+
+
+def beside_gaussians(model_lp: Tensor, z: Tensor, z_train: Tensor, log_det: float, *, estimator: str, probes: int, solver: str,
+                     steps: int, rtol: float, atol: float, nfe: int, device: str, started: float, graph: bool = False,
+                     fits: dict | None = None) -> HeldoutNLL:
+    """The :class:`HeldoutNLL` of a flow's log p [K, B] of the standardised held-out rows z [B, D], beside the
+    Gaussian fits of the standardised training rows z_train [N, D] (``fits``: kind -> :func:`gaussian_fit`,
+    when already computed); log_det: the standardiser's; ``started``: the perf_counter at the start."""
+    dim = z.shape[1]
+    fits = fits if fits is not None else {kind: gaussian_fit(z_train, kind) for kind in GAUSSIAN_KINDS}
     gauss_lp = {kind: gaussian_log_prob(z, *fit[:3])[None] for kind, fit in fits.items()}  # [1, B] each
     model = nll_estimate(estimator, model_lp, dim, log_det, stochastic=estimator == "hutchinson")
     diff = (gauss_lp["full"][0] - model_lp.mean(0)) / dim  # [B]: per-row NLL gap, nats/dim
@@ -422,9 +434,9 @@ def heldout_nll(
         nfe=nfe,
         shrinkage=fits["full"][3],
         log_det_standardiser=log_det,
-        device=str(device),
+        device=device,
         seconds=time.perf_counter() - started,
-        graph=graph_solves is not None and graph_solves.recorded,
+        graph=graph,
     )
 
 
@@ -463,6 +475,7 @@ __all__ = [
     "GAUSSIAN_KINDS",
     "HeldoutNLL",
     "NLLEstimate",
+    "beside_gaussians",
     "gaussian_fit",
     "gaussian_log_prob",
     "heldout_nll",

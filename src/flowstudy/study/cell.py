@@ -40,25 +40,34 @@ from flowstudy.study.grid import Cell
 STRAIGHTNESS_STEPS = 50
 """Euler steps of the straightness measurement: one protocol for every cell, whatever its solver."""
 
-TIMING_FIELDS = ("train_seconds", "sample_seconds", "samples_per_s", "eval_seconds", "cell_seconds")
-"""Result fields that measure wall time."""
+TIMING_FIELDS = (
+    "train_seconds", "sample_seconds", "samples_per_s", "metrics_seconds", "nll_seconds", "eval_seconds",
+    "group_eval_seconds", "cell_seconds",
+)
+"""Result fields that measure wall time. A cell evaluated in a group of K (``eval_group_size``) gets a
+K-th of the group's sampling, metrics and NLL seconds; ``group_eval_seconds`` is the group's whole
+evaluation (sampling included)."""
 
-VOLATILE_FIELDS = TIMING_FIELDS + ("train_resumed",)
+RESULT_ONLY_FIELDS = ("nfe", "eval_group_size") + TIMING_FIELDS
+"""Fields of a cell's result that its evaluation.json leaves out (how the evaluation ran)."""
+
+VOLATILE_FIELDS = TIMING_FIELDS + ("train_resumed", "eval_group_size")
 """Fields that depend on how a run went; every other field is determined by the cell (on CPU)."""
 
 TRAIN_SUMMARY = "train_summary.json"
 
 
 def run_cell(cell: Cell, study_dir: str | Path) -> dict[str, Any]:
-    """Train, sample and evaluate ``cell``; returns its flat result dict (see :func:`flat_result`)."""
-    from flowstudy.metrics import norm_ratio
+    """Train, sample and evaluate ``cell``; returns its flat result dict (see :func:`flat_result`).
+
+    The reference path: one cell at a time. :func:`flowstudy.study.group_eval.evaluate_cells` evaluates the
+    cells of a stacked group at once and is tested against this."""
     from flowstudy.sampling import sample_standardized
     from flowstudy.run import load_run
 
     started = time.perf_counter()
     study_dir = Path(study_dir)
     run_dir = study_dir / "runs" / cell.run_name
-    cell_dir = study_dir / "cells" / cell.id
     with _run_lock(run_dir):
         training = train_run(cell.config, run_dir)
     ev = cell.evaluation
@@ -66,30 +75,59 @@ def run_cell(cell: Cell, study_dir: str | Path) -> dict[str, Any]:
     tic = time.perf_counter()
     z, nfe = sample_standardized(run, ev.n_samples, solver=ev.solver, steps=ev.steps, seed=cell.seed)
     sample_seconds = time.perf_counter() - tic
-    samples = run.standardizer.inverse(z.double()).float().numpy()  # [N, D] original space
-    atomic_save_npy(cell_dir / "samples.npy", samples)
+    samples = save_samples(cell, study_dir, run, z)
 
     tic = time.perf_counter()
     z_eval, train_z, heldout_z, heldout = evaluation_space(cell, run, z)
     table = _evaluate(z_eval, train_z, heldout_z, ev)
+    metrics_seconds = time.perf_counter() - tic
     nll = _nll(cell, run, heldout) if ev.nll != "off" else None
-    if nll is not None:
-        table.nll = nll.summary()
-        table.flags = table.compute_flags()
-    extra_metrics = _straightness(run, ev) if ev.straightness_rows > 0 else {}
-    # The norm where the SONAR decoder reads it (the table's norm_ratio is the standardised one).
-    extra_metrics["original_norm_ratio"] = norm_ratio(samples, heldout)
+    nll_seconds = time.perf_counter() - tic - metrics_seconds
+    extra_metrics = cell_extras(run, ev, samples, heldout)
     eval_seconds = time.perf_counter() - tic
-    nll_details = {"nll_details": nll.to_dict()} if nll is not None else {}
-    atomic_write_json(cell_dir / "evaluation.json", {"cell": cell.id, "group": cell.group, **table.to_dict(), **extra_metrics, **nll_details})
     timing = {
         "nfe": nfe,
         "sample_seconds": sample_seconds,
         "samples_per_s": ev.n_samples / max(sample_seconds, 1e-9),
+        "metrics_seconds": metrics_seconds,
+        "nll_seconds": nll_seconds,
         "eval_seconds": eval_seconds,
+        "group_eval_seconds": sample_seconds + eval_seconds,
+        "eval_group_size": 1,
         "cell_seconds": time.perf_counter() - started,
     }
-    return flat_result(cell, training, table, {**timing, **extra_metrics})
+    return cell_outcome(cell, study_dir, training, table, nll, {**timing, **extra_metrics})
+
+
+def save_samples(cell: Cell, study_dir: Path, run, z: torch.Tensor) -> np.ndarray:
+    """Write STUDY/cells/CELL/samples.npy from standardised samples z [N, D]; returns them in the
+    original space (float32 [N, D])."""
+    samples = run.standardizer.inverse(z.double()).float().numpy()  # [N, D] original space
+    atomic_save_npy(Path(study_dir) / "cells" / cell.id / "samples.npy", samples)
+    return samples
+
+
+def cell_extras(run, ev, samples: np.ndarray, heldout: np.ndarray) -> dict[str, float]:
+    """Straightness (when the study asks for it) and the samples' norm ratio in the original space,
+    where the SONAR decoder reads it (the table's norm_ratio is the standardised one)."""
+    from flowstudy.metrics import norm_ratio
+
+    extra = _straightness(run, ev) if ev.straightness_rows > 0 else {}
+    extra["original_norm_ratio"] = norm_ratio(samples, heldout)
+    return extra
+
+
+def cell_outcome(cell: Cell, study_dir: Path, training: dict[str, Any], table, nll, extra: dict[str, Any]) -> dict[str, Any]:
+    """Write STUDY/cells/CELL/evaluation.json (the table, ``nll``'s summary and details, ``extra``'s
+    metrics) and return the cell's flat result."""
+    if nll is not None:
+        table.nll = nll.summary()
+        table.flags = table.compute_flags()
+    metrics = {k: v for k, v in extra.items() if k not in RESULT_ONLY_FIELDS}
+    nll_details = {"nll_details": nll.to_dict()} if nll is not None else {}
+    atomic_write_json(Path(study_dir) / "cells" / cell.id / "evaluation.json",
+                      {"cell": cell.id, "group": cell.group, **table.to_dict(), **metrics, **nll_details})
+    return flat_result(cell, training, table, extra)
 
 
 # ----------------------------------------------------------------------------- training
@@ -279,4 +317,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-__all__ = ["STRAIGHTNESS_STEPS", "TIMING_FIELDS", "VOLATILE_FIELDS", "evaluation_space", "flat_result", "run_cell", "train_run"]
+__all__ = [
+    "RESULT_ONLY_FIELDS", "STRAIGHTNESS_STEPS", "TIMING_FIELDS", "VOLATILE_FIELDS", "cell_extras", "cell_outcome",
+    "evaluation_space", "flat_result", "run_cell", "save_samples", "train_run",
+]
