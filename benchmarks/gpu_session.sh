@@ -11,6 +11,8 @@
 #   bash benchmarks/gpu_session.sh scanab        # the study's heaviest groups in threads, the scan's backward shapes (SCAN_BWD) taking turns
 #   bash benchmarks/gpu_session.sh nll           # bench_nll.py: exact NLL of a Mamba run, eager against graph-replayed solves, alone and in threads
 #   bash benchmarks/gpu_session.sh final         # the architectures study with runs in stacked groups of up to 64
+#   bash benchmarks/gpu_session.sh smoke         # <= 2 min: the batched evaluation's GPU tests, then a small study's cells evaluated alone and in groups
+#   bash benchmarks/gpu_session.sh flagship      # `time flowstudy study studies/architectures.toml` end to end (resumes; STATE=prefix of a previous call's state)
 #   bash benchmarks/gpu_session.sh threads       # GPU tests, then bench_concurrent_groups.py: groups one after another, in threads, in processes
 #   bash benchmarks/gpu_session.sh scan          # Mamba GPU tests (Triton scan against float64, torch and fused), then bench_scan.py
 #   bash benchmarks/gpu_session.sh subspace      # bench_subspace_sampling.py: eigenbasis against plain-field sampling
@@ -261,6 +263,52 @@ PY
   nll)  # exact held-out NLL of a Mamba recipe run, eager against graph-replayed solves, alone and in threads
     timeout ${BENCH_TIMEOUT:-400} python3 benchmarks/bench_nll.py --arch ${ARCH:-mamba} --threads ${THREADS:-4} ${NLL_ARGS:-} --out "$OUT/nll" 2>&1 \
       | grep -v "^USDT\|^STAGE" | tail -16
+    ;;
+  smoke)  # the batched evaluation on CUDA: its GPU tests, then mlp and mamba (2 seeds, 50 steps) evaluated cell by cell and in groups
+    nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total --format=csv
+    timeout ${TEST_TIMEOUT:-50} python3 -m pytest -q -m gpu tests/study/test_group_eval.py -p no:cacheprovider -o addopts="" > "$OUT/smoke_tests.log" 2>&1
+    tail -3 "$OUT/smoke_tests.log"; grep -E "^(FAILED|ERROR)" "$OUT/smoke_tests.log" | head -5
+    timeout -k 10 ${BENCH_TIMEOUT:-110} python3 benchmarks/profile_evaluation.py --archs ${ARCHS:-mlp mamba} --seeds 0 1 --steps ${STEPS:-50} \
+      --out /tmp/smoke > "$OUT/smoke_profile.log" 2>&1
+    grep -v "^USDT\|^STAGE" "$OUT/smoke_profile.log" | tail -14; cp /tmp/smoke/profile_evaluation.md "$OUT/" 2>/dev/null
+    ;;
+  flagship)  # the architectures study end to end (training, evaluation, NLL, report) from an empty folder, with its wall time.
+    # The folder stays on the machine (/tmp/flagship): a second call on the same (warm) machine resumes it; a fresh machine
+    # resumes from STATE, the path prefix of a previous call's $OUT/flagship-state.tgz.* parts (carried back into the tree).
+    # Leaves in $OUT: flagship.log (the command's output and `time`), status.json, flagship-report.tgz (report.md/html,
+    # results.csv/jsonl, figures, status, spec, group_training.json), flagship-eval.md (evaluation seconds per network),
+    # flagship-state.tgz.aa, .ab... (the folder without checkpoints: results store, cells' files, logs).
+    spec=${SPEC:-studies/architectures.toml}; name=$(basename "$spec" .toml); dir=/tmp/flagship/$name
+    if [ ! -d "$dir" ] && [ -n "${STATE:-}" ] && ls "$STATE".* >/dev/null 2>&1; then
+      mkdir -p /tmp/flagship && cat "$STATE".* | tar -xz -C /tmp/flagship && echo "resuming from $STATE"
+    fi
+    nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total --format=csv
+    # what the command, the evaluation and the report import beyond torch (carry wheels in .whl/ for any it names)
+    python3 -c "
+import importlib.util as u
+missing = [m for m in ('typer', 'rich', 'sklearn', 'scipy', 'matplotlib') if u.find_spec(m) is None]
+print('missing Python packages (carry their wheels):', ', '.join(missing)) if missing else None"
+    (while sleep 15; do cp "$dir/status.json" "$OUT/" 2>/dev/null; done) & copier=$!
+    # SIGTERM at STUDY_TIMEOUT: the threaded study stops its runs at a step's end with a resumable last.pt; KILL 20 s later
+    { time timeout -k 20 ${STUDY_TIMEOUT:-520} python3 -m flowstudy.cli study "$spec" --out "$dir" ; } > "$OUT/flagship.log" 2>&1
+    kill $copier; cp "$dir/status.json" "$OUT/" 2>/dev/null
+    grep -v "^USDT\|^STAGE\|^[│┃┏┡└├]" "$OUT/flagship.log" | tail -12 | cut -c1-300
+    python3 -m flowstudy.cli study "$dir" --status
+    python3 benchmarks/profile_evaluation.py --from-study "$dir" > "$OUT/flagship-eval.md" 2>&1; cat "$OUT/flagship-eval.md"
+    (cd "$dir" && tar -czf "$OUT/flagship-report.tgz" $(ls -d report.md report.html results.csv results.jsonl figures status.json spec.toml \
+      study.json group_training.json 2>/dev/null))
+    # the state: everything but checkpoints and samples, except the samples the report's PCA figure reads (one cell per network)
+    keep=$(python3 -c "
+import json, sys
+rows = [json.loads(l) for l in open('$dir/results.jsonl') if l.strip()] if __import__('os').path.exists('$dir/results.jsonl') else []
+first = {}
+for r in sorted(rows, key=lambda r: r.get('subset') is not None):
+    first.setdefault(r['arch'], '$name/cells/' + r['id'] + '/samples.npy')
+print(' '.join(first.values()))")
+    rm -f /tmp/flagship-state.tar  # tar's --exclude also drops named files: the kept samples are appended
+    (cd /tmp/flagship && tar -cf /tmp/flagship-state.tar --exclude='*.pt' --exclude='samples.npy' "$name" && { [ -z "$keep" ] || tar -rf /tmp/flagship-state.tar $keep; } \
+      && gzip -c /tmp/flagship-state.tar | split -b 15M - "$OUT/flagship-state.tgz.")
+    ls -la "$OUT"
     ;;
   final)
     nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total --format=csv

@@ -25,7 +25,7 @@ from flowstudy.exports import API_NAMES
 from flowstudy.api.data import DataLike, EmbeddingSet, inspect_dataset, load_dataset, system_info
 from flowstudy.api.evaluation import Evaluation, NLLOptions, evaluate
 from flowstudy.api.optimization import AskTell, Candidates, OptimizationResult, ask_tell, optimization_report, optimize
-from flowstudy.api.studies import Comparison, Study, report, run_study
+from flowstudy.api.studies import Comparison, Study, report, run_study, study_status
 from flowstudy.api.training import (
     NearestText,
     ReconstructionReport,

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Comparison", "ComparisonRow", "Study", "report", "run_study"]
+__all__ = ["Comparison", "ComparisonRow", "Study", "report", "run_study", "study_status"]
 
 COMPARED = ("fidelity", "novelty", "c2st_auc", "mmd", "coverage", "best_val_loss")
 """The metrics of a study's comparison table, in reading order."""
@@ -100,6 +100,7 @@ def run_study(
     workers: int | None = None,
     group_size: int | None = None,
     progress: bool = True,
+    report: bool = False,
 ) -> Study:
     """Run (or continue) a study: every cell not yet done is trained, sampled and evaluated.
 
@@ -110,7 +111,8 @@ def run_study(
     ``workers``: local worker processes (default: the spec's, else 1); ``group_size``: train the
     runs that share a network in stacked groups of up to this many (default: the spec's). Local
     workers are separate processes: a script that calls this must guard its entry point with
-    ``if __name__ == "__main__":``.
+    ``if __name__ == "__main__":``. ``report``: write the report once every cell is done. Progress
+    goes to the study folder's status.json (:func:`study_status`).
     """
     from flowstudy.study import load_spec, parse_spec
     from flowstudy.study import run_study as run_cells
@@ -119,9 +121,29 @@ def run_study(
 
     parsed = parse_spec(spec, "spec dict") if isinstance(spec, dict) else load_spec(spec)
     study_dir = Path(out) if out is not None else DEFAULT_ROOT / parsed.name
-    results = run_cells(parsed, study_dir, executor=executor, address=address, workers=workers, progress=progress, group_size=group_size)
+    results = run_cells(parsed, study_dir, executor=executor, address=address, workers=workers, progress=progress, group_size=group_size, report=report)
     failures = ResultStore(study_dir / STORE_NAME).failures([c.id for c in parsed.cells])
     return Study(study_dir, parsed.name, results, len(parsed.cells), failures)
+
+
+def study_status(study: str | os.PathLike | Study, *, out: str | os.PathLike | None = None) -> dict[str, Any]:
+    """A study's progress, from its folder's status.json (:mod:`flowstudy.study.status`): state, phase, cells
+    done / running / failed, elapsed seconds, the phase's ETA; ``line``: the same as one line of text.
+
+    ``study``: a study folder, a :class:`Study`, or a study file (its folder: ``out``, else ``studies/runs/<name>``).
+    """
+    from flowstudy.study import load_spec
+    from flowstudy.study.runner import DEFAULT_ROOT
+    from flowstudy.study.status import describe, read_status
+
+    if isinstance(study, Study):
+        folder = study.path
+    elif Path(study).is_file():
+        folder = Path(out) if out is not None else DEFAULT_ROOT / load_spec(study).name
+    else:
+        folder = Path(study)
+    status = read_status(folder)
+    return {**status, "line": describe(status)}
 
 
 def report(study_dir: str | os.PathLike | Study, *, reference: str | None = None):

@@ -26,16 +26,21 @@ def study_command(
     group_size: Optional[int] = typer.Option(
         None, "--group-size", help="Train runs that share a network in stacked groups of up to N (default: the spec's [study] group_size)."
     ),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress lines."),
+    status: bool = typer.Option(False, "--status", help="Print the progress of the study in folder SPEC (its status.json) and exit."),
 ) -> None:
-    """Run a study: train, sample and evaluate every cell not yet done; print the comparison table."""
-    study = api.run_study(spec, out=out, executor=executor, address=address, workers=workers, group_size=group_size, progress=not quiet)
+    """Run a study: train, sample and evaluate every cell not yet done, write its report; print the comparison table."""
+    if status:  # SPEC: the study folder, or the study file (its folder: --out or the default)
+        make_console().print(api.study_status(spec, out=out)["line"], highlight=False)
+        return
+    study = api.run_study(spec, out=out, executor=executor, address=address, workers=workers, group_size=group_size,
+                          progress=not quiet, report=True)
     console = make_console()
     if study.results:
         console.print(comparison_table(study.comparison()))
     console.print(
-        f"{len(study.results)}/{study.n_cells} cells done -> {study.path} "
-        f"(results.csv, results.jsonl; `flowstudy report {study.path}` writes the report)"
+        f"{len(study.results)}/{study.n_cells} cells done in {api.study_status(study)['elapsed_s']:.1f} s wall time -> {study.path} "
+        f"(results.csv, results.jsonl{'' if study.failures else ', report.md, report.html'})"
     )
     if study.failures:
         raise typer.Exit(1)

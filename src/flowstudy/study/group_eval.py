@@ -135,7 +135,7 @@ def evaluate_group(cells: Sequence[Cell], study_dir: Path) -> list[dict[str, Any
     spaces = [evaluation_space(cell, run, z) for cell, run, z in zip(cells, runs, zs)]  # (z, train, held-out, held-out rows)
     tables = [_table(space, ev, device) for space in spaces]
     metrics_seconds = time.perf_counter() - tic
-    nlls = _group_nll(cells, runs, field, [s[3] for s in spaces], precision) if ev.nll != "off" else [None] * K
+    nlls = _group_nll(cells, runs, field, [s[3] for s in spaces]) if ev.nll != "off" else [None] * K
     nll_seconds = time.perf_counter() - tic - metrics_seconds
     extras = [cell_extras(run, ev, s, space[3]) for run, s, space in zip(runs, samples, spaces)]
     eval_seconds = time.perf_counter() - tic
@@ -164,9 +164,10 @@ def _table(space: tuple, ev, device: torch.device):
     return shared.table(z.to(device))
 
 
-def _group_nll(cells: Sequence[Cell], runs: list, field, heldouts: list[np.ndarray], precision: str) -> list:
+def _group_nll(cells: Sequence[Cell], runs: list, field, heldouts: list[np.ndarray]) -> list:
     """Each member's :class:`~flowstudy.metrics.likelihood.HeldoutNLL` on its held-out rows (original space),
-    as :func:`flowstudy.study.cell._nll` computes it one by one (factorised, exact divergence, RK4)."""
+    as :func:`flowstudy.study.cell._nll` computes it one by one (factorised, exact divergence, RK4, the
+    network in fp32 whatever its training precision)."""
     from flowstudy.data.resolve import load_train_val
     from flowstudy.metrics.batched import content_key
     from flowstudy.metrics.likelihood import GAUSSIAN_KINDS, beside_gaussians, gaussian_fit, gaussian_log_prob
@@ -180,8 +181,7 @@ def _group_nll(cells: Sequence[Cell], runs: list, field, heldouts: list[np.ndarr
         zs.append(run.standardizer.transform(torch.as_tensor(np.asarray(heldout)).double()))  # [B, D]
         trains.append(run.standardizer.transform(torch.as_tensor(np.asarray(train.embeddings)).double()))  # [N, D]
         rotations.append(flow.rotation.double().cpu())  # [D, D]
-    lead, nfe = members_log_prob(field, [z @ r[:, :k] for z, r in zip(zs, rotations)], solver=NLL_SOLVER,
-                                 steps=ev.nll_steps, precision=precision)
+    lead, nfe = members_log_prob(field, [z @ r[:, :k] for z, r in zip(zs, rotations)], solver=NLL_SOLVER, steps=ev.nll_steps)
     fits: dict[str, dict] = {}
     out = []
     for run, flow, z, z_train, r, lp_k in zip(runs, field.flows, zs, trains, rotations, lead):

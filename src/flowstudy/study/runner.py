@@ -6,6 +6,7 @@
     STUDY/results.{csv,jsonl}  the done cells in the study's cell order
     STUDY/runs/, STUDY/cells/  training runs and per-cell outputs (see flowstudy.study.cell)
     STUDY/group_training.json  with group_size > 1: the stacked-group training phase's wall time
+    STUDY/status.json       the run's progress: phase, cells done / running / failed, ETA (flowstudy.study.status)
 
 Running a study again continues it: done cells are skipped, failed ones retried, an
 interrupted training run resumed from its last checkpoint. Cells are deterministic given
@@ -19,7 +20,6 @@ its entry point with ``if __name__ == "__main__":`` (the workers import the main
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -28,8 +28,10 @@ from flowstudy.errors import ConfigError
 from flowstudy.io import atomic_write_json, atomic_write_text
 from flowstudy.study.cell import run_cell
 from flowstudy.study.executors import CellError, make_executor
+from flowstudy.study.group_eval import evaluate_cells, evaluation_groups
 from flowstudy.study.groups import pack_cells, train_cell_group
 from flowstudy.study.spec import StudySpec, load_spec
+from flowstudy.study.status import StudyStatus
 from flowstudy.study.store import STORE_NAME, ResultStore, export_results
 
 DEFAULT_ROOT = Path("studies") / "runs"
@@ -43,6 +45,7 @@ def run_study(
     workers: int | None = None,
     progress: bool = True,
     group_size: int | None = None,
+    report: bool = False,
 ) -> list[dict[str, Any]]:
     """Run the cells of ``spec`` that are not done yet; returns the done cells' results.
 
@@ -50,7 +53,10 @@ def run_study(
     when ``address`` is given). ``study_dir`` defaults to ``studies/runs/<name>``. A cell that
     raises is recorded as failed with its error and traceback; the study goes on, and the
     next run retries it. ``group_size`` > 1 (default: the spec's) first trains the runs in
-    stacked groups of up to that many (flowstudy.study.groups), one group per executor task.
+    stacked groups of up to that many (flowstudy.study.groups), one group per executor task, then
+    evaluates the cells in groups of up to that many (flowstudy.study.group_eval). ``report``: write
+    the report (flowstudy.study.report) once every cell is done. Progress goes to STUDY/status.json
+    (flowstudy.study.status) and, with ``progress``, to the terminal, ending with the wall time.
     """
     if group_size is not None and group_size < 1:
         raise ConfigError(f"group_size must be >= 1; got {group_size}")
@@ -60,23 +66,58 @@ def run_study(
     store = ResultStore(study_dir / STORE_NAME)
     done = store.done_ids()
     todo = [cell for cell in spec.cells if cell.id not in done]
-    if todo:
-        runner = _executor(spec, executor, address, workers)
-        size = spec.group_size if group_size is None else group_size
-        if size > 1:
-            _train_groups(runner, pack_cells(todo, size), study_dir.resolve(), progress)
-        fn = partial(run_cell, study_dir=study_dir.resolve())
-        with _progress(progress, len(spec.cells), len(spec.cells) - len(todo), spec.name) as advance:
-            for cell, outcome in runner.map_cells(fn, todo):
-                _record(store, cell, outcome)
-                advance(failed=isinstance(outcome, BaseException))
-    ids = [cell.id for cell in spec.cells]
-    results = store.results(ids)
-    export_results(results, study_dir)
-    failures = store.failures(ids)
-    if progress and failures:
-        _print_failures(failures)
+    runner = _executor(spec, executor, address, workers) if todo else None
+    status = StudyStatus(study_dir, spec.name, len(spec.cells), len(spec.cells) - len(todo), getattr(runner, "workers", 1), echo=progress)
+    try:
+        if todo:
+            size = spec.group_size if group_size is None else group_size
+            if size > 1:
+                _train_groups(runner, pack_cells(todo, size), study_dir.resolve(), progress, status)
+            _evaluate(runner, todo, size, study_dir.resolve(), store, status)
+        ids = [cell.id for cell in spec.cells]
+        results = store.results(ids)
+        export_results(results, study_dir)
+        failures = store.failures(ids)
+        if report and results and not failures:
+            from flowstudy.study.report import write_report
+
+            status.phase("report")
+            write_report(study_dir)
+    except BaseException:
+        status.finish("interrupted")
+        raise
+    status.finish("failed" if failures else "finished")
+    if progress:
+        _print_end(status, failures)
     return results
+
+
+def _evaluate(runner, todo: list, size: int, study_dir: Path, store: ResultStore, status: StudyStatus) -> None:
+    """The evaluation phase: one task per cell (:func:`run_cell`), or with ``size`` > 1 one task per
+    evaluation group (:func:`~flowstudy.study.group_eval.evaluate_cells`); every outcome recorded."""
+    if size > 1:
+        tasks = evaluation_groups(todo, size)
+        fn = partial(evaluate_cells, study_dir=study_dir)
+    else:
+        tasks, fn = todo, partial(run_cell, study_dir=study_dir)
+    status.phase("evaluation", [len(t) if isinstance(t, list) else 1 for t in tasks])
+    for task, outcome in runner.map_cells(fn, tasks):
+        cells = task if isinstance(task, list) else [task]
+        outcomes = outcome if isinstance(outcome, list) else [outcome] * len(cells)
+        for cell, result in zip(cells, outcomes):
+            _record(store, cell, result)
+        failed = sum(isinstance(r, BaseException) for r in outcomes)
+        status.task_done(cells_done=len(cells) - failed, cells_failed=failed, failed=failed > 0)
+
+
+def _print_end(status: StudyStatus, failures: list[dict[str, Any]]) -> None:
+    from flowstudy.console import make_console
+
+    if failures:
+        _print_failures(failures)
+    snapshot = status.snapshot()
+    phases = ", ".join(f"{name} {p['seconds']:.1f} s" for name, p in snapshot["phases"].items())
+    make_console().print(f"study {status.name}: wall time {snapshot['elapsed_s']:.1f} s ({phases or 'nothing to do'})", highlight=False)
 
 
 GROUP_TRAINING = "group_training.json"
@@ -84,12 +125,14 @@ GROUP_TRAINING = "group_training.json"
 whether it completed, and when each group finished), rewritten as each group ends."""
 
 
-def _train_groups(runner, groups, study_dir: Path, progress: bool) -> None:
+def _train_groups(runner, groups, study_dir: Path, progress: bool, status: StudyStatus | None = None) -> None:
     """Train each group's runs (one executor task per group); a failed group is reported and its
     runs are left to the cells, which train them one by one. The phase's wall time and failures
     go to STUDY/group_training.json (the study's training time apart from its evaluations)."""
     fn = partial(train_cell_group, study_dir=study_dir)
     started, failed, done = time.perf_counter(), [], []
+    if status is not None:
+        status.phase("training", [len(g) for g in groups])
 
     def record(complete: bool) -> None:  # after every group, so that an interrupted phase leaves its progress
         atomic_write_json(
@@ -109,6 +152,8 @@ def _train_groups(runner, groups, study_dir: Path, progress: bool) -> None:
                 message = f"group training failed ({outcome}); its runs train one by one: {', '.join(names)}"
                 make_console(stderr=True).print(message, highlight=False)
         record(complete=False)
+        if status is not None:
+            status.task_done(failed=isinstance(outcome, BaseException))
     record(complete=True)
 
 
@@ -142,32 +187,6 @@ def _record(store: ResultStore, cell, outcome: Any) -> None:
     else:
         seconds = outcome.get("cell_seconds")
         store.record_result(cell.id, outcome, started_at=now - seconds if seconds is not None else None)
-
-
-@contextmanager
-def _progress(enabled: bool, total: int, done: int, name: str):
-    """Yields ``advance(failed=False)``; a rich bar over cells with ETA when enabled."""
-    if not enabled:
-        yield lambda failed=False: None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    columns = (
-        TextColumn(f"[bold]study {name}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("cells  {task.fields[failed]} failed"),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns) as bar:
-        task = bar.add_task("cells", total=total, completed=done, failed=0)
-
-        def advance(failed: bool = False) -> None:
-            bar.update(task, advance=1, failed=bar.tasks[task].fields["failed"] + int(failed))
-
-        yield advance
 
 
 def _print_failures(failures: list[dict[str, Any]]) -> None:
