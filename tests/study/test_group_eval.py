@@ -26,12 +26,19 @@ axes = {subset = [100], flow = ["icfm"]}
 
 
 @pytest.fixture(scope="module")
-def trained(write_spec, tmp_path_factory):
-    """(spec, study dir with trained runs, cell-by-cell results by cell id)."""
+def trained_runs(write_spec, tmp_path_factory):
+    """(spec, study dir with the trained runs)."""
     spec = load_spec(write_spec("groupeval", extra=RANK_EXTRA, **{'device = "cpu"': 'device = "cpu"\nresidual_rank = 6\n', "[study]": '[study]\nnll = "exact"\nnll_steps = 4'}))
     study_dir = tmp_path_factory.mktemp("groupeval")
     for group in pack_cells(spec.cells, 8):
         train_cell_group(group, study_dir)
+    return spec, study_dir
+
+
+@pytest.fixture(scope="module")
+def trained(trained_runs):
+    """(spec, study dir with trained runs, cell-by-cell results by cell id)."""
+    spec, study_dir = trained_runs
     reference = {cell.id: run_cell(cell, study_dir) for cell in spec.cells}
     return spec, study_dir, reference
 
@@ -120,3 +127,50 @@ def test_groups_of_other_settings_are_kept_apart(trained):
     cells[2] = replace(cells[2], config=replace(cells[2].config, batch_size=16))
     groups = evaluation_groups(cells, 8)
     assert [[c.id for c in g] for g in groups] == [[cells[i].id for i in (0, 3, 4, 5)], [cells[1].id], [cells[2].id]]
+
+
+def _cuda_flows(trained_runs):
+    from flowstudy.flows.subspace import EigenbasisFlow
+    from flowstudy.train import load_run
+
+    spec, study_dir = trained_runs
+    group = evaluation_groups(spec.cells, 8)[0]
+    runs = [load_run(study_dir / "runs" / c.run_name, device="cuda") for c in group]
+    return group, runs, [EigenbasisFlow.of(r.model) for r in runs]
+
+
+@pytest.mark.gpu
+def test_group_sampling_on_cuda_replays_each_runs_sampler(trained_runs):
+    """One graph-replayed solve of all members: the eager solve's samples and each run's own sampler's
+    (same noise from each member's generator; vmapped against single products: float32 rounding)."""
+    from flowstudy.sampling import sample_standardized
+    from flowstudy.study.stacked_field import StackedEigenField, sample_members
+
+    group, runs, flows = _cuda_flows(trained_runs)
+    field = StackedEigenField(flows)
+    seeds = [c.seed + 10 * i for i, c in enumerate(group)]
+    graphed, nfe = sample_members(field, 300, seeds, solver="midpoint", steps=8, dim=16, graph=True)
+    eager, _ = sample_members(field, 300, seeds, solver="midpoint", steps=8, dim=16, graph=False)
+    assert nfe == 16
+    for g, e, run, seed in zip(graphed, eager, runs, seeds):
+        torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-6)
+        own, _ = sample_standardized(run, 300, solver="midpoint", steps=8, seed=seed)
+        torch.testing.assert_close(g, own, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.gpu
+def test_group_log_prob_on_cuda_matches_each_runs_ode(trained_runs):
+    """The members' augmented solve, graph-replayed and eager, against ode_log_prob of each member's own field."""
+    from flowstudy.metrics.likelihood import ode_log_prob
+    from flowstudy.study.stacked_field import StackedEigenField, members_log_prob
+
+    _, _, flows = _cuda_flows(trained_runs)
+    field = StackedEigenField(flows)
+    rows = [torch.randn(37, field.k, generator=torch.Generator().manual_seed(i)) for i in range(field.K)]
+    graphed, nfe = members_log_prob(field, rows, solver="rk4", steps=5, graph=True, row_budget=field.K * field.k * 16)
+    eager, _ = members_log_prob(field, rows, solver="rk4", steps=5, graph=False)
+    assert nfe == 20
+    for g, e, flow, x in zip(graphed, eager, flows, rows):
+        torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-4)
+        own, _ = ode_log_prob(flow.subspace_velocity, x.cuda(), estimator="exact", chunk=field.k, solver="rk4", steps=5)
+        torch.testing.assert_close(g, own[0].cpu().double(), rtol=1e-5, atol=1e-4)

@@ -107,12 +107,12 @@ def save_samples(cell: Cell, study_dir: Path, run, z: torch.Tensor) -> np.ndarra
     return samples
 
 
-def cell_extras(run, ev, samples: np.ndarray, heldout: np.ndarray) -> dict[str, float]:
-    """Straightness (when the study asks for it) and the samples' norm ratio in the original space,
-    where the SONAR decoder reads it (the table's norm_ratio is the standardised one)."""
+def cell_extras(run, ev, samples: np.ndarray, heldout: np.ndarray, straightness: bool = True) -> dict[str, float]:
+    """Straightness (when the study asks for it and ``straightness``) and the samples' norm ratio in the
+    original space, where the SONAR decoder reads it (the table's norm_ratio is the standardised one)."""
     from flowstudy.metrics import norm_ratio
 
-    extra = _straightness(run, ev) if ev.straightness_rows > 0 else {}
+    extra = _straightness(run, ev) if ev.straightness_rows > 0 and straightness else {}
     extra["original_norm_ratio"] = norm_ratio(samples, heldout)
     return extra
 
@@ -246,13 +246,18 @@ def _nll(cell: Cell, run, heldout: np.ndarray):
     )
 
 
+def straightness_noise(ev, dim: int) -> torch.Tensor:
+    """The noise rows [min(straightness_rows, n_samples), dim] every cell's straightness starts from (seeded by eval_seed)."""
+    generator = torch.Generator().manual_seed(ev.eval_seed + 7919)
+    return torch.randn(min(ev.straightness_rows, ev.n_samples), dim, generator=generator)
+
+
 def _straightness(run, ev) -> dict[str, float]:
     """Straightness of the learned paths from a fixed set of noise rows (seeded by eval_seed)."""
     from flowstudy.metrics import straightness
 
     device = next(run.model.parameters()).device
-    generator = torch.Generator().manual_seed(ev.eval_seed + 7919)
-    x0 = torch.randn(min(ev.straightness_rows, ev.n_samples), run.standardizer.dim, generator=generator).to(device)
+    x0 = straightness_noise(ev, run.standardizer.dim).to(device)
     result = straightness(run.velocity, x0, method="euler", steps=STRAIGHTNESS_STEPS)
     return {"straightness": result.value, "straightness_relative": result.relative}
 
@@ -319,5 +324,5 @@ def _plain(value: Any) -> Any:
 
 __all__ = [
     "RESULT_ONLY_FIELDS", "STRAIGHTNESS_STEPS", "TIMING_FIELDS", "VOLATILE_FIELDS", "cell_extras", "cell_outcome",
-    "evaluation_space", "flat_result", "run_cell", "save_samples", "train_run",
+    "evaluation_space", "flat_result", "run_cell", "save_samples", "straightness_noise", "train_run",
 ]

@@ -137,7 +137,10 @@ def evaluate_group(cells: Sequence[Cell], study_dir: Path) -> list[dict[str, Any
     metrics_seconds = time.perf_counter() - tic
     nlls = _group_nll(cells, runs, field, [s[3] for s in spaces]) if ev.nll != "off" else [None] * K
     nll_seconds = time.perf_counter() - tic - metrics_seconds
-    extras = [cell_extras(run, ev, s, space[3]) for run, s, space in zip(runs, samples, spaces)]
+    extras = [cell_extras(run, ev, s, space[3], straightness=False) for run, s, space in zip(runs, samples, spaces)]
+    if ev.straightness_rows > 0:
+        for extra, measured in zip(extras, _group_straightness(flows, ev, runs[0].standardizer.dim)):
+            extra.update(measured)
     eval_seconds = time.perf_counter() - tic
     timing = {
         "nfe": nfe,
@@ -162,6 +165,16 @@ def _table(space: tuple, ev, device: torch.device):
     shared = shared_evaluation(train_z.to(device), heldout_z.to(device), ev.n_samples, seed=ev.eval_seed,
                                n_splits=ev.n_splits, n_dist_splits=ev.n_dist_splits)
     return shared.table(z.to(device))
+
+
+def _group_straightness(flows: list, ev, dim: int) -> list[dict[str, float]]:
+    """Each member's straightness from the noise rows :func:`flowstudy.study.cell.run_cell` draws, in one
+    solve of the members' whole eigenbasis fields."""
+    from flowstudy.study.cell import STRAIGHTNESS_STEPS, straightness_noise
+    from flowstudy.study.stacked_field import StackedEigenField, members_straightness
+
+    field = StackedEigenField(flows, whole=True)
+    return members_straightness(field, straightness_noise(ev, dim).to(field.device), STRAIGHTNESS_STEPS)
 
 
 def _group_nll(cells: Sequence[Cell], runs: list, field, heldouts: list[np.ndarray]) -> list:

@@ -50,15 +50,26 @@ class SubspaceVelocity(nn.Module):
         return self.base(w.float(), t, slice(0, self.k)) + self.net.scale * self.net.read(w, t)
 
 
+class WholeEigenVelocity(SubspaceVelocity):
+    """An :class:`EigenbasisFlow`'s whole field in its eigen-coordinates: w [B, D], t [B] -> [B, D], the base on
+    every coordinate and the network on the first k (the run's field R^T v(R w), without the rotations)."""
+
+    def forward(self, w: Tensor, t: float | Tensor) -> Tensor:
+        t = times_per_row(t, w)
+        lead = self.net.scale * self.net.read(w[:, : self.k], t)  # [B, k]
+        return self.base(w.float(), t) + nn.functional.pad(lead, (0, w.shape[1] - self.k))
+
+
 class StackedEigenField:
-    """The k-dimensional eigenbasis fields of K members as one: w [K, B, k], t [K, B] -> [K, B, k].
+    """The eigenbasis fields of K members as one: w [K, B, k], t [K, B] -> [K, B, k] (``whole``: [K, B, D]).
 
     flows: the members' :class:`EigenbasisFlow` (one network architecture and k, one device).
     ``vmap``: batch the K networks with vmap (default: when a probe evaluation runs under vmap), else
-    evaluate them one after another.
+    evaluate them one after another. ``whole``: every eigen-coordinate (:class:`WholeEigenVelocity`), else
+    the first k (:class:`SubspaceVelocity`).
     """
 
-    def __init__(self, flows: Sequence[EigenbasisFlow], vmap: bool | None = None):
+    def __init__(self, flows: Sequence[EigenbasisFlow], vmap: bool | None = None, whole: bool = False):
         from torch.func import stack_module_state
 
         from flowstudy.models.ssm.stacking import scans_for_vmap
@@ -67,7 +78,8 @@ class StackedEigenField:
         if len(ks) != 1:
             raise ValueError(f"members of a stacked field must share k; got {sorted(ks)}")
         self.flows, self.k, self.K = list(flows), ks.pop(), len(flows)
-        self.members = [SubspaceVelocity(f) for f in flows]
+        self.dim = flows[0].rotation.shape[0] if whole else self.k
+        self.members = [(WholeEigenVelocity if whole else SubspaceVelocity)(f) for f in flows]
         self.device = flows[0].base.mean.device
         params, buffers = stack_module_state(self.members)
         self.params = {n: p.detach() for n, p in params.items()}  # [K, ...]: no gradient to the weights
@@ -80,7 +92,7 @@ class StackedEigenField:
 
     def _can_vmap(self) -> bool:
         """Whether the members' networks run under vmap (a forward and a backward through the rows)."""
-        w = torch.zeros(self.K, 2, self.k, device=self.device, requires_grad=True)
+        w = torch.zeros(self.K, 2, self.dim, device=self.device, requires_grad=True)
         try:
             self._vmapped(w, torch.full((self.K, 2), 0.5, device=self.device)).sum().backward()
             return True
@@ -96,16 +108,16 @@ class StackedEigenField:
         return vmap(one)(self.params, self.buffers, w, t)
 
     def __call__(self, w: Tensor, t: Tensor) -> Tensor:
-        """w: [K, B, k], t: [K, B] -> [K, B, k]."""
+        """w: [K, B, dim], t: [K, B] -> [K, B, dim]."""
         if self.vmapped:
             return self._vmapped(w, t)
         return torch.stack([member(w[i], t[i]) for i, member in enumerate(self.members)])
 
     def flat(self, w: Tensor, t: Tensor) -> Tensor:
-        """The same on the members' rows one after another: w [K·B, k], t [K·B] -> [K·B, k] (what a solver
+        """The same on the members' rows one after another: w [K·B, dim], t [K·B] -> [K·B, dim] (what a solver
         integrates)."""
         rows = w.shape[0] // self.K
-        return self(w.reshape(self.K, rows, self.k), t.reshape(self.K, rows)).reshape(w.shape)
+        return self(w.reshape(self.K, rows, self.dim), t.reshape(self.K, rows)).reshape(w.shape)
 
 
 def _integrator(field, rows: int, dim: int, device: torch.device, method: str, steps: int, t_start: float, t_end: float,
@@ -165,6 +177,29 @@ def sample_members(
         for i, (f, (p, q)) in enumerate(zip(flows, complements)):
             chunks[i].append(f.from_eigen(torch.cat([lead[i], w0[i, :, k:].float() * p + q], dim=1)).float().cpu())
     return [torch.cat(c) for c in chunks], next(iter(solvers.values())).nfe
+
+
+@torch.no_grad()
+def members_straightness(field: StackedEigenField, x0: Tensor, steps: int) -> list[dict[str, float]]:
+    """Straightness of each member's paths from the noise rows x0 [B, D] (data coordinates), with Euler
+    steps: what :func:`flowstudy.metrics.straightness` gives for each run's own field (the measure is a sum
+    of squared norms, which the rotation into each member's eigenbasis leaves alone). ``field``: whole.
+    Returns {"straightness", "straightness_relative"} per member."""
+    from flowstudy.metrics import straightness
+    from flowstudy.solvers import solve
+
+    if field.dim == field.k and field.flows[0].rotation.shape[0] != field.k:
+        raise ValueError("straightness needs the whole field (StackedEigenField(..., whole=True))")
+    w0 = torch.cat([f.to_eigen(x0) for f in field.flows])  # [K·B, D]
+    rows = x0.shape[0]
+    per_row = straightness(field.flat, w0, method="euler", steps=steps, batch_size=w0.shape[0]).per_sample.double()  # [K·B]
+    end = solve(field.flat, w0, 0.0, 1.0, method="euler", steps=steps).x
+    disp2 = ((end - w0).double() ** 2).sum(-1).cpu()  # [K·B]
+    out = []
+    for i in range(field.K):
+        value = per_row[i * rows : (i + 1) * rows].mean()
+        out.append({"straightness": float(value), "straightness_relative": float(value / disp2[i * rows : (i + 1) * rows].mean().clamp_min(1e-300))})
+    return out
 
 
 def _augmented(field: StackedEigenField, precision: str):
@@ -232,4 +267,4 @@ def members_log_prob(
     return list(log_prob), integrate.nfe
 
 
-__all__ = ["NLL_ROW_BUDGET", "StackedEigenField", "SubspaceVelocity", "members_log_prob", "sample_members"]
+__all__ = ["NLL_ROW_BUDGET", "StackedEigenField", "SubspaceVelocity", "WholeEigenVelocity", "members_log_prob", "members_straightness", "sample_members"]
