@@ -104,17 +104,21 @@ def test_members_log_prob_is_the_exact_divergence(trained):
     k, K = field.k, field.K
     w = torch.randn(K * 3, k, generator=torch.Generator().manual_seed(2))
     t = torch.full((K * 3,), 0.3)
-    out = _augmented(field, "fp32")(torch.cat([w, torch.zeros(K * 3, 1)], dim=1), t)
-    for i, flow in enumerate(flows):
-        for row in range(3):
-            x = w[i * 3 + row]
-            jac = torch.autograd.functional.jacobian(lambda y: flow.subspace_velocity(y[None], torch.tensor([0.3]))[0], x)
-            assert out[i * 3 + row, k].item() == pytest.approx(float(torch.trace(jac)), rel=1e-5, abs=1e-5)
+    for functional in (True, False):  # torch.func's vmapped VJPs, and the folded cotangents with one backward pass
+        out = _augmented(field, "fp32", functional)(torch.cat([w, torch.zeros(K * 3, 1)], dim=1), t)
+        for i, flow in enumerate(flows):
+            for row in range(3):
+                x = w[i * 3 + row]
+                jac = torch.autograd.functional.jacobian(lambda y: flow.subspace_velocity(y[None], torch.tensor([0.3]))[0], x)
+                assert out[i * 3 + row, k].item() == pytest.approx(float(torch.trace(jac)), rel=1e-5, abs=1e-5)
+                torch.testing.assert_close(out[i * 3 + row, :k], flow.subspace_velocity(x[None], torch.tensor([0.3]))[0])
     rows = [torch.randn(7, k, generator=torch.Generator().manual_seed(3 + i)) for i in range(K)]
     whole, _ = members_log_prob(field, rows, solver="rk4", steps=3)
     chunked, _ = members_log_prob(field, rows, solver="rk4", steps=3, row_budget=K * k * 2)  # chunks of 2 rows, last padded
-    for a, b in zip(whole, chunked):
+    folded, _ = members_log_prob(field, rows, solver="rk4", steps=3, functional=False)
+    for a, b, c in zip(whole, chunked, folded):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(a, c, rtol=1e-6, atol=1e-5)
 
 
 def test_groups_of_other_settings_are_kept_apart(trained):

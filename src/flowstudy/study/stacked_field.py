@@ -202,27 +202,59 @@ def members_straightness(field: StackedEigenField, x0: Tensor, steps: int) -> li
     return out
 
 
-def _augmented(field: StackedEigenField, precision: str):
+def _augmented(field: StackedEigenField, precision: str, functional: bool | None = None):
     """d/dt of the members' augmented states [K·B, k + 1] (coordinates, then the log-density's
-    integrand): the velocity and its exact divergence, sum_j e_jᵀ ∂v/∂w e_j, from one evaluation
-    of the network on k copies of each row and one backward pass (row c·B + i carries cotangent e_c)."""
+    integrand): the velocity and its exact divergence, sum_j e_jᵀ ∂v/∂w e_j.
+
+    ``functional`` (default where the field is vmapped: tried at the first call, and given up for the
+    folded form if torch.func refuses the network): one forward pass per member and k vector-Jacobian
+    products vmapped over the cotangents (torch.func). Folded: the network on k copies of each row and one
+    plain backward pass (row c·B + i carries cotangent e_c), which every network that trains in a stacked
+    group supports (mamba_ssm's fused scan has no torch.func rule); about 1.5 times the work.
+    """
     from flowstudy.train.trainer import autocast_for
 
     K, k, device = field.K, field.k, field.device
     amp = autocast_for(device, precision)
     eye = torch.eye(k, device=device)
+    mode = {"functional": field.vmapped if functional is None else functional, "tried": functional is not None}
 
-    def augmented(state: Tensor, t: Tensor) -> Tensor:
-        rows = state.shape[0] // K
-        w = state[:, :k].reshape(K, 1, rows, k).expand(K, k, rows, k).reshape(K, k * rows, k).detach().requires_grad_(True)
-        times = t.reshape(K, 1, rows).expand(K, k, rows).reshape(K, k * rows)
+    def folded(w0: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:  # [K, rows, k], [K, rows] -> v, div [K, rows]
+        rows = w0.shape[1]
+        w = w0[:, None].expand(K, k, rows, k).reshape(K, k * rows, k).detach().requires_grad_(True)
+        times = t[:, None].expand(K, k, rows).reshape(K, k * rows)
         with amp:
             v = field(w, times).float()  # [K, k·rows, k]
         cotangents = eye[None, :, None, :].expand(K, k, rows, k).reshape(K, k * rows, k)
         (rows_j,) = torch.autograd.grad(v, w, cotangents)  # [K, k·rows, k]: e_cᵀ ∂v/∂w per row
-        div = torch.einsum("kcbc->kb", rows_j.reshape(K, k, rows, k))  # [K, rows]
-        velocity = v.detach().reshape(K, k, rows, k)[:, 0]  # [K, rows, k]
-        return torch.cat([velocity, div[..., None]], dim=-1).reshape(K * rows, k + 1).to(state.dtype)
+        return v.detach().reshape(K, k, rows, k)[:, 0], torch.einsum("kcbc->kb", rows_j.reshape(K, k, rows, k))
+
+    def by_vjp(w0: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+        from torch.func import functional_call, vjp, vmap
+
+        def one(p: dict, b: dict, wk: Tensor, tk: Tensor) -> tuple[Tensor, Tensor]:  # [rows, k], [rows]
+            v, pull = vjp(lambda y: functional_call(field.template, (p, b), (y, tk)).float(), wk)
+            rows_j = vmap(pull)(eye[:, None, :].expand(k, wk.shape[0], k))[0]  # [k, rows, k]: e_cᵀ ∂v/∂w
+            return v, torch.einsum("cbc->b", rows_j)
+
+        with amp:
+            v, div = vmap(one)(field.params, field.buffers, w0.detach(), t)
+        return v.detach(), div.detach()
+
+    def augmented(state: Tensor, t: Tensor) -> Tensor:
+        rows = state.shape[0] // K
+        w0, times = state[:, :k].reshape(K, rows, k), t.reshape(K, rows)
+        if mode["functional"]:
+            try:
+                v, div = by_vjp(w0, times)
+            except RuntimeError:
+                if mode["tried"]:
+                    raise
+                mode["functional"] = False
+            mode["tried"] = True
+        if not mode["functional"]:
+            v, div = folded(w0, times)
+        return torch.cat([v, div[..., None]], dim=-1).reshape(K * rows, k + 1).to(state.dtype)
 
     return augmented
 
@@ -236,6 +268,7 @@ def members_log_prob(
     precision: str = "fp32",
     graph: bool = True,
     row_budget: int = NLL_ROW_BUDGET,
+    functional: bool | None = None,
 ) -> tuple[list[Tensor], int]:
     """log p of each member's held-out rows on its first k eigen-coordinates: w[i] [B, k] (member i's
     rotated standardised rows) -> [B] float64 on the CPU each, and the network evaluations of a solve.
@@ -244,6 +277,7 @@ def members_log_prob(
     ``solver``, as :func:`flowstudy.metrics.likelihood.ode_log_prob` does for one member (exact
     divergence), for chunks of rows that keep K·k·rows within ``row_budget``; on the GPU each chunk
     shape's solve is recorded once as a CUDA graph and replayed (``graph``; the last chunk is padded).
+    ``functional``: how the divergence is computed (:func:`_augmented`; default: torch.func where it runs).
     """
     from flowstudy.metrics.likelihood import standard_normal_log_prob
 
@@ -253,7 +287,7 @@ def members_log_prob(
         raise ValueError(f"every member's rows must have shape [{b}, {k}]; got {[tuple(x.shape) for x in w]}")
     chunk = max(1, min(b, row_budget // (K * k)))
     stacked = torch.stack([x.to(device=device, dtype=torch.float32) for x in w])  # [K, B, k]
-    integrate = _integrator(_augmented(field, precision), K * chunk, k + 1, device, solver, steps, 1.0, 0.0, graph, grad=True)
+    integrate = _integrator(_augmented(field, precision, functional), K * chunk, k + 1, device, solver, steps, 1.0, 0.0, graph, grad=True)
     parts = []
     for start in range(0, b, chunk):
         rows = stacked[:, start : start + chunk]  # [K, r, k]
