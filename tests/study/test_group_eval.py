@@ -76,11 +76,11 @@ def test_stacked_field_matches_each_member(trained):
     """The vmapped field and the member-by-member field equal each member's own subspace velocity."""
     from flowstudy.flows.subspace import EigenbasisFlow
     from flowstudy.study.stacked_field import StackedEigenField
-    from flowstudy.train import load_run
+    from flowstudy.run import load_run
 
     spec, study_dir, _ = trained
     group = evaluation_groups(spec.cells, 8)[0]
-    flows = [EigenbasisFlow.of(load_run(study_dir / "runs" / c.run_name).model) for c in group]
+    flows = [EigenbasisFlow.of(load_run(study_dir / "runs" / c.run_name, device="cpu").model) for c in group]
     w = torch.randn(len(flows), 5, flows[0].k, generator=torch.Generator().manual_seed(0))
     t = torch.rand(len(flows), 5, generator=torch.Generator().manual_seed(1))
     own = torch.stack([f.subspace_velocity(w[i], t[i]) for i, f in enumerate(flows)])
@@ -95,11 +95,11 @@ def test_members_log_prob_is_the_exact_divergence(trained):
     (float64 check on a few rows), and the chunking does not change the result."""
     from flowstudy.flows.subspace import EigenbasisFlow
     from flowstudy.study.stacked_field import StackedEigenField, _augmented, members_log_prob
-    from flowstudy.train import load_run
+    from flowstudy.run import load_run
 
     spec, study_dir, _ = trained
     group = evaluation_groups(spec.cells, 8)[0]
-    flows = [EigenbasisFlow.of(load_run(study_dir / "runs" / c.run_name).model) for c in group]
+    flows = [EigenbasisFlow.of(load_run(study_dir / "runs" / c.run_name, device="cpu").model) for c in group]
     field = StackedEigenField(flows)
     k, K = field.k, field.K
     w = torch.randn(K * 3, k, generator=torch.Generator().manual_seed(2))
@@ -135,7 +135,7 @@ def test_groups_of_other_settings_are_kept_apart(trained):
 
 def _cuda_flows(trained_runs):
     from flowstudy.flows.subspace import EigenbasisFlow
-    from flowstudy.train import load_run
+    from flowstudy.run import load_run
 
     spec, study_dir = trained_runs
     group = evaluation_groups(spec.cells, 8)[0]

@@ -108,7 +108,8 @@ def evaluate_group(cells: Sequence[Cell], study_dir: Path) -> list[dict[str, Any
     (module docstring). Raises :class:`NotBatched` for groups the fast path does not cover."""
     from flowstudy.flows.subspace import EigenbasisFlow
     from flowstudy.study.stacked_field import StackedEigenField, sample_members
-    from flowstudy.train import load_run, resolve_device
+    from flowstudy.devices import resolve_device
+    from flowstudy.run import load_run
 
     started = time.perf_counter()
     trainings = []
