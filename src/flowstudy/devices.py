@@ -15,7 +15,10 @@ def resolve_device(name: str | torch.device) -> torch.device:
         return name
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError) as err:  # torch: "Expected one of cpu, cuda, ... device type at start of device string"
+        raise ConfigError(f"unknown device {name!r}; valid: auto, cpu, cuda, cuda:N (a GPU's index), mps") from err
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device '{name}' requested but no CUDA device is available")
     return device

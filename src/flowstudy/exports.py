@@ -32,6 +32,7 @@ API_NAMES = (
     "report",
     "run_study",
     "sample",
+    "split",
     "study_status",
     "system_info",
     "train_options",

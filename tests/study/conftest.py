@@ -20,6 +20,7 @@ straightness_rows = 32
 [base]
 data = "{data}:train"
 arch = "mlp-tiny"
+recipe = "none"
 steps = 30
 batch_size = 32
 val_every = 10

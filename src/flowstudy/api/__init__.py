@@ -22,7 +22,7 @@ report) and ``optimization`` (optimize, ask/tell, optimization_report).
 from __future__ import annotations
 
 from flowstudy.exports import API_NAMES
-from flowstudy.api.data import DataLike, EmbeddingSet, inspect_dataset, load_dataset, system_info
+from flowstudy.api.data import DataLike, EmbeddingSet, inspect_dataset, load_dataset, split, system_info
 from flowstudy.api.evaluation import Evaluation, NLLOptions, evaluate
 from flowstudy.api.optimization import AskTell, Candidates, OptimizationResult, ask_tell, optimization_report, optimize
 from flowstudy.api.studies import Comparison, Study, report, run_study, study_status

@@ -14,6 +14,7 @@ from typing import Any
 from flowstudy.datalike import DataLike, load_dataset
 from flowstudy.defaults import SAMPLE_SOLVER, SAMPLE_STEPS
 from flowstudy.errors import ConfigError
+from flowstudy.data.resolve import heldout_test_of, load_config_splits
 from flowstudy.evaluation import EvaluationResult, NLLOptions, default_reference_spec, evaluate_samples
 from flowstudy.run import Run, load_run
 
@@ -108,7 +109,7 @@ def evaluate(
 
     ``target``: a :class:`Run`, a run directory, or samples (array, tensor, EmbeddingSet, spec or
     ``.npy`` path). ``reference``: real held-out rows (default: the test split beside the run's data,
-    else its validation split); ``train``: the training rows, which fix the standardised space
+    else its validation split, else the rows a run trained on one file held out: :func:`flowstudy.split`); ``train``: the training rows, which fix the standardised space
     (default: the run's data; required for samples). Every metric is computed beside the same
     metrics of the baselines, on the same held-out rows. ``nll``: True (or :class:`NLLOptions`)
     adds a run's held-out NLL beside the Gaussian fits'. A run directory is loaded from
@@ -119,8 +120,11 @@ def evaluate(
     if run is not None:
         drawn = run.draw(n, solver=solver, steps=steps, seed=seed)
         samples, nfe, source, standardizer = drawn.x, drawn.nfe, str(run.path or "run"), run.standardizer
-        train = train if train is not None else run.config["data"]
         default_reference = default_reference_spec(run.config["data"], run.config.get("val"))
+        held = heldout_test_of(run.config) if reference is None and default_reference is None and train is None else None
+        if held is not None:  # trained on one file: its held-out rows, beside the rows it trained on
+            train, reference = load_config_splits({**run.config, "subset": None})[0], held[1]
+        train = train if train is not None else run.config["data"]
     else:
         given = load_dataset(target)
         source = str(target) if isinstance(target, (str, os.PathLike)) else given.source

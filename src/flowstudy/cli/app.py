@@ -11,7 +11,7 @@ import sys
 import typer
 
 from flowstudy.cli import data_commands, optimize_commands, run_commands, study_commands
-from flowstudy.console import make_console
+from flowstudy.console import labelled, make_console, styled
 from flowstudy.errors import FlowstudyError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Flow matching in embedding spaces.")
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     except (FlowstudyError, ImportError) as err:  # ImportError: a missing optional extra, with its pip line
         if debug:
             raise
-        err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+        err_console.print(labelled("error:", "bold red", err), highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         err_console.print("interrupted")
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         err_console.print(
-            f"[bold red]internal error:[/] {type(err).__name__}: {err} (rerun with --debug for the traceback)",
+            labelled("internal error:", "bold red", f"{type(err).__name__}: {err} (rerun with --debug for the traceback)"),
             highlight=False,
             soft_wrap=True,
         )

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from flowstudy import api
-from flowstudy.console import make_console
+from flowstudy.console import labelled, make_console, styled
 
 console = make_console()
 data_app = typer.Typer(no_args_is_help=True, help="Inspect embedding sets.")
@@ -45,7 +45,7 @@ def data_inspect(
 
 
 def _render_info(report: dict) -> None:
-    console.print(f"[bold]flowstudy {report['flowstudy']}[/]  python {report['python']}  torch {report['torch']}  numpy {report['numpy']}")
+    console.print(labelled(f"flowstudy {report['flowstudy']}", "bold", f" python {report['python']}  torch {report['torch']}  numpy {report['numpy']}"))
     dev = report["devices"]
     cuda = ", ".join(dev["cuda_devices"]) if dev["cuda_available"] else "no CUDA device"
     console.print(f"devices: cpu ({dev['cpu_threads']} torch threads, {dev['cpu_count']} cores); {cuda}")
@@ -53,7 +53,7 @@ def _render_info(report: dict) -> None:
     for col in ("package", "extra", "installed"):
         extras.add_column(col)
     for pkg, row in report["optional"].items():
-        extras.add_row(pkg, row["extra"], row["version"] or "[dim]no[/]")
+        extras.add_row(pkg, row["extra"], row["version"] or styled("no", "dim"))
     console.print(extras)
     archs = Table(title="architectures (create_model)")
     archs.add_column("name")

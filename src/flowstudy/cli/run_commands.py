@@ -12,7 +12,7 @@ from rich.table import Table
 
 from flowstudy import api
 from flowstudy.cli import train_options
-from flowstudy.console import make_console
+from flowstudy.console import labelled, make_console, styled
 from flowstudy.defaults import SAMPLE_SOLVER, SAMPLE_STEPS
 from flowstudy.errors import ConfigError
 from flowstudy.io import atomic_save_npy, atomic_write_text
@@ -57,7 +57,7 @@ def train_command():
 
 def sample(
     run_dir: str = typer.Argument(..., help="A run directory."),
-    out: str = typer.Option(..., "--out", help="Output .npy (float32 [N, D], original space)."),
+    out: str = typer.Option(..., "--out", help="Output .npy (float32 [N, D], original space) or .csv (one row per sample)."),
     n: int = typer.Option(1000, "--n", help="Number of samples."),
     solver: str = typer.Option(SAMPLE_SOLVER, help="euler, midpoint, heun, rk4, dopri5."),
     steps: int = typer.Option(SAMPLE_STEPS, help="Solver steps (midpoint: 2 network evaluations each)."),
@@ -69,9 +69,20 @@ def sample(
     """Draw samples from a trained run, in the original embedding space."""
     if n < 1:
         raise ConfigError(f"--n must be >= 1; got {n}")
+    if Path(out).suffix.lower() not in (".npy", ".csv"):
+        raise ConfigError(f"--out must name a .npy or .csv file; got {out}")
     run = api.load_run(run_dir, checkpoint, device=device)
     drawn = api.sample(run, n, solver=solver, steps=steps, seed=seed)
-    atomic_save_npy(Path(out), drawn.x)
+    if Path(out).suffix.lower() == ".csv":  # one row per sample, D comma-separated values, float32 precision
+        import io
+
+        import numpy as np
+
+        text = io.StringIO()
+        np.savetxt(text, drawn.x, delimiter=",", fmt="%.9g")
+        atomic_write_text(Path(out), text.getvalue())
+    else:
+        atomic_save_npy(Path(out), drawn.x)
     console.print(f"wrote {n} samples [{n}, {drawn.x.shape[1]}] to {out} ({solver}, {steps} steps, {drawn.nfe} NFE)")
     if nearest_text:
         path = Path(out).with_suffix(".texts.jsonl")
@@ -145,7 +156,7 @@ def render_evaluation(evaluation: api.Evaluation, title: str) -> None:
     if not all(ranked for _, ranked in columns):
         console.print("†: fails the sanity check on this data (real < Gaussian fit < noise): shown, not ranked.")
     for flag in evaluation.flags:
-        console.print(f"[bold yellow]FLAG:[/] {flag}", highlight=False)
+        console.print(labelled("FLAG:", "bold yellow", flag), highlight=False)
 
 
 __all__ = ["register", "render_evaluation", "train_command"]

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from flowstudy import api
-from flowstudy.console import make_console
+from flowstudy.console import labelled, make_console, styled
 
 
 def register(app: typer.Typer) -> None:
@@ -33,8 +33,13 @@ def study_command(
     if status:  # SPEC: the study folder, or the study file (its folder: --out or the default)
         make_console().print(api.study_status(spec, out=out)["line"], highlight=False)
         return
-    study = api.run_study(spec, out=out, executor=executor, address=address, workers=workers, group_size=group_size,
-                          progress=not quiet, report=True)
+    from flowstudy.study.executors import StudyInterrupted
+
+    try:
+        study = api.run_study(spec, out=out, executor=executor, address=address, workers=workers, group_size=group_size,
+                              progress=not quiet, report=True)
+    except StudyInterrupted as stop:  # the runner said what was saved; exit as the signal would
+        raise typer.Exit(128 + stop.signum) from None
     console = make_console()
     if study.results:
         console.print(comparison_table(study.comparison()))
@@ -69,7 +74,7 @@ def comparison_table(comparison: api.Comparison) -> Table:
         table.add_row(row.label + flag, str(row.seeds), *[_pm(row.values.get(m), m in row.best) for m in comparison.metrics])
     table.add_section()
     for row in comparison.baselines:
-        table.add_row(f"[dim]{row.label}[/]", str(row.seeds), *[_pm(row.values.get(m), False) for m in comparison.metrics])
+        table.add_row(styled(row.label, "dim"), str(row.seeds), *[_pm(row.values.get(m), False) for m in comparison.metrics])
     return table
 
 
@@ -78,7 +83,7 @@ def _pm(value: tuple[float, float | None] | None, best: bool) -> str:
         return "–"
     mean, half_width = value
     text = f"{mean:.4g}" + (f" ± {half_width:.2g}" if half_width is not None else "")
-    return f"[bold green]{text}[/]" if best else text
+    return styled(text, "bold green") if best else text
 
 
 __all__ = ["comparison_table", "register", "report_command", "study_command"]

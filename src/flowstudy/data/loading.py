@@ -2,6 +2,7 @@
 
 A dataset *spec* is one of
     ``builtin:NAME`` / ``builtin:NAME:SPLIT``   a dataset shipped with the package (default split: train)
+    ``zoo:NAME`` / ``zoo:NAME:SPLIT``           a generated synthetic set (:mod:`flowstudy.data.zoo`)
     ``PATH``                                    an .npy/.npz/.pt/.safetensors file
     ``PATH:KEY``                                a named array inside an .npz/.pt/.safetensors file
     ``DIR:SPLIT``                               ``DIR/SPLIT.{npy,npz,pt,safetensors}`` (+ ``DIR/SPLIT.jsonl`` texts)
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from flowstudy.data import builtin
+from flowstudy.data import builtin, zoo
 from flowstudy.data.validation import check_embeddings, check_texts
 from flowstudy.errors import DataError
 
@@ -28,13 +29,18 @@ _TEXT_KEYS = ("texts", "instructions")
 _ARRAY_KEYS = ("embeddings", "X", "x", "data")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class EmbeddingSet:
     """An embedding matrix with optional texts. embeddings: float32 [N, D]."""
 
     embeddings: np.ndarray
     texts: list[str] | None
     source: str
+
+    def __repr__(self) -> str:
+        """A summary (source, N, D, whether there are texts and the first one), never all the rows or texts."""
+        texts = "no texts" if self.texts is None else f"texts, e.g. {self.texts[0][:60]!r}" if self.texts else "0 texts"
+        return f"EmbeddingSet({self.source!r}: {self.n} rows x {self.dim} dims, {texts})"
 
     @property
     def n(self) -> int:
@@ -57,6 +63,9 @@ def load_dataset(spec: str, *, texts: str | Path | None = None, allow_nonfinite:
     if spec.startswith("builtin:"):
         array, text_list, source = builtin.load(spec[len("builtin:") :])
         text_source = f"texts of {source}"
+    elif spec.startswith("zoo:"):
+        array, text_list, source = zoo.load(spec[len("zoo:") :])
+        text_source = source
     else:
         path, key = _split_spec(spec)
         array, text_list, source, text_source = _load_path(path, key)

@@ -87,16 +87,28 @@ def _margin(better: np.ndarray, worse: np.ndarray, metric: str) -> float:
     return float(np.clip(d.mean() / half, -MARGIN_CAP, MARGIN_CAP))
 
 
+def _undefined(better: np.ndarray, worse: np.ndarray, metric: str) -> str:
+    """Why :func:`_margin` of these per-split values is NaN, in words."""
+    if min(len(better), len(worse)) < 2:
+        return f"{min(len(better), len(worse))} split(s), a CI needs at least 2"
+    bad = np.vectorize(BADNESS[metric], otypes=[float])
+    with np.errstate(invalid="ignore"):
+        d = bad(worse) - bad(better)
+    return f"{metric} is undefined (NaN or infinite) on {int((~np.isfinite(d)).sum())} of {len(d)} splits"
+
+
 def check_metric(per_split: dict[str, dict[str, np.ndarray]], metric: str, min_margin: float = MIN_MARGIN) -> MetricSanity:
     """The ordering check of ``metric`` from each row's per-split values (module docstring)."""
     rows = {r: np.asarray(per_split[r][metric], dtype=float) for r in ORDER}
     values = tuple(float(rows[r].mean()) for r in ORDER)
     margins = (_margin(rows["heldout"], rows["gaussian"], metric), _margin(rows["gaussian"], rows["noise"], metric))
     reasons = []
-    if not margins[0] >= min_margin:
-        reasons.append(f"real held-out rows beat the Gaussian fit by {margins[0]:.2g} CI half-widths (< {min_margin:g})")
-    if not margins[1] >= min_margin:
-        reasons.append(f"the Gaussian fit beats noise by {margins[1]:.2g} CI half-widths (< {min_margin:g})")
+    steps = (("real held-out rows", "the Gaussian fit", "heldout", "gaussian"), ("the Gaussian fit", "noise", "gaussian", "noise"))
+    for margin, (better, worse, b, w) in zip(margins, steps):
+        if math.isnan(margin):
+            reasons.append(f"{better} and {worse} cannot be ordered: {_undefined(rows[b], rows[w], metric)}")
+        elif not margin >= min_margin:
+            reasons.append(f"{better} beat{'s' if better.startswith('the') else ''} {worse} by {margin:.2g} CI half-widths (< {min_margin:g})")
     copies = per_split.get("copies", {}).get("novelty") if metric == "novelty" else None
     if copies is not None and float(np.mean(copies)) >= COPIES_NOVELTY:
         reasons.append(f"copies of training rows score novelty {float(np.mean(copies)):.3g} (>= {COPIES_NOVELTY})")

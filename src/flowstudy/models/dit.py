@@ -23,7 +23,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from flowstudy.errors import ConfigError
-from flowstudy.models.inputs import prepare_inputs
+from flowstudy.models.inputs import check_chunks, prepare_inputs
 from flowstudy.models.mlp import TimeMLP, zero_init
 
 __all__ = ["DiTVelocityNetwork"]
@@ -106,10 +106,7 @@ class DiTVelocityNetwork(nn.Module):
         time_embed_dim: int = 256,
     ) -> None:
         super().__init__()
-        if chunk_size < 1 or input_dim % chunk_size != 0:
-            raise ConfigError(
-                f"chunk_size must divide input_dim; got input_dim={input_dim}, chunk_size={chunk_size}"
-            )
+        check_chunks(input_dim, chunk_size, "dit")
         if num_heads < 1 or hidden_dim % num_heads != 0:
             raise ConfigError(
                 f"hidden_dim must be divisible by num_heads; got hidden_dim={hidden_dim}, "

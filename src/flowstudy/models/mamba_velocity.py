@@ -39,7 +39,7 @@ from torch import Tensor, nn
 
 from flowstudy.errors import ConfigError
 from flowstudy.models.dit import modulate
-from flowstudy.models.inputs import prepare_inputs
+from flowstudy.models.inputs import check_chunks, prepare_inputs
 from flowstudy.models.mixers import MIXERS, make_mixer
 from flowstudy.models.mlp import TimeMLP, zero_init
 from flowstudy.models.ssm.backend import check_backend
@@ -104,11 +104,7 @@ class MambaVelocityNetwork(nn.Module):
         time_cond: str = "add",
     ) -> None:
         super().__init__()
-        if chunk_size < 1 or input_dim % chunk_size != 0:
-            raise ConfigError(
-                f"chunk_size must divide input_dim; got input_dim={input_dim}, "
-                f"chunk_size={chunk_size} (input_dim % chunk_size = {input_dim % max(chunk_size, 1)})"
-            )
+        check_chunks(input_dim, chunk_size, "mamba")
         for name, value, valid in (
             ("bidirectional mode", bidirectional, BIDIRECTIONAL),
             ("mixer", mixer, MIXERS),

@@ -13,6 +13,12 @@ cluster, with the CPUs/GPUs each cell asks for.
 
 Each cell runs with a fixed number of torch threads (cores // workers locally,
 ``num_cpus_per_cell`` on Ray), so two workers do not fight over the same cores.
+
+Interrupts (SIGINT, Ctrl-C, and SIGTERM, while ``map_cells`` runs in the main thread) stop every
+worker within seconds and raise :class:`StudyInterrupted`: cells not started never start; a cell
+that is training stops at its step's end with a resumable ``last.pt`` (the trainer's own signal
+handling); a cell that is sampling or evaluating is dropped (it runs again on the next run, which
+resumes the study). Worker processes that have not ended after :data:`GRACE_SECONDS` are killed.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import signal
 import threading
 import time
 import traceback
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager
 from functools import partial
 from typing import Any, Callable, Iterator, Sequence
@@ -32,6 +38,43 @@ from flowstudy.study.grid import Cell
 
 CellFn = Callable[[Cell], dict[str, Any]]
 OnDone = Callable[[Cell, Any], None]
+
+GRACE_SECONDS = 20.0
+"""After an interrupt, how long a worker may take to finish its training step and write last.pt."""
+
+
+class StudyInterrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM stopped a study's executor: its workers have ended (see the module docstring).
+
+    ``signum``: the signal; ``running``: ids of the cells that were running (training ones saved a
+    resumable checkpoint; the others run again on the next run).
+    """
+
+    def __init__(self, signum: int, running: Sequence[str] = ()):
+        super().__init__(signum, list(running))
+        self.signum, self.running = int(signum), list(running)
+
+    def __str__(self) -> str:
+        return f"interrupted by {signal.Signals(self.signum).name}"
+
+
+@contextmanager
+def interrupts() -> Iterator[None]:
+    """While open in the main thread, SIGINT and SIGTERM raise :class:`StudyInterrupted` there
+    (elsewhere: nothing changes; only the main thread receives signals)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, _frame):
+        raise StudyInterrupted(signum)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 
 class CellError(FlowstudyError):
@@ -94,10 +137,44 @@ class LocalExecutor:
         pool = ProcessPoolExecutor(
             max_workers=min(self.workers, len(cells)), mp_context=context, initializer=_ignore_sigint
         )
+        pending = {pool.submit(call_cell, fn, cell, self.threads): cell for cell in cells}
         try:
-            yield from _as_completed({pool.submit(call_cell, fn, cell, self.threads): cell for cell in cells}, on_done)
+            with interrupts():
+                yield from _as_completed(pending, on_done)
+        except BaseException as err:  # a signal, or the consumer stopped iterating: no one awaits the cells
+            running = [cell.id for future, cell in pending.items() if future.running()]
+            _stop_processes(pool, pending)
+            if isinstance(err, StudyInterrupted):
+                raise StudyInterrupted(err.signum, running) from None
+            raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _stop_processes(pool: ProcessPoolExecutor, pending: dict) -> None:
+    """Cancel the cells not started and end every worker process: SIGTERM, repeated until it exits
+    (a training worker's handler takes the first ones, writes last.pt at its step's end and leaves
+    the loop; then the default action ends it; an idle or evaluating worker ends at once); SIGKILL
+    for any still alive after :data:`GRACE_SECONDS`."""
+    import multiprocessing
+
+    for future in pending:
+        future.cancel()
+    workers = [p for p in multiprocessing.active_children() if p.pid is not None]  # the pool's (no others here)
+    deadline = time.monotonic() + GRACE_SECONDS
+    while any(p.is_alive() for p in workers) and time.monotonic() < deadline:
+        for process in workers:
+            if process.is_alive():
+                try:
+                    os.kill(process.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        time.sleep(0.2)
+    for process in workers:
+        if process.is_alive():
+            process.kill()
+        process.join(5)
+    pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _as_completed(pending: dict, on_done: OnDone | None) -> Iterator[tuple[Cell, Any]]:
@@ -117,11 +194,9 @@ def _as_completed(pending: dict, on_done: OnDone | None) -> Iterator[tuple[Cell,
 
 
 def _ignore_sigint() -> None:
-    """Ctrl-C reaches the whole process group. An idle worker ignores it; a training one still
-    stops at the step's end with a resumable last.pt (the trainer installs its own handler),
-    while the parent stops handing out cells."""
-    import signal
-
+    """Ctrl-C reaches the whole process group. A worker leaves it to the parent, which stops the
+    workers with SIGTERM (:func:`_stop_processes`); a training one's own handler (the trainer's)
+    takes either and stops at the step's end with a resumable last.pt."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
@@ -163,26 +238,61 @@ class ThreadExecutor(LocalExecutor):
         previous_threads = torch.get_num_threads()
         torch.set_num_threads(self.threads)
         stop_threaded_runs(None)
-        pool = ThreadPoolExecutor(max_workers=min(self.workers, len(cells)), thread_name_prefix="flowstudy-cell")
-        pending: dict = {}
-
-        def stop(signum: int) -> None:  # cells not started never start; training ones stop at the step's end
-            for future in list(pending):
-                future.cancel()
-            stop_threaded_runs(signum)
-
+        pool = _DaemonThreads(min(self.workers, len(cells)))
+        on_stream = partial(_on_own_stream, partial(_MemoryRetry(), fn))
+        pending = {pool.submit(call_cell, partial(_ranked, rank, on_stream), cell, self.threads): cell
+                   for rank, cell in enumerate(cells)}
         try:
-            with _stop_on_sigterm(stop):
-                on_stream = partial(_on_own_stream, partial(_MemoryRetry(), fn))
-                pending.update({pool.submit(call_cell, partial(_ranked, rank, on_stream), cell, self.threads): cell
-                                for rank, cell in enumerate(cells)})
+            with interrupts():
                 yield from _as_completed(pending, on_done)
-        except BaseException:  # Ctrl-C in the main thread, or the consumer stopped iterating
-            stop(signal.SIGINT)
+        except BaseException as err:  # a signal, or the consumer stopped iterating
+            signum = err.signum if isinstance(err, StudyInterrupted) else signal.SIGINT
+            running = [cell.id for future, cell in pending.items() if future.running()]
+            for future in pending:  # cells not started never start
+                future.cancel()
+            stop_threaded_runs(signum)  # training ones stop at the step's end with last.pt
+            wait(list(pending), timeout=GRACE_SECONDS)  # the rest (sampling, evaluating) is left behind
+            if isinstance(err, (StudyInterrupted, KeyboardInterrupt)):
+                raise StudyInterrupted(signum, running) from None
             raise
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+            pool.close()
             torch.set_num_threads(previous_threads)
+
+
+class _DaemonThreads:
+    """A pool of daemon threads: ``submit(fn, *args) -> Future``; ``close()`` starts no more tasks.
+
+    Daemon threads, unlike ThreadPoolExecutor's (which the interpreter joins at exit), do not keep
+    an interrupted process alive while a cell they run finishes an evaluation.
+    """
+
+    def __init__(self, workers: int):
+        import queue
+
+        self.tasks: queue.SimpleQueue = queue.SimpleQueue()
+        self.threads = [threading.Thread(target=self._work, name=f"flowstudy-cell-{i}", daemon=True) for i in range(workers)]
+        for thread in self.threads:
+            thread.start()
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
+        future: Future = Future()
+        self.tasks.put((future, fn, args))
+        return future
+
+    def close(self) -> None:
+        for _ in self.threads:
+            self.tasks.put(None)
+
+    def _work(self) -> None:
+        while (task := self.tasks.get()) is not None:
+            future, fn, args = task
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn(*args))
+            except BaseException as err:  # noqa: BLE001 - handed to the consumer as the cell's outcome
+                future.set_exception(err)
 
 
 class _MemoryRetry:
@@ -267,20 +377,6 @@ def _on_own_stream(fn: CellFn, cell: Cell) -> dict[str, Any]:
         stream.synchronize()
 
 
-@contextmanager
-def _stop_on_sigterm(stop: Callable[[int], None]) -> Iterator[None]:
-    """While open in the main thread, SIGTERM calls ``stop(signum)`` (Ctrl-C raises KeyboardInterrupt
-    there instead)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, lambda signum, _frame: stop(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 class RayExecutor:
     """One Ray task per cell, on the cluster at ``address`` (a local instance when None).
 
@@ -361,4 +457,7 @@ def make_executor(
     return RayExecutor(address, num_cpus_per_cell=num_cpus_per_cell, num_gpus_per_cell=num_gpus_per_cell)
 
 
-__all__ = ["EXECUTORS", "CellError", "LocalExecutor", "RayExecutor", "ThreadExecutor", "available_cores", "call_cell", "make_executor"]
+__all__ = [
+    "EXECUTORS", "GRACE_SECONDS", "CellError", "LocalExecutor", "RayExecutor", "StudyInterrupted", "ThreadExecutor",
+    "available_cores", "call_cell", "interrupts", "make_executor",
+]

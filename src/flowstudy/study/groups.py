@@ -25,13 +25,14 @@ from flowstudy.study.grid import Cell
 def pack_cells(cells: Sequence[Cell], group_size: int) -> list[list[Cell]]:
     """One cell per training run, grouped by :func:`~flowstudy.train.stacked.group_key`, whether
     the step needs the host every step and the rows a step draws, in chunks of at most
-    ``group_size``; in cell order."""
+    ``group_size``; in cell order. Runs with ``recipe = "auto"`` are left out (each trains alone,
+    after its own search)."""
     from flowstudy.train.stacked import group_key
 
     by_key: dict[tuple, list[Cell]] = {}
     seen: set[str] = set()
     for cell in cells:
-        if cell.run_name in seen:
+        if cell.run_name in seen or cell.config.recipe == "auto":  # its recipe search runs in Trainer.fit: trained alone
             continue
         seen.add(cell.run_name)
         by_key.setdefault((group_key(cell.config), _host_step(cell.config), _rows_per_batch(cell.config)), []).append(cell)

@@ -27,7 +27,7 @@ from typing import Any
 from flowstudy.errors import ConfigError
 from flowstudy.io import atomic_write_json, atomic_write_text
 from flowstudy.study.cell import run_cell
-from flowstudy.study.executors import CellError, make_executor
+from flowstudy.study.executors import CellError, StudyInterrupted, make_executor
 from flowstudy.study.group_eval import evaluate_cells, evaluation_groups
 from flowstudy.study.groups import pack_cells, train_cell_group
 from flowstudy.study.spec import StudySpec, load_spec
@@ -83,8 +83,10 @@ def run_study(
 
             status.phase("report")
             write_report(study_dir)
-    except BaseException:
+    except BaseException as err:
         status.finish("interrupted")
+        if isinstance(err, StudyInterrupted):
+            _print_interrupted(err, store, spec, study_dir)
         raise
     status.finish("failed" if failures else "finished")
     if progress:
@@ -189,11 +191,25 @@ def _record(store: ResultStore, cell, outcome: Any) -> None:
         store.record_result(cell.id, outcome, started_at=now - seconds if seconds is not None else None)
 
 
+def _print_interrupted(stop: StudyInterrupted, store: ResultStore, spec: StudySpec, study_dir: Path) -> None:
+    """What an interrupt left: the cells saved, those stopped, how to resume (always printed)."""
+    from flowstudy.console import labelled, make_console
+
+    done = len(store.done_ids() & {cell.id for cell in spec.cells})
+    stopped = f"; stopped {len(stop.running)} running cell(s): {', '.join(stop.running)}" if stop.running else ""
+    make_console(stderr=True).print(
+        labelled(f"{stop}:", "bold yellow", f"{done}/{len(spec.cells)} cells done and saved in {study_dir / STORE_NAME}{stopped} "
+                 "(a cell that was training saved a resumable last.pt; one that was evaluating runs again); "
+                 "run the same command again to resume"),
+        highlight=False, soft_wrap=True,
+    )
+
+
 def _print_failures(failures: list[dict[str, Any]]) -> None:
-    from flowstudy.console import make_console
+    from flowstudy.console import labelled, make_console
 
     console = make_console(stderr=True)
-    console.print(f"[bold red]{len(failures)} cell(s) failed[/] (retried on the next run; tracebacks in {STORE_NAME}):")
+    console.print(labelled(f"{len(failures)} cell(s) failed", "bold red", f"(retried on the next run; tracebacks in {STORE_NAME}):"))
     for f in failures:
         console.print(f"  {f['id']}: {f['error']}", highlight=False, soft_wrap=True)
 

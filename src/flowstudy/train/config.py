@@ -17,6 +17,8 @@ from flowstudy.errors import ConfigError
 BASE_FIELDS = ("none", "gaussian")  # see flowstudy.flows.gaussian_base
 BASE_FITS = ("augmented", "train")
 PRECISIONS = ("fp32", "tf32", "bf16")  # see TrainConfig.precision
+RECIPE_MODES = ("auto", "sonar", "none")  # see TrainConfig.recipe
+SONAR_DATA = "builtin:sonar-gsm8k-1k"
 
 DICT_FIELDS = ("model", "flow_options")
 """TrainConfig fields whose recipe values merge key by key with the user's (resolve_config)."""
@@ -34,10 +36,21 @@ EXECUTION_FIELDS = ("graph",)
 class TrainConfig:
     """Everything a training run needs. Fractions are of the run's total optimiser steps."""
 
-    data: str = "builtin:sonar-gsm8k-1k"
-    """Training data spec: builtin:NAME[:SPLIT], PATH, PATH:KEY or DIR:SPLIT."""
+    data: str = SONAR_DATA
+    """Training data spec: builtin:NAME[:SPLIT], zoo:NAME[:SPLIT], PATH, PATH:KEY or DIR:SPLIT."""
     val: str | None = None
     """Held-out data spec (default: the split beside the data, else a seeded 10 % of it)."""
+    test_fraction: float = 0.1
+    """Rows of data given as one file (no val named, no val or test split beside it) held out for
+    evaluation, seeded by test_seed; never trained or validated on (flowstudy.split gives them)."""
+    test_seed: int = 0
+    """Seed of the test rows held out of one file (not seed: runs of several seeds share them)."""
+    recipe: str | None = None
+    """auto (a short search over base field, residual rank and noise on this data: flowstudy.train.recipe),
+    sonar (the architecture's recipe tuned on builtin:sonar-gsm8k-1k) or none; unset: sonar on the
+    builtin SONAR data, auto on any other."""
+    recipe_fixed: list[str] = field(default_factory=list)
+    """Set by resolve_config: the searched settings the user gave, which recipe auto keeps."""
     arch: str = "mlp"
     """Architecture name (see `flowstudy info`)."""
     model: dict[str, Any] = field(default_factory=dict)
@@ -167,6 +180,8 @@ class TrainConfig:
              f"compile must be one of {', '.join(COMPILE_MODES)} (or unset); got {self.compile!r}"),
             (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}; got {self.precision!r}"),
             (self.tracker in (None, "tensorboard", "mlflow"), f"tracker must be tensorboard or mlflow; got {self.tracker}"),
+            (self.recipe is None or self.recipe in RECIPE_MODES, f"recipe must be one of {', '.join(RECIPE_MODES)}; got {self.recipe!r}"),
+            (0 <= self.test_fraction < 1, f"test_fraction must be in [0, 1); got {self.test_fraction}"),
         ]
         if self.residual_rank is not None:
             check_rank(self.residual_rank)
@@ -285,6 +300,12 @@ def recipe_for(arch: str) -> dict[str, Any]:
     return {k: (list(v) if isinstance(v, list) else dict(v) if isinstance(v, dict) else v) for k, v in RECIPES.get(family, {"steps": 2000}).items()}
 
 
+def default_recipe(data_spec: str) -> str:
+    """The recipe mode a run gets unless it names one: "sonar" on the builtin SONAR data (any
+    split), "auto" on any other data (:data:`TrainConfig.recipe`)."""
+    return "sonar" if data_spec.split(":")[:2] == SONAR_DATA.split(":") else "auto"
+
+
 def read_config_file(path: str | Path) -> dict[str, Any]:
     """Values from a TOML or YAML file (a ``[train]`` table is used if present)."""
     path = Path(path)
@@ -325,7 +346,16 @@ def resolve_config(file_values: dict[str, Any] | None, overrides: dict[str, Any]
     merged: dict[str, Any] = dict(file_values or {})
     merged.update({k: v for k, v in overrides.items() if v is not None})
     arch = merged.get("arch", TrainConfig.arch)
-    values = recipe_for(arch)
+    mode = merged.get("recipe") or default_recipe(merged.get("data", TrainConfig.data))
+    merged["recipe"] = mode
+    values = recipe_for(arch) if mode != "none" else {"steps": recipe_for(arch)["steps"]}
+    if mode == "auto":
+        from flowstudy.train.recipe import SEARCHED
+
+        values = {k: v for k, v in values.items() if k not in SEARCHED}
+        merged["recipe_fixed"] = [k for k in SEARCHED if k in merged]
+        if merged.get("residual_rank") and "base_field" not in merged:  # a rank means the subspace residual
+            values.update(base_field="gaussian", base_fit="train")
     whole_space = merged.get("residual_rank") == 0 or (merged.get("base_field") == "none" and "residual_rank" not in merged)
     if whole_space:
         merged.pop("residual_rank", None)

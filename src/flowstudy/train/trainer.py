@@ -24,7 +24,7 @@ from torch import nn
 
 import flowstudy
 from flowstudy.data import Standardizer, apply_augmentations, parse_augmentations
-from flowstudy.data.resolve import load_train_val
+from flowstudy.data.resolve import load_config_splits
 from flowstudy.errors import CheckpointError, TrainingError
 from flowstudy.data.augment import ROTATION_EQUIVARIANT
 from flowstudy.flows.couplings import Independent, Paired
@@ -272,7 +272,7 @@ class Trainer:
             self.train_x0, self.train_x1 = pairs.x0, pairs.x1
             self.val_x0, self.val_x1 = pairs.val_x0, pairs.val_x1
             return
-        train, val = load_train_val(cfg.data, cfg.val, subset=cfg.subset, subset_seed=cfg.subset_seed, split_seed=cfg.seed)
+        train, val = load_config_splits(cfg)
         self.train_set, self.val_set = train, val
         self.dim = train.dim
         if resume_state is not None:
@@ -329,10 +329,21 @@ class Trainer:
         atomic_write_json(self.paths.config, {**self.config.to_dict(), "versions": versions(), "total_steps": self.total_steps})
         self.standardizer.save(self.paths.standardizer)
 
+    def _say(self, text: str) -> None:
+        """A line for the user before the progress bar (only when it is shown)."""
+        if self.progress:
+            from flowstudy.console import make_console
+
+            make_console(stderr=True).print(text, highlight=False)
+
     # ----------------------------------------------------------------- loop
     def fit(self, resume: bool = False) -> TrainResult:
         """Train to the end (or an early stop); ``resume=True`` continues from ``last.pt``."""
         resume_state = self._resume_state() if resume else self._check_fresh()
+        if resume_state is None and self.config.recipe == "auto":  # flowstudy.train.recipe
+            from flowstudy.train.recipe import choose_recipe
+
+            self.config = choose_recipe(self.config, self.paths.root, message=self._say).validate()
         self._setup(resume_state)
         self._write_run_files()
         trackers = make_trackers(self.config.tracker, self.paths.root, self.config.to_dict(), self.step if resume else None)
@@ -379,11 +390,14 @@ class Trainer:
                 record = {"loss": float(losses.mean()), "lr": self.scheduler.get_last_lr()[0], "grad_norm": float(grad_norm), "steps_per_s": rate}
                 for tracker in trackers:
                     tracker.log(self.step, record)
-                bar(self.step, record["loss"], rate)
+                bar(self.step, record["loss"], rate, self.last_val)
                 for cb in self.callbacks:
                     getattr(cb, "on_step", lambda *_: None)(self, self.step, record["loss"])
-            if at_val and self._validate_and_save(trackers):
-                return True
+            if at_val:
+                stop = self._validate_and_save(trackers)
+                bar(self.step, record["loss"], rate, self.last_val)
+                if stop:
+                    return True
         return False
 
     def _train_step(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -594,7 +608,9 @@ def versions() -> dict[str, str]:
 
 @contextmanager
 def _progress(enabled: bool, total: int, start: int):
-    """Yields ``update(step, loss, steps_per_s)``; a rich progress bar with ETA when enabled."""
+    """Yields ``update(step, loss, steps_per_s, val_loss)``; a rich progress bar with ETA when enabled.
+    The training loss is that of the augmented rows the steps see; the validation loss that of
+    the plain held-out rows (the two differ by the augmentation's share when it is strong)."""
     if not enabled:
         yield lambda *_: None
         return
@@ -604,14 +620,14 @@ def _progress(enabled: bool, total: int, start: int):
         TextColumn("[bold]train"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]:.4f}  {task.fields[rate]:.1f} steps/s"),
+        TextColumn("loss {task.fields[loss]:.4f}  val {task.fields[val]:.4f}  {task.fields[rate]:.1f} steps/s"),
         TimeElapsedColumn(),
         TextColumn("eta"),
         TimeRemainingColumn(),
     )
     with Progress(*columns, transient=False) as progress:
-        task = progress.add_task("train", total=total, completed=start, loss=float("nan"), rate=0.0)
-        yield lambda step, loss, rate: progress.update(task, completed=step, loss=loss, rate=rate)
+        task = progress.add_task("train", total=total, completed=start, loss=float("nan"), val=float("nan"), rate=0.0)
+        yield lambda step, loss, rate, val: progress.update(task, completed=step, loss=loss, rate=rate, val=val)
 
 
 __all__ = ["Batcher", "TrainResult", "Trainer", "TrainingInterrupted", "resolve_device", "stop_threaded_runs", "versions"]
