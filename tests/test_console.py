@@ -37,11 +37,9 @@ def test_internal_errors_keep_their_brackets(monkeypatch, capsys):
 
 def test_flags_and_evaluation_tables_keep_their_brackets(capsys):
     rows = {"model": {"fidelity": 1.5}, "gaussian [fit]": {"fidelity": 1.2}}
-    table = SimpleNamespace(
-        rows=rows, sanity=None, n_eval=10, flags=[MESSAGE],
-        to_rows=lambda: [{"row": name, **values} for name, values in rows.items()],
-    )
-    render_evaluation(table, f"title {MESSAGE}")
+    table = SimpleNamespace(n_eval=10, to_rows=lambda: [{"row": name, **values} for name, values in rows.items()])
+    evaluation = SimpleNamespace(table=table, flags=[MESSAGE], columns=lambda: [("fidelity", True)])
+    render_evaluation(evaluation, f"title {MESSAGE}")
     out = capsys.readouterr().out
     assert f"FLAG: {MESSAGE}" in out and "gaussian [fit]" in out and "[N, D]" in out.split("\n")[0] + out
 
