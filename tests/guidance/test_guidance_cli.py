@@ -34,7 +34,7 @@ def test_optimize_run_resume_ask_tell_and_report(tiny_data, tmp_path, capsys):
     assert main(["optimize", "tell", str(ask), "0.5,0.25"]) == 0
     assert main(["optimize", "report", str(out), str(ask), "--out", str(tmp_path)]) == 0
     report = (tmp_path / "report.md").read_text()
-    assert "Final best score after 100 evaluations" in report  # the ask/tell state's budget
+    assert "Final best per objective after 100 evaluations" in report  # the ask/tell state's budget
     assert "How real the proposals are" in report and "Gaussian fit" in report
     assert (tmp_path / "best_so_far.png").stat().st_size > 0 and (tmp_path / "report.html").exists()
 

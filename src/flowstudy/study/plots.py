@@ -1,8 +1,15 @@
-"""Figures of a study report, drawn with matplotlib's object API on the Agg canvas.
+"""Figures of a study report, drawn at the size they are shown (:mod:`flowstudy.reporting`).
 
-No pyplot and no backend switch: a report can be written from any process (a worker, a
-notebook with its own backend) without touching global matplotlib state. Each function
-writes one PNG and returns its path, or None when the study has nothing to show for it.
+- :func:`draw_metric_panels`: one small panel per *ranked* metric (the NLL gap first), every
+  configuration's mean and 95 % CI over seeds, the Gaussian fit and real held-out data as lines.
+- :func:`draw_training_curves`: validation loss against step, one look per configuration.
+- :func:`draw_pca`: real held-out rows drawn over generated ones, per architecture, beside a
+  panel of the Gaussian fit, on the first two principal components of the training set.
+- :func:`draw_quality_vs_nfe`: ranked metrics against sampling cost.
+
+Each ``draw_*`` returns a matplotlib Figure (or None when the study has nothing to show) so that
+tests can read what was drawn; the plain-named functions save it and return the PNG's path.
+Labels are the short labels of :mod:`flowstudy.study.labels`.
 """
 
 from __future__ import annotations
@@ -14,38 +21,16 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from flowstudy.study.summary import format_value
+from flowstudy.reporting import FIGURE_WIDTH_PX, figure, save, series_styles, style_axes
+from flowstudy.study.labels import short_labels
+from flowstudy.study.summary import header
 
-BAR_METRICS = ("fidelity", "c2st_auc", "mmd", "coverage")
-NFE_METRICS = ("fidelity", "c2st_auc", "mmd")
-DPI = 110
 MAX_PCA_POINTS = 500
-_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
-
-
-def _figure(width: float, height: float):
-    try:
-        from matplotlib.figure import Figure
-    except ImportError as err:
-        raise ImportError("study reports draw their figures with matplotlib: pip install 'flowstudy[plot]'") from err
-    return Figure(figsize=(width, height), layout="constrained")
-
-
-def _save(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI)
-    return path
-
-
-def _sorted_values(values: list[Any]) -> list[Any]:
-    """Numbers ascending (None last), anything else in first-seen order."""
-    unique: list[Any] = []
-    for v in values:
-        if v not in unique:
-            unique.append(v)
-    if all(isinstance(v, (int, float)) and not isinstance(v, bool) or v is None for v in unique):
-        return sorted(unique, key=lambda v: (v is None, v if v is not None else 0))
-    return unique
+PANEL_COLUMNS = 3
+ROW_PX = 17  # height of one configuration's row in a metric panel
+LEGEND_ROW_PX = 21  # height of one row of a legend in "small" type
+SAMPLING_AXES = ("sample_steps", "sample_solver")
+BASELINE_LOOKS = (("gaussian", "--", "Gaussian fit"), ("heldout", ":", "real held-out"))
 
 
 def _errorbar(stat) -> tuple[float, float]:
@@ -54,120 +39,127 @@ def _errorbar(stat) -> tuple[float, float]:
     return stat.mean - stat.lo, stat.hi - stat.mean
 
 
-# ---------------------------------------------------------------------------- metric bars
-def metric_bars(groups, baselines: dict[str, Any], axis: str, path: Path, metrics: Sequence[str] = BAR_METRICS) -> Path | None:
-    """Mean and 95 % CI over seeds of each configuration, along ``axis``.
-
-    x: the axis's values; at each x one bar per configuration that has it, coloured by the
-    values of the other axes. Dashed / dotted lines: the Gaussian fit and real held-out data.
-    """
+# ---------------------------------------------------------------------------- metric panels
+def draw_metric_panels(groups, baselines: dict[str, Any], metrics: Sequence[str], labels: dict[str, str] | None = None):
+    """One panel per metric in ``metrics`` (those some group has), configurations down the side
+    in ``groups``' order: mean and 95 % CI over seeds; dashed the Gaussian fit (0 for the NLL gap),
+    dotted real held-out data. The value axes fit the data (they do not start at 0)."""
     metrics = [m for m in metrics if any(m in g.stats for g in groups)]
-    xs = _sorted_values([g.values.get(axis) for g in groups])
-    if len(xs) < 2 or not metrics:
+    if not metrics or not groups:
         return None
-    varying = varying_axes(groups)
-    hue_of = {g.label: _hue_label(g, axis, varying) for g in groups}
-    hues = list(dict.fromkeys(hue_of.values()))
-    colour = {h: _PALETTE[i % len(_PALETTE)] for i, h in enumerate(hues)}
-    fig = _figure(3.6 * len(metrics) + 1.5, 3.6)
-    axes = fig.subplots(1, len(metrics), squeeze=False)[0]
+    labels = labels or short_labels(groups)
+    cols = min(len(metrics), PANEL_COLUMNS)
+    rows = -(-len(metrics) // cols)
+    panel_px = len(groups) * ROW_PX + 70
+    fig = figure(rows * panel_px + 40)
+    axes = fig.subplots(rows, cols, squeeze=False, sharey=True).ravel()
+    styles = series_styles(len(groups))
+    y = np.arange(len(groups))
     for ax, metric in zip(axes, metrics):
-        for i, x in enumerate(xs):
-            here = [g for g in groups if g.values.get(axis) == x and metric in g.stats]
-            width = 0.8 / max(len(here), 1)
-            for j, g in enumerate(here):
-                stat = g.stats[metric]
-                lo, hi = _errorbar(stat)
-                pos = i - 0.4 + width * (j + 0.5)
-                yerr = [[lo], [hi]] if stat.n > 1 else None  # one seed: no interval to draw
-                ax.bar(pos, stat.mean, width * 0.9, color=colour[hue_of[g.label]], yerr=yerr, capsize=2)
-        _reference_lines(ax, baselines, metric)
-        ax.set_xticks(range(len(xs)), [format_value(axis, x) for x in xs], rotation=30 if len(xs) > 4 else 0)
-        ax.set_title(metric)
-        ax.set_xlabel(axis)
-    handles = [_patch(colour[h], h) for h in hues] if len(hues) > 1 else []
-    handles += _baseline_handles(baselines)
-    if handles:
-        fig.legend(handles=handles, loc="outside right upper", fontsize="small")
-    fig.suptitle(f"Metrics along '{axis}' (mean and 95 % CI over seeds)")
-    return _save(fig, path)
+        for i, g in enumerate(groups):
+            if metric not in g.stats:
+                continue
+            stat, style = g.stats[metric], styles[i]
+            lo, hi = _errorbar(stat)
+            ax.errorbar(stat.mean, i, xerr=[[lo], [hi]], fmt=style.marker, color=style.colour, markersize=4, capsize=2, linewidth=1)
+        for row, linestyle, _ in BASELINE_LOOKS:
+            value = _baseline_value(baselines, row, metric)
+            if value is not None:
+                ax.axvline(value, color="#444444", linestyle=linestyle, linewidth=1)
+        ax.set_title(header(metric))
+        ax.locator_params(axis="x", nbins=4)
+        style_axes(ax, grid_axis="x")
+    for ax in axes[len(metrics):]:
+        ax.set_visible(False)
+    axes[0].set_yticks(y, [labels.get(g.label, g.label) for g in groups])
+    axes[0].set_ylim(len(groups) - 0.5, -0.5)  # first configuration on top
+    for k, ax in enumerate(axes):
+        ax.tick_params(labelleft=k % cols == 0)
+    _baseline_legend(fig, baselines)
+    return fig
 
 
-def _hue_label(group, axis: str, varying: list[str]) -> str:
-    """The group's values of the other axes that vary in the study ("icfm/subset=full")."""
-    parts = []
-    for other in varying:
-        if other != axis:
-            value = group.values.get(other)
-            parts.append(value if isinstance(value, str) else f"{other}={format_value(other, value)}")
-    return "/".join(parts) or "all"
+def _baseline_value(baselines: dict[str, Any], row: str, metric: str) -> float | None:
+    if metric == "nll_gap":
+        return 0.0 if row == "gaussian" and "gaussian" in baselines else None
+    summary = baselines.get(row)
+    return summary.stats[metric].mean if summary is not None and metric in summary.stats else None
 
 
-def varying_axes(groups) -> list[str]:
-    """Axes that take more than one value among ``groups``, in study order."""
-    names = list(dict.fromkeys(name for g in groups for name in g.values))
-    return [n for n in names if len(_sorted_values([g.values.get(n) for g in groups])) > 1]
-
-
-def _reference_lines(ax, baselines: dict[str, Any], metric: str) -> None:
-    for row, style in (("gaussian", "--"), ("heldout", ":")):
-        summary = baselines.get(row)
-        if summary is not None and metric in summary.stats:
-            ax.axhline(summary.stats[metric].mean, color="black", linestyle=style, linewidth=1)
-
-
-def _patch(color: str, label: str):
-    from matplotlib.patches import Patch
-
-    return Patch(color=color, label=label)
-
-
-def _baseline_handles(baselines: dict[str, Any]) -> list:
+def _baseline_legend(fig, baselines: dict[str, Any]) -> None:
     from matplotlib.lines import Line2D
 
-    styles = (("gaussian", "--", "Gaussian fit"), ("heldout", ":", "real held-out"))
-    return [Line2D([], [], color="black", linestyle=s, label=label) for row, s, label in styles if row in baselines]
+    handles = [Line2D([], [], color="#444444", linestyle=s, label=text) for row, s, text in BASELINE_LOOKS if row in baselines]
+    if handles:
+        fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False, fontsize="small")
+
+
+def metric_panels(groups, baselines, metrics, path: Path, labels: dict[str, str] | None = None) -> Path | None:
+    """:func:`draw_metric_panels` saved to ``path``."""
+    fig = draw_metric_panels(groups, baselines, metrics, labels)
+    return None if fig is None else save(fig, path)
 
 
 # ---------------------------------------------------------------------------- training curves
-def training_curves(study_dir: Path, results: list[dict[str, Any]], path: Path) -> Path | None:
-    """Validation loss (EMA weights) against optimiser step for every training run; one colour
-    per configuration, one line per seed."""
-    runs: dict[str, tuple[str, list[tuple[int, float]]]] = {}
+class _Config:
+    """A training configuration: a group without its sampling axes (label, values)."""
+
+    def __init__(self, label: str, values: dict[str, Any]):
+        self.label, self.values = label, values
+
+
+def training_configs(results: list[dict[str, Any]], values: dict[str, dict[str, Any]]) -> dict[str, _Config]:
+    """group -> its training configuration: groups that differ only in sampling share one."""
+    out: dict[str, _Config] = {}
+    by_key: dict[str, _Config] = {}
     for r in results:
-        if r["run"] in runs:
-            continue
-        curve = read_val_curve(study_dir / "runs" / r["run"] / "metrics.jsonl")
-        if curve:
-            runs[r["run"]] = (_train_label(r["group"]), curve)
-    if not runs:
+        group_values = {k: v for k, v in values.get(r["group"], {}).items() if k not in SAMPLING_AXES}
+        key = json.dumps(group_values, sort_keys=True, default=str)
+        out[r["group"]] = by_key.setdefault(key, _Config(_train_label(r["group"]), group_values))
+    return out
+
+
+def draw_training_curves(curves: dict[str, list[list[tuple[int, float]]]], labels: dict[str, str]):
+    """Validation loss against optimiser step: ``curves`` maps a configuration to its seeds' curves;
+    one look (colour, line style) per configuration, one line per seed, the legend below."""
+    if not curves:
         return None
-    labels = list(dict.fromkeys(label for label, _ in runs.values()))
-    colour = {label: _PALETTE[i % len(_PALETTE)] for i, label in enumerate(labels)}
-    fig = _figure(8.5, 4.5)
+    styles = series_styles(len(curves))
+    columns = 2 if len(curves) <= 8 else 3
+    fig = figure(330 + LEGEND_ROW_PX * -(-len(curves) // columns))
     ax = fig.subplots()
-    for label, curve in runs.values():
-        steps, losses = zip(*curve)
-        ax.plot(steps, losses, color=colour[label], linewidth=1.2, alpha=0.8)
+    for style, (config, runs) in zip(styles, curves.items()):
+        for k, curve in enumerate(runs):
+            steps, losses = zip(*curve)
+            ax.plot(steps, losses, color=style.colour, linestyle=style.linestyle, linewidth=1.2, alpha=0.85,
+                    label=labels.get(config, config) if k == 0 else None)
     ax.set_xlabel("optimiser step")
     ax.set_ylabel("validation loss (EMA weights)")
-    if min(loss for _, c in runs.values() for _, loss in c) > 0:
-        ax.set_yscale("log")
-    ax.grid(alpha=0.3)
-    fig.legend(handles=[_line(colour[label], label) for label in labels], loc="outside right upper", fontsize="small")
-    fig.suptitle("Training curves (one line per seed)")
-    return _save(fig, path)
+    style_axes(ax)
+    fig.legend(loc="outside lower center", ncols=columns, frameon=False, fontsize="small")
+    return fig
+
+
+def training_curves(study_dir: Path, results: list[dict[str, Any]], path: Path, values: dict[str, dict[str, Any]] | None = None) -> Path | None:
+    """Each run's validation curve (``runs/RUN/metrics.jsonl``), drawn by :func:`draw_training_curves`."""
+    configs = training_configs(results, values or {})
+    curves: dict[str, list] = {}
+    seen = set()
+    for r in results:
+        if r["run"] in seen:
+            continue
+        seen.add(r["run"])
+        curve = read_val_curve(study_dir / "runs" / r["run"] / "metrics.jsonl")
+        if curve:
+            curves.setdefault(configs[r["group"]].label, []).append(curve)
+    unique = {c.label: c for c in configs.values() if c.label in curves}
+    fig = draw_training_curves(curves, short_labels(list(unique.values())))
+    return None if fig is None else save(fig, path)
 
 
 def _train_label(group: str) -> str:
     """The group label without sampling-axis parts: curves belong to training runs."""
-    return "/".join(p for p in group.split("/") if not p.startswith(("sample_steps=", "sample_solver="))) or group
-
-
-def _line(color: str, label: str):
-    from matplotlib.lines import Line2D
-
-    return Line2D([], [], color=color, label=label)
+    return "/".join(p for p in group.split("/") if not p.startswith(tuple(f"{a}=" for a in SAMPLING_AXES))) or group
 
 
 def read_val_curve(path: Path) -> list[tuple[int, float]]:
@@ -185,44 +177,59 @@ def read_val_curve(path: Path) -> list[tuple[int, float]]:
 
 # ---------------------------------------------------------------------------- PCA
 def pca_panels(study_dir: Path, results: list[dict[str, Any]], path: Path) -> Path | None:
-    """Per architecture: real held-out rows and generated samples on the first two principal
-    components of the (standardised) full training set. The cell shown is the architecture's
-    first in study order, preferring one trained on the full data."""
+    """Per architecture (its first cell in study order, preferring one trained on the full data):
+    generated samples under real held-out rows, beside the Gaussian fit, on the first two principal
+    components of the standardised full training set (:func:`draw_pca`)."""
     chosen: dict[str, dict[str, Any]] = {}
     for r in sorted(results, key=lambda r: r.get("subset") is not None):
         if r["arch"] not in chosen and (study_dir / "cells" / r["id"] / "samples.npy").exists():
             chosen[r["arch"]] = r
     if not chosen:
         return None
-    projection = _pca_space(study_dir, next(iter(chosen.values())))
-    n = len(chosen)
-    cols = min(n, 3)
-    rows = -(-n // cols)
-    fig = _figure(max(3.8 * cols, 6.0), 3.6 * rows)
-    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False, sharex=True, sharey=True)).ravel()
-    held = projection["heldout"]
-    for ax, (arch, r) in zip(axes, chosen.items()):
+    space = _pca_space(study_dir, next(iter(chosen.values())))
+    panels = {}
+    for arch, r in chosen.items():
         samples = np.load(study_dir / "cells" / r["id"] / "samples.npy")[:MAX_PCA_POINTS]
-        gen = projection["project"](samples)
-        ax.scatter(held[:, 0], held[:, 1], s=8, color="#7f7f7f", alpha=0.6, label="real held-out")
-        ax.scatter(gen[:, 0], gen[:, 1], s=8, color="#d62728", alpha=0.5, label="generated")
         which = f"seed {r['seed']}" if r["group"] == arch else f"{r['group']}, seed {r['seed']}"
-        ax.set_title(f"{arch} ({which})", fontsize="medium")
-        ax.set_xlabel("PC 1")
-        ax.set_ylabel("PC 2")
+        panels[f"{arch} ({which})"[:40]] = space["project_original"](samples)
+    panels["Gaussian fit (baseline)"] = space["gaussian"]
+    return save(draw_pca(space["heldout"], panels), path)
+
+
+def draw_pca(heldout: np.ndarray, panels: dict[str, np.ndarray]):
+    """One panel per entry of ``panels`` (title -> generated points [n, 2]): generated in colour
+    beneath the real held-out rows [m, 2] in dark grey, sharing axes."""
+    n = len(panels)
+    cols = min(n, PANEL_COLUMNS)
+    rows = -(-n // cols)
+    width = FIGURE_WIDTH_PX
+    fig = figure(rows * (width // cols) + 30)
+    axes = fig.subplots(rows, cols, squeeze=False, sharex=True, sharey=True).ravel()
+    for ax, (title, points) in zip(axes, panels.items()):
+        ax.scatter(points[:, 0], points[:, 1], s=5, color="#d55e00", alpha=0.45, linewidths=0, label="samples (model or Gaussian fit)", zorder=1)
+        ax.scatter(heldout[:, 0], heldout[:, 1], s=5, color="#1f2328", alpha=0.7, linewidths=0, label="real held-out", zorder=2)
+        ax.set_title(title)
+        style_axes(ax)
     for ax in axes[n:]:
         ax.set_visible(False)
-    axes[0].legend(fontsize="small", loc="best")
-    fig.suptitle("Held-out vs generated, PCA of the standardised training set")
-    return _save(fig, path)
+    for ax in axes[:n]:
+        if ax.get_subplotspec().is_last_row():
+            ax.set_xlabel("PC 1")
+        if ax.get_subplotspec().is_first_col():
+            ax.set_ylabel("PC 2")
+    handles, names = axes[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="outside lower center", ncols=2, frameon=False, fontsize="small", markerscale=2)
+    return fig
 
 
 def _pca_space(study_dir: Path, result: dict[str, Any]) -> dict[str, Any]:
-    """PCA (top 2) of the z-scored full training set of the run's data; held-out projected."""
+    """PCA (top 2) of the z-scored full training set of the run's data: a projection of rows in the
+    original space, the held-out rows and 500 draws of the training set's Gaussian fit projected."""
     import torch
 
     from flowstudy.data import Standardizer
     from flowstudy.data.resolve import load_train_val
+    from flowstudy.metrics.baselines import gaussian_baseline
 
     config = json.loads((study_dir / "runs" / result["run"] / "config.json").read_text())
     train, heldout = load_train_val(config["data"], config.get("val"), split_seed=config.get("seed", 0))
@@ -235,41 +242,74 @@ def _pca_space(study_dir: Path, result: dict[str, Any]) -> dict[str, Any]:
     centre = z.mean(axis=0)
     _, _, vt = np.linalg.svd(z - centre, full_matrices=False)
     components = vt[:2].T  # [D, 2]
+    fit = gaussian_baseline(torch.from_numpy(z), MAX_PCA_POINTS, np.random.default_rng(0)).numpy()  # [n, D], standardised
 
-    def project(x: np.ndarray) -> np.ndarray:
+    def project_original(x: np.ndarray) -> np.ndarray:
         return (standardise(x) - centre) @ components  # [n, 2]
 
-    return {"project": project, "heldout": project(heldout.embeddings)}
+    return {
+        "project_original": project_original,
+        "heldout": project_original(heldout.embeddings),
+        "gaussian": (fit - centre) @ components,
+    }
 
 
 # ---------------------------------------------------------------------------- quality vs NFE
-def quality_vs_nfe(groups, baselines: dict[str, Any], path: Path, metrics: Sequence[str] = NFE_METRICS) -> Path | None:
-    """Metric (mean, 95 % CI over seeds) against sampling NFE, one line per trained configuration."""
+def draw_quality_vs_nfe(groups, baselines: dict[str, Any], metrics: Sequence[str]):
+    """Each ranked metric (mean, 95 % CI over seeds) against sampling NFE, one look per trained
+    configuration; None unless some configuration was sampled at two NFEs or more."""
     lines: dict[str, list] = {}
+    configs: dict[str, _Config] = {}
     for g in groups:
         if "nfe" in g.stats:
-            lines.setdefault(_train_label(g.label), []).append(g)
-    if not any(len(v) >= 2 for v in lines.values()):
-        return None
+            label = _train_label(g.label)
+            lines.setdefault(label, []).append(g)
+            configs.setdefault(label, _Config(label, {k: v for k, v in g.values.items() if k not in SAMPLING_AXES}))
+    labels = short_labels(list(configs.values()))
     metrics = [m for m in metrics if any(m in g.stats for g in groups)]
-    fig = _figure(3.8 * len(metrics) + 1.5, 3.6)
-    axes = fig.subplots(1, len(metrics), squeeze=False)[0]
+    if not any(len(v) >= 2 for v in lines.values()) or not metrics:
+        return None
+    cols = min(len(metrics), PANEL_COLUMNS)
+    rows = -(-len(metrics) // cols)
+    fig = figure(rows * 200 + 30 + LEGEND_ROW_PX * -(-len(lines) // 2))
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    styles = series_styles(len(lines))
     for ax, metric in zip(axes, metrics):
-        for i, (label, members) in enumerate(lines.items()):
+        for style, (label, members) in zip(styles, lines.items()):
             members = sorted((g for g in members if metric in g.stats), key=lambda g: g.stats["nfe"].mean)
-            x = [g.stats["nfe"].mean for g in members]
-            y = [g.stats[metric].mean for g in members]
-            err = np.array([_errorbar(g.stats[metric]) for g in members]).T
-            ax.errorbar(x, y, yerr=err, marker="o", capsize=2, color=_PALETTE[i % len(_PALETTE)], label=label)
-        _reference_lines(ax, baselines, metric)
+            err = np.array([_errorbar(g.stats[metric]) for g in members]).T.reshape(2, -1)
+            ax.errorbar([g.stats["nfe"].mean for g in members], [g.stats[metric].mean for g in members], yerr=err,
+                        color=style.colour, linestyle=style.linestyle, marker=style.marker, markersize=4, capsize=2,
+                        label=labels[label] if ax is axes[0] else None)
+        for row, linestyle, _ in BASELINE_LOOKS:
+            value = _baseline_value(baselines, row, metric)
+            if value is not None:
+                ax.axhline(value, color="#444444", linestyle=linestyle, linewidth=1)
         ax.set_xscale("log", base=2)
         ax.set_xlabel("NFE per sample")
-        ax.set_title(metric)
-        ax.grid(alpha=0.3)
-    handles = [_line(_PALETTE[i % len(_PALETTE)], label) for i, label in enumerate(lines)] + _baseline_handles(baselines)
-    fig.legend(handles=handles, loc="outside right upper", fontsize="small")
-    fig.suptitle("Sample quality versus sampling cost")
-    return _save(fig, path)
+        ax.set_title(header(metric))
+        style_axes(ax)
+    for ax in axes[len(metrics):]:
+        ax.set_visible(False)
+    fig.legend(loc="outside lower center", ncols=2, frameon=False, fontsize="small")
+    return fig
 
 
-__all__ = ["metric_bars", "pca_panels", "quality_vs_nfe", "read_val_curve", "training_curves", "varying_axes"]
+def quality_vs_nfe(groups, baselines, metrics, path: Path) -> Path | None:
+    """:func:`draw_quality_vs_nfe` saved to ``path``."""
+    fig = draw_quality_vs_nfe(groups, baselines, metrics)
+    return None if fig is None else save(fig, path)
+
+
+__all__ = [
+    "draw_metric_panels",
+    "draw_pca",
+    "draw_quality_vs_nfe",
+    "draw_training_curves",
+    "metric_panels",
+    "pca_panels",
+    "quality_vs_nfe",
+    "read_val_curve",
+    "training_configs",
+    "training_curves",
+]

@@ -35,10 +35,10 @@ BASELINE_NAMES = {
     "heldout": "real held-out",
 }
 QUALITY_METRICS = (
-    "nll", "fidelity", "novelty", "c2st_auc", "c2st_knn_auc", "mmd", "density", "coverage", "frechet", "norm_ratio",
+    "nll", "nll_gap", "fidelity", "novelty", "c2st_auc", "c2st_knn_auc", "mmd", "density", "coverage", "frechet", "norm_ratio",
     "original_norm_ratio",
 )
-ALWAYS_RANKED = ("nll",)
+ALWAYS_RANKED = ("nll", "nll_gap")
 """Metrics that rank without a sanity check (a proper scoring rule of held-out rows)."""
 COST_METRICS = ("best_val_loss", "straightness", "train_steps", "train_seconds", "nfe", "samples_per_s")
 
@@ -49,6 +49,7 @@ def _lower(v: float) -> float:
 
 DIRECTIONS: dict[str, tuple[Callable[[float], float], str]] = {
     "nll": (_lower, "lower is better; held-out negative log-likelihood, nats per dimension of the original space"),
+    "nll_gap": (_lower, "lower is better; held-out NLL minus the Gaussian fit's, nats per dimension (below 0: beats the fit)"),
     "fidelity": (BADNESS["fidelity"], "closer to 1 is better (|log x|); 1 = samples lie as near held-out data as real data do"),
     "novelty": (lambda v: max(1.0 - v, 0.0), "higher is better up to 1 (real data); 0 = copies of training rows"),
     "c2st_auc": (BADNESS["c2st_auc"], "closer to 0.5 is better (|x - 0.5|); 0.5 = a linear classifier cannot tell samples from data"),
@@ -75,7 +76,28 @@ DIRECTIONS: dict[str, tuple[Callable[[float], float], str]] = {
 }
 """Metric -> (distance from the ideal: lower is better, what the reader should know)."""
 
+MARKS = {
+    "nll": "↓", "nll_gap": "↓", "fidelity": "→1", "novelty": "↑ to 1", "c2st_auc": "→0.5", "c2st_knn_auc": "→0.5",
+    "mmd": "↓", "density": "→1", "coverage": "↑", "frechet": "↓", "norm_ratio": "→1", "original_norm_ratio": "→1",
+    "best_val_loss": "↓", "straightness": "↓", "train_seconds": "↓", "nfe": "↓", "samples_per_s": "↑",
+}
+"""Metric -> its direction mark for table headers: ↓ lower is better, ↑ higher, →x nearer x."""
+NAMES = {
+    "nll": "NLL", "nll_gap": "NLL gap", "c2st_auc": "linear C2ST AUC", "c2st_knn_auc": "kNN C2ST AUC", "mmd": "MMD",
+    "frechet": "Fréchet", "norm_ratio": "norm ratio", "original_norm_ratio": "norm ratio (original)",
+    "best_val_loss": "val loss", "train_seconds": "train s", "samples_per_s": "samples/s", "nfe": "NFE",
+    "train_steps": "steps",
+}
+"""Metric -> its name in table headers and figure titles (others: the metric's own name)."""
+
+
+def header(metric: str) -> str:
+    """"NLL gap ↓", "fidelity →1": a metric's name and direction mark."""
+    return f"{NAMES.get(metric, metric)} {MARKS[metric]}".strip() if metric in MARKS else NAMES.get(metric, metric)
+
 _NOT_RANKED = ("train_steps",)
+TWO_SIDED_IDEALS = {"fidelity": 1.0, "c2st_auc": 0.5, "c2st_knn_auc": 0.5, "density": 1.0, "norm_ratio": 1.0, "original_norm_ratio": 1.0}
+"""Metrics whose distance falls toward an ideal value and rises past it, with that value."""
 
 
 # ----------------------------------------------------------------------------- summaries
@@ -179,7 +201,8 @@ def ranked_metrics(results: list[dict[str, Any]], metrics: Sequence[str]) -> lis
     out = []
     for m in metrics:
         checks = [r.get(f"sanity_{m}") for r in results]
-        if m in ALWAYS_RANKED or (checks and all(c == 1 for c in checks)):
+        always = m in ALWAYS_RANKED and any(_finite(r.get(m)) for r in results)
+        if always or (checks and all(c == 1 for c in checks)):
             out.append(m)
     return out
 
@@ -202,6 +225,62 @@ def best_labels(groups: Sequence[GroupSummary], metric: str) -> set[str]:
         return set()
     best = min(s for s, _ in scored)
     return {label for s, label in scored if s <= best + 1e-12 * max(1.0, abs(best))}
+
+
+def badness_range(metric: str, stat) -> tuple[float, float]:
+    """(nearest, farthest) distance from the ideal over the 95 % interval of ``stat`` (a MeanCI);
+    (d, d) of the mean when there is no interval (one seed).
+
+    Every distance of :data:`DIRECTIONS` is monotone or V-shaped in the value (x, max(1 - x, 0),
+    |log x|, |x - 0.5|), so the farthest point of [lo, hi] is an end; the nearest is 0 when a
+    V-shaped metric's ideal (:data:`TWO_SIDED_IDEALS`) lies inside, else the nearer end."""
+    if stat.n < 2 or not (math.isfinite(stat.lo) and math.isfinite(stat.hi)):
+        d = badness(metric, stat.mean)
+        return d, d
+    ends = (badness(metric, stat.lo), badness(metric, stat.hi))
+    ideal = TWO_SIDED_IDEALS.get(metric)
+    nearest = 0.0 if ideal is not None and stat.lo <= ideal <= stat.hi else min(ends)
+    return nearest, max(ends)
+
+
+def separated_best(groups: Sequence[GroupSummary], metric: str) -> tuple[str | None, str | None, bool]:
+    """(best, next, separated) on ``metric``: the configuration whose mean is nearest the ideal, the
+    runner-up, and whether the best's whole 95 % interval is nearer the ideal than the runner-up's.
+
+    One seed gives no interval, so nothing separates. Novelty above 1 (samples farther from the
+    training rows than real data are: off the data) is never a winner."""
+    scored = sorted((badness(metric, g.stats[metric].mean), i) for i, g in enumerate(groups) if metric in g.stats)
+    if not scored or metric in _NOT_RANKED:
+        return None, None, False
+    best = groups[scored[0][1]]
+    if len(scored) < 2:
+        return best.label, None, False
+    runner = groups[scored[1][1]]
+    if metric == "novelty" and best.stats[metric].mean > 1.0:
+        return best.label, runner.label, False
+    a, b = best.stats[metric], runner.stats[metric]
+    if a.n < 2 or b.n < 2:
+        return best.label, runner.label, False
+    return best.label, runner.label, badness_range(metric, a)[1] < badness_range(metric, b)[0]
+
+
+def gaussian_wins(group: GroupSummary, gaussian: GroupSummary | None, metrics: Sequence[str]) -> tuple[int, int]:
+    """(k, n): on k of the n ``metrics`` that both rows have, the configuration beats the Gaussian
+    fit: its whole 95 % interval (its mean, with one seed) is nearer the ideal than the fit's mean.
+    The fit's NLL gap is 0 by definition."""
+    won = total = 0
+    for m in metrics:
+        if m not in group.stats:
+            continue
+        if m == "nll_gap":
+            reference = 0.0
+        elif gaussian is not None and m in gaussian.stats:
+            reference = badness(m, gaussian.stats[m].mean)
+        else:
+            continue
+        total += 1
+        won += badness_range(m, group.stats[m])[1] < reference
+    return won, total
 
 
 def gaussian_flags(group: GroupSummary, gaussian: GroupSummary | None, ranked: Sequence[str] | None = None) -> list[str]:
@@ -295,17 +374,23 @@ __all__ = [
     "BASELINE_NAMES",
     "COST_METRICS",
     "DIRECTIONS",
+    "MARKS",
+    "NAMES",
     "QUALITY_METRICS",
     "Comparison",
     "GroupSummary",
     "badness",
+    "badness_range",
     "best_labels",
     "compare_to_reference",
     "find_group",
     "format_value",
     "gaussian_flags",
+    "gaussian_wins",
+    "header",
     "ranked_metrics",
     "sanity_summary",
+    "separated_best",
     "summarize_baselines",
     "summarize_groups",
 ]
