@@ -1,7 +1,8 @@
 """Scores of a guidance benchmark without its embeddings: dump them, merge dumps, report on them.
 
     python benchmarks/guidance_scores.py dump DIR OUT.json           # {cell: {config, y}} of every cell under DIR
-    python benchmarks/guidance_scores.py report OUT_DIR A.json B.json ...   # merged scores.json + report (no realism table)
+    python benchmarks/guidance_scores.py report OUT_DIR A.json B.json ... [--train DATASPEC]
+        # merged scores.json + report (no realism table); --train: the priors' training rows, for the ceilings
 
 The dumps let runs made on several machines (one per group of seeds) be reported together; the
 realism table needs the embeddings and comes from ``flowstudy optimize report`` on one machine.
@@ -26,7 +27,7 @@ def dump(root: Path, out: Path) -> None:
     print(f"{len(cells)} cells -> {out}")
 
 
-def report(out: Path, dumps: list[Path]) -> None:
+def report(out: Path, dumps: list[Path], train: str | None = None) -> None:
     from flowstudy.guidance.report import OptimizationRun, render_report
     from flowstudy.io import atomic_write_text
 
@@ -41,7 +42,7 @@ def report(out: Path, dumps: list[Path]) -> None:
         for key, cell in sorted(merged.items())
     ]
     notes = [f"Scores of {len(runs)} cells merged from {', '.join(p.name for p in dumps)} (scores.json)."]
-    paths = render_report(runs, out, realism=False, notes=notes)
+    paths = render_report(runs, out, realism=False, notes=notes, train_data=train)
     print(f"wrote {paths.markdown}, {paths.html}, {paths.figure}")
 
 
@@ -50,6 +51,8 @@ if __name__ == "__main__":
     if verb == "dump":
         dump(Path(rest[0]), Path(rest[1]))
     elif verb == "report":
-        report(Path(rest[0]), [Path(p) for p in rest[1:]])
+        train = rest[rest.index("--train") + 1] if "--train" in rest else None
+        names = [p for i, p in enumerate(rest[1:], 1) if p != "--train" and rest[i - 1] != "--train"]
+        report(Path(rest[0]), [Path(p) for p in names], train)
     else:
         sys.exit(f"unknown verb {verb!r}; use dump or report")

@@ -52,4 +52,15 @@ def test_small_study(example, tmp_path):
     study = example("small_study").main(["--out", str(tmp_path), "--size", "small"])
     assert len(study.results) == study.n_cells == 2
     assert sorted(r["arch"] for r in study.results) == ["mlp-tiny", "unet-tiny"]
-    assert "fidelity" in (tmp_path / "report.md").read_text() and (tmp_path / "figures" / "bars_arch.png").exists()
+    report = (tmp_path / "report.md").read_text()
+    assert "## Leaderboard against the Gaussian fit" in report and (tmp_path / "figures" / "metrics.png").exists()
+
+
+def test_guided_optimisation(example, tmp_path):
+    pytest.importorskip("botorch")
+    paths = example("guided_optimisation").main(["--out", str(tmp_path), "--size", "small"])
+    report = paths.markdown.read_text()
+    assert "1 objective, 2 methods, prior Gaussian fit, 1 seed" in report
+    # the ceilings are drawn from the builtin set: the best training row and the top-k bounds
+    assert "The best training row scores" in report and "(k = 32)" in report
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["guided_s0", "prior_s0"]

@@ -23,7 +23,7 @@ from mkdocs.exceptions import PluginError
 from mkdocs.structure.files import File, Files
 
 ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = ("train_sample_evaluate", "own_embeddings", "small_study")
+EXAMPLES = ("train_sample_evaluate", "own_embeddings", "small_study", "guided_optimisation")
 _OUTPUT = Path(tempfile.mkdtemp(prefix="flowstudy-docs-examples-"))  # lives for the build
 
 

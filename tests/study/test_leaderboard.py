@@ -71,3 +71,19 @@ def test_studies_before_the_sanity_check_show_the_legacy_metrics():
 
 def test_wins_text():
     assert [wins_text(3, 3), wins_text(2, 3), wins_text(0, 3), wins_text(0, 0)] == ["all 3", "2 of 3", "none of 3", "–"]
+
+
+def test_novelty_counts_against_the_gaussian_fit_as_each_cell_does():
+    """Novelty 1.10-1.14 against the fit's 1.28: nearer 1 (|log x|), a win, though both are above 1,
+    where the ranking's distance ties them; never bold, since above 1 means off the data."""
+    from flowstudy.study.summary import gaussian_wins, separated_best
+
+    results = _results({"a": [0.0, 0.0, 0.0], "b": [0.0, 0.0, 0.0]}, {"a": [1.1] * 3, "b": [1.1] * 3})
+    for r in results:
+        r["novelty"] = (1.10 if r["group"] == "a" else 1.25) + 0.02 * r["seed"]
+        r["baseline_gaussian_novelty"] = 1.28
+    groups = summarize_groups(results, ("novelty",))
+    gaussian = summarize_baselines(results, ("novelty",))[("d", 10, 0)]["gaussian"]
+    assert gaussian_wins(groups[0], gaussian, ["novelty"]) == (1, 1)  # [1.07, 1.17]: |log| below |log 1.28|
+    assert gaussian_wins(groups[1], gaussian, ["novelty"]) == (0, 1)  # [1.22, 1.32] reaches past 1.28
+    assert separated_best(groups, "novelty")[2] is False

@@ -2,7 +2,8 @@
 
 A group's label in the results is its raw axis values ("aug=["noise:0.3"]/none/lr=0.0005/...").
 Readers need less: only the axes that vary in the study, and of those only the values that differ
-from the *common configuration* (each axis's most frequent value among the groups). The common
+from the *common configuration* (each axis's most frequent value among the groups), where that
+value is held by most groups (an axis of a balanced grid is always named). The common
 configuration itself is labelled with all its varying values. Axis names become words
 (``model.time_cond`` -> "time"), lists of augmentations read "noise 0.3".
 
@@ -96,9 +97,11 @@ def short_labels(groups: Sequence[Any]) -> dict[str, str]:
     if not axes:
         return {g.label: g.label for g in groups}
     common = common_values(values, axes)
+    majority = {a for a in axes if 2 * sum(_key(v.get(a)) == _key(common[a]) for v in values) > len(values)}
     out = {}
     for g in groups:
-        differs = [a for a in axes if _key(g.values.get(a)) != _key(common[a])]
+        differs = [a for a in axes if a not in majority or _key(g.values.get(a)) != _key(common[a])]
+        differs = [a for a in differs if g.values.get(a) is not None]  # unset: the axis does not apply
         shown = differs or [a for a in axes if g.values.get(a) is not None] or axes
         out[g.label] = SEPARATOR.join(part(a, g.values.get(a)) for a in shown)
     if len(set(out.values())) < len(out):

@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass
 from typing import Sequence
 
-from flowstudy.reporting import Table
+from flowstudy.reporting import Table, fmt
 from flowstudy.study.summary import (
     GroupSummary,
     badness,
@@ -114,6 +114,13 @@ def leaderboard_table(
     return Table(title, headers, rows, best, separator if separator < len(rows) else None, note)
 
 
+def _leader_text(metric: str, best: str, by_label: dict[str, GroupSummary], name) -> str:
+    value = by_label[best].stats[metric].mean
+    if metric == "novelty" and value > 1:
+        return "leading values above 1 all tie: off the data"
+    return f"leading: {name(best)}, {fmt(value)}"
+
+
 def verdict_lines(v: Verdict, labels: dict[str, str], format_ci) -> list[str]:
     """The sentences above the leaderboard: the winner (or why none is named), then how many
     configurations beat the Gaussian fit."""
@@ -138,11 +145,12 @@ def verdict_lines(v: Verdict, labels: dict[str, str], format_ci) -> list[str]:
                     f"{name(runner)} ({format_ci(by_label[runner].stats['nll_gap'])}), overlap."
                 )
     clear = [f"{header(m)}: {name(b)}" for m, (b, _, sep) in v.winners.items() if sep and m != v.primary]
-    tied = [header(m) for m, (b, r, sep) in v.winners.items() if not sep and r is not None and m != v.primary]
+    tied = [f"{header(m)} ({_leader_text(m, b, by_label, name)})" for m, (b, r, sep) in v.winners.items()
+            if not sep and r is not None and m != v.primary]
     if clear:
         lines.append("Significantly best: " + "; ".join(clear) + ".")
     if tied:
-        lines.append("No configuration is clear of the runner-up on " + ", ".join(tied) + ".")
+        lines.append("No configuration is clear of the runner-up on " + "; ".join(tied) + ".")
     n = len(v.order)
     full = [g for g in v.order if v.wins[g.label][1] and v.wins[g.label][0] == v.wins[g.label][1]]
     none = [g for g in v.order if v.wins[g.label][1] and v.wins[g.label][0] == 0]

@@ -262,9 +262,10 @@ def draw_quality_vs_nfe(groups, baselines: dict[str, Any], metrics: Sequence[str
     configs: dict[str, _Config] = {}
     for g in groups:
         if "nfe" in g.stats:
-            label = _train_label(g.label)
+            trained = {k: v for k, v in g.values.items() if k not in SAMPLING_AXES}
+            label = json.dumps(trained, sort_keys=True, default=str) if trained else _train_label(g.label)
             lines.setdefault(label, []).append(g)
-            configs.setdefault(label, _Config(label, {k: v for k, v in g.values.items() if k not in SAMPLING_AXES}))
+            configs.setdefault(label, _Config(label, trained))
     labels = short_labels(list(configs.values()))
     metrics = [m for m in metrics if any(m in g.stats for g in groups)]
     if not any(len(v) >= 2 for v in lines.values()) or not metrics:

@@ -225,8 +225,8 @@ def _key(groups, labels) -> list[str]:
     common = common_label(groups)
     axes = ", ".join(varying_axes([g.values for g in groups]))
     return [
-        f"Labels name only the axes that vary ({axes}) and, of those, what differs from the most common "
-        f"configuration ({common}), which is labelled in full."
+        f"Labels name only the axes that vary ({axes}); where most configurations share a value, it is left "
+        f"out. The most common configuration ({common}) is labelled in full."
     ]
 
 

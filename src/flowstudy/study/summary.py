@@ -267,7 +267,9 @@ def separated_best(groups: Sequence[GroupSummary], metric: str) -> tuple[str | N
 def gaussian_wins(group: GroupSummary, gaussian: GroupSummary | None, metrics: Sequence[str]) -> tuple[int, int]:
     """(k, n): on k of the n ``metrics`` that both rows have, the configuration beats the Gaussian
     fit: its whole 95 % interval (its mean, with one seed) is nearer the ideal than the fit's mean.
-    The fit's NLL gap is 0 by definition."""
+    The fit's NLL gap is 0 by definition. Novelty is judged as each cell's verdict judges it
+    (:data:`flowstudy.metrics.table.BADNESS`: |log x|, nearer 1 from either side), since above 1
+    every value ties in the ranking's distance."""
     won = total = 0
     for m in metrics:
         if m not in group.stats:
@@ -275,12 +277,18 @@ def gaussian_wins(group: GroupSummary, gaussian: GroupSummary | None, metrics: S
         if m == "nll_gap":
             reference = 0.0
         elif gaussian is not None and m in gaussian.stats:
-            reference = badness(m, gaussian.stats[m].mean)
+            reference = _verdict_badness(m, gaussian.stats[m].mean)
         else:
             continue
         total += 1
-        won += badness_range(m, group.stats[m])[1] < reference
+        stat = group.stats[m]
+        ends = (stat.mean,) if stat.n < 2 or not math.isfinite(stat.lo) else (stat.lo, stat.hi)
+        won += max(_verdict_badness(m, v) for v in ends) < reference
     return won, total
+
+
+def _verdict_badness(metric: str, value: float) -> float:
+    return BADNESS["novelty"](value) if metric == "novelty" else badness(metric, value)
 
 
 def gaussian_flags(group: GroupSummary, gaussian: GroupSummary | None, ranked: Sequence[str] | None = None) -> list[str]:
