@@ -73,14 +73,15 @@ test-shuffled: $(STAMP)
 
 # The documentation site in build/site, strictly (a warning fails it): every public name documented,
 # the CLI reference generated from the app, the examples run at full size (a few minutes on 2 CPU
-# cores; FLOWSTUDY_DOCS_EXAMPLES=small runs them at their test size).
+# cores; FLOWSTUDY_DOCS_EXAMPLES=small runs them at their test size), no raw Markdown left in a built
+# page (docs/hooks/markup_check.py). `bash docs/screenshots.sh` then shoots every page at 1400 px.
 DOCS_STAMP := $(VENV)/.docs-installed
 $(DOCS_STAMP): $(STAMP)
 	$(PY) -m pip install -q -c $(CONSTRAINTS) -e ".[docs]"
 	@touch $(DOCS_STAMP)
 
 docs: $(DOCS_STAMP)
-	$(PY) -m pytest -q tests/test_docstrings.py
+	$(PY) -m pytest -q tests/test_docstrings.py tests/test_docs_markup.py
 	$(VENV)/bin/mkdocs build --strict
 
 clean:

@@ -34,14 +34,17 @@ def report(out: Path, dumps: list[Path], train: str | None = None) -> None:
     merged: dict = {}
     for path in dumps:
         merged.update(json.loads(path.read_text()))
-    for cell in merged.values():
-        cell["y"] = [round(v, 6) for v in cell["y"]]
-    atomic_write_text(out / "scores.json", json.dumps(merged, sort_keys=True) + "\n")
+    rewrite = [p.resolve() for p in dumps] == [(out / "scores.json").resolve()]  # the report again, from its own scores
+    if not rewrite:
+        for cell in merged.values():
+            cell["y"] = [round(v, 6) for v in cell["y"]]
+        atomic_write_text(out / "scores.json", json.dumps(merged, sort_keys=True) + "\n")
     runs = [
         OptimizationRun(out / key, cell["config"], np.zeros((len(cell["y"]), 0)), np.asarray(cell["y"]), np.zeros(len(cell["y"]), int))
         for key, cell in sorted(merged.items())
     ]
-    notes = [f"Scores of {len(runs)} cells merged from {', '.join(p.name for p in dumps)} (scores.json)."]
+    source = "" if rewrite else f" merged from {', '.join(p.name for p in dumps)}"
+    notes = [f"Scores of {len(runs)} cells{source} (scores.json)."]
     paths = render_report(runs, out, realism=False, notes=notes, train_data=train)
     print(f"wrote {paths.markdown}, {paths.html}, {paths.figure}")
 

@@ -19,7 +19,7 @@ PROFILE=$(mktemp -d)
 chromium --headless=new --no-sandbox --disable-gpu --hide-scrollbars --user-data-dir="$PROFILE" \
   --remote-debugging-port="$DEBUG_PORT" about:blank >/dev/null 2>&1 &
 BROWSER=$!
-trap 'kill $SERVER $BROWSER 2>/dev/null; rm -rf "$PROFILE"' EXIT
+trap 'kill $SERVER $BROWSER 2>/dev/null; wait $BROWSER 2>/dev/null; rm -rf "$PROFILE"' EXIT
 for _ in $(seq 50); do
   WS=$(curl -s "http://127.0.0.1:$DEBUG_PORT/json/version" | $PY -c 'import json,sys; print(json.load(sys.stdin)["webSocketDebuggerUrl"])' 2>/dev/null) && break
   sleep 0.2

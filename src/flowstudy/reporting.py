@@ -162,7 +162,7 @@ def _md_cell(text: str) -> str:
 CSS = """
 :root { --fg: #1f2328; --muted: #57606a; --rule: #d0d7de; --best: #dafbe1; --base: #f6f8fa; --accent: #0969da; }
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--fg);
-       margin: 2rem auto; max-width: 60rem; padding: 0 1.5rem; line-height: 1.5; font-size: 15px; }
+       margin: 2rem auto; max-width: 80rem; padding: 0 1.5rem; line-height: 1.5; font-size: 15px; }
 h1 { font-size: 1.7rem; margin-bottom: 0.2rem; } h2 { font-size: 1.3rem; margin-top: 2rem;
      border-bottom: 1px solid var(--rule); padding-bottom: 0.2rem; } h3 { font-size: 1.05rem; margin-top: 1.4rem; }
 p.meta, p.note { color: var(--muted); font-size: 0.88rem; }
@@ -172,7 +172,7 @@ p.meta, p.note { color: var(--muted); font-size: 0.88rem; }
 table { border-collapse: collapse; font-size: 0.85rem; font-variant-numeric: tabular-nums; }
 th, td { border: 1px solid var(--rule); padding: 0.25rem 0.55rem; text-align: right; white-space: nowrap; }
 th { background: var(--base); }
-th:first-child, td:first-child { text-align: left; white-space: normal; min-width: 10rem; }
+th:first-child, td:first-child { text-align: left; white-space: normal; min-width: 14rem; }
 td.best { font-weight: 700; background: var(--best); }
 tr.baseline td { color: var(--muted); background: var(--base); }
 figure { margin: 1rem 0; } figcaption { color: var(--muted); font-size: 0.88rem; }

@@ -46,6 +46,7 @@ class OptimizationRun:
 
     @property
     def key(self) -> tuple[str, str, str]:
+        """(prior spec, objective spec, method label): what the report groups runs by."""
         return (self.config["prior"], self.config["objective"], self.config.get("label") or self.config["method"])
 
     def best_so_far(self, budget: int) -> np.ndarray:
@@ -120,7 +121,12 @@ def finals(runs: list[OptimizationRun], budget: int) -> Finals:
     values: dict = defaultdict(lambda: defaultdict(dict))
     for r in runs:
         values[(r.key[0], r.key[2])][r.key[1]][int(r.config["seed"])] = float(r.best_so_far(budget)[-1])
-    return Finals(sorted(values), sorted({r.key[1] for r in runs}), {c: dict(v) for c, v in values.items()})
+    return Finals(sorted(values), sorted({r.key[1] for r in runs}, key=natural_key), {c: dict(v) for c, v in values.items()})
+
+
+def natural_key(text: str) -> list:
+    """Sort key that orders numbers by value: "val:9" before "val:17"."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
 
 
 def _ci_text(values: list[float]) -> str:
@@ -180,7 +186,10 @@ def leaderboard(f: Finals, budget: int, labels: dict, ceilings=None) -> tuple[Ta
         if topk:
             line += "; the top-k bounds of the cosine targets average " + ", ".join(f"{v:.3f} (k = {k})" for k, v in topk.items())
         lines.append(line + ".")
-    note = "Mean [95 % CI] over seeds of the mean over objectives. Bold: the winner, its interval clear of the runner-up's."
+    one_seed = all(len(f.seed_means(c, f.objectives)) < 2 for c in order)
+    note = ("One seed: means over objectives, no interval. Bold: the winner, ahead of the runner-up by the paired test "
+            "across objectives (p < 0.05)." if one_seed else
+            "Mean [95 % CI] over seeds of the mean over objectives. Bold: the winner, its interval clear of the runner-up's.")
     note += " Past the best training row: objectives whose mean final best beats the objective's best training row." if has_ceiling else ""
     note += " Paired over objectives: Wilcoxon signed-rank from 6 objectives, else a paired t-test." if len(f.objectives) > 1 else ""
     return Table(f"Leaderboard after {budget} evaluations", headers, rows, best, note=note), lines
@@ -257,7 +266,7 @@ def plot_curves(runs: list[OptimizationRun], budget: int, labels: dict, path: Pa
     """Best so far against evaluations, one panel per objective kind (mean over its objectives):
     bands over seeds where there are several, the shared initial design once in grey, a marker
     where it ends, ceiling lines (best training row; top-k bounds for cosine targets)."""
-    kinds = objective_kinds(sorted({r.key[1] for r in runs}))
+    kinds = objective_kinds(sorted({r.key[1] for r in runs}, key=natural_key))
     n_init = max(int(r.config.get("n_init", 0)) for r in runs)
     legend_rows = -(-(len(labels) + 4) // 3)
     fig = figure(300 * len(kinds) + 22 * legend_rows + 20)
@@ -378,7 +387,7 @@ def best_texts_table(runs: list[OptimizationRun], labels: dict, max_chars: int =
     if not best:
         return None
     rows = []
-    for objective in sorted(best):
+    for objective in sorted(best, key=natural_key):
         score, r, b = best[objective]
         target = _safe(target_text, objective)
         rows.append([short_objective(objective), f"{score:.3f}", f"{labels[(r.key[0], r.key[2])]}, seed {r.config['seed']}",

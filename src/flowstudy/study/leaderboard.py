@@ -92,20 +92,19 @@ def leaderboard_table(
 ) -> Table:
     """The leaderboard as a :class:`~flowstudy.reporting.Table`: configurations, then the Gaussian
     fit and real held-out rows; ``format_ci`` renders one MeanCI."""
-    headers = ["configuration", "seeds"] + [header(m) for m in v.metrics] + ["beats Gaussian fit on"]
+    headers = ["configuration", "seeds", "beats Gaussian fit on"] + [header(m) for m in v.metrics]
     rows, best = [], set()
     for i, g in enumerate(v.order):
-        row = [labels.get(g.label, g.label), str(len(g.seeds))]
-        row += [format_ci(g.stats[m]) if m in g.stats else "–" for m in v.metrics]
-        rows.append(row + [wins_text(*v.wins[g.label])])
-        best |= {(i, 2 + j) for j, m in enumerate(v.metrics) if v.winners[m][2] and v.winners[m][0] == g.label}
+        row = [labels.get(g.label, g.label), str(len(g.seeds)), wins_text(*v.wins[g.label])]
+        rows.append(row + [format_ci(g.stats[m]) if m in g.stats else "–" for m in v.metrics])
+        best |= {(i, 3 + j) for j, m in enumerate(v.metrics) if v.winners[m][2] and v.winners[m][0] == g.label}
     separator = len(rows)
     for key, name in (("gaussian", "Gaussian fit (baseline)"), ("heldout", "real held-out data")):
         b = baselines.get(key)
         if b is None:
             continue
         cells = ["0" if m == "nll_gap" else (format_ci(b.stats[m]) if m in b.stats else "–") for m in v.metrics]
-        rows.append([name, str(len(b.seeds))] + cells + [""])
+        rows.append([name, str(len(b.seeds)), ""] + cells)
     note = (
         "Mean [95 % CI] over seeds. Bold: significantly best (its whole interval nearer the ideal than the "
         "runner-up's). Beats the Gaussian fit: the whole interval (one seed: the value) nearer the ideal than the fit's. "
