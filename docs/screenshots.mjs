@@ -38,7 +38,9 @@ for (const url of urls) {
   await send("Emulation.setDeviceMetricsOverride", { width: 1400, height, deviceScaleFactor: 1, mobile: false }, sessionId);
   await sleep(500);
   const shot = await send("Page.captureScreenshot", { format: "png", captureBeyondViewport: true }, sessionId);
-  const name = new URL(url).pathname.replace(/^\/+|\/+$/g, "").replace(/\/index\.html$|\.html$/, "").replace(/[^A-Za-z0-9_-]+/g, "_") || "home";
+  const path = new URL(url).pathname.replace(/^\/+|\/+$/g, "").replace(/(^|\/)index\.html$/, "");
+  // a page "results/mamba/report/" and the self-contained "results/mamba/report.html" must not collide
+  const name = path.replace(/\.html$/, "_html").replace(/[^A-Za-z0-9_-]+/g, "_") || "home";
   writeFileSync(`${outDir}/${name}.png`, Buffer.from(shot.result.data, "base64"));
   console.log(`${name}.png  1400 x ${height}`);
 }

@@ -26,7 +26,7 @@ for _ in $(seq 50); do
 done
 # every page of the site (search and 404 pages excepted), then the self-contained reports
 PAGES=$(cd "$SITE" && find . -name index.html -not -path './search/*' | sed 's|^\./||; s|index.html$||' | sort)
-URLS=()
+URLS=("http://127.0.0.1:$PORT/")  # the home page
 for p in $PAGES; do URLS+=("http://127.0.0.1:$PORT/$p"); done
 for r in $(cd "$SITE" && find results examples -name report.html 2>/dev/null | sort); do URLS+=("http://127.0.0.1:$PORT/$r"); done
 node --experimental-websocket --no-warnings "$(dirname "$0")/screenshots.mjs" "$WS" "$OUT" "${URLS[@]}"

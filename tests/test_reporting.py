@@ -30,6 +30,8 @@ def test_table_markdown_bolds_and_escapes():
     assert md[4] == "| a\\|b | 1 |" and md[5] == "| c | **2** |" and md[-1] == "bold: best"
     page = html_page("T", [t.html()])
     assert '<td class="best">2</td>' in page and "class=\"table-wrap\"" in page and "<style>" in page
+    words = Table("W", ["objective", "score", "text"], [["a", "0.5", "some words"]], align="lrl")
+    assert words.markdown().splitlines()[3] == "|:---|---:|:---|" and '<td class="text">some words</td>' in words.html()
 
 
 def test_plurals():

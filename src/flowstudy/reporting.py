@@ -123,12 +123,16 @@ class Table:
     best: set[tuple[int, int]] = field(default_factory=set)
     separator_before: int | None = None  # index of the first baseline row
     note: str = ""
+    align: str = ""  # per column "l" or "r"; default: the first column left, the others (numbers) right
+
+    def _left(self, j: int) -> bool:
+        return (self.align[j] == "l") if j < len(self.align) else j == 0
 
     def markdown(self, level: int = 3) -> str:
         """A Markdown table under a heading of ``level`` (0: no heading)."""
         lines = ([f"{'#' * level} {self.title}", ""] if level else []) + [
             "| " + " | ".join(_md_cell(h) for h in self.headers) + " |",
-            "|" + "|".join(":---" if j == 0 else "---:" for j in range(len(self.headers))) + "|",
+            "|" + "|".join(":---" if self._left(j) else "---:" for j in range(len(self.headers))) + "|",
         ]
         for i, row in enumerate(self.rows):
             cells = [f"**{_md_cell(c)}**" if (i, j) in self.best and c else _md_cell(c) for j, c in enumerate(row)]
@@ -139,12 +143,13 @@ class Table:
 
     def html(self, level: int = 3) -> str:
         """An HTML table inside a sideways-scrolling wrapper, under an ``<h{level}>`` heading."""
-        head = "".join(f"<th>{html.escape(h)}</th>" for h in self.headers)
+        text = lambda j: ' class="text"' if self._left(j) and j > 0 else ""  # noqa: E731
+        head = "".join(f"<th{text(j)}>{html.escape(h)}</th>" for j, h in enumerate(self.headers))
         body = []
         for i, row in enumerate(self.rows):
             cls = ' class="baseline"' if self.separator_before is not None and i >= self.separator_before else ""
             cells = "".join(
-                f'<td class="best">{html.escape(c)}</td>' if (i, j) in self.best else f"<td>{html.escape(c)}</td>"
+                f'<td class="best">{html.escape(c)}</td>' if (i, j) in self.best else f"<td{text(j)}>{html.escape(c)}</td>"
                 for j, c in enumerate(row)
             )
             body.append(f"<tr{cls}>{cells}</tr>")
@@ -174,6 +179,7 @@ th, td { border: 1px solid var(--rule); padding: 0.25rem 0.55rem; text-align: ri
 th { background: var(--base); }
 th:first-child, td:first-child { text-align: left; white-space: normal; min-width: 14rem; }
 td.best { font-weight: 700; background: var(--best); }
+th.text, td.text { text-align: left; white-space: normal; min-width: 12rem; }
 tr.baseline td { color: var(--muted); background: var(--base); }
 figure { margin: 1rem 0; } figcaption { color: var(--muted); font-size: 0.88rem; }
 img { max-width: 100%; height: auto; }

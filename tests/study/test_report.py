@@ -245,3 +245,17 @@ def test_cells_not_run_are_counted(reference_study, tmp_path):
     shutil.copy(spec, tmp_path / "spec.toml")
     md = write_report(tmp_path).markdown.read_text()
     assert "4 of 6 cells done, 0 failed, 2 not run" in md
+
+
+def test_csv_cells_come_back_typed():
+    from flowstudy.study.exported import parse_value
+
+    values = ["", "True", "False", "3", "0.0005", "1e-3", '["noise:0.3"]', "mlp/icfm", "[not json"]
+    assert [parse_value(v) for v in values] == [None, True, False, 3, 0.0005, 0.001, ["noise:0.3"], "mlp/icfm", "[not json"]
+    assert isinstance(parse_value("3"), int) and isinstance(parse_value("3.0"), float)
+
+
+def test_a_results_csv_without_an_id_names_the_row(tmp_path):
+    (tmp_path / "results.csv").write_text("id,group,seed\na,g,0\n,g,1\n")
+    with pytest.raises(ConfigError, match=r"results.csv: row 3 has no id"):
+        write_report(tmp_path)

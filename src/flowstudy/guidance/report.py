@@ -393,7 +393,7 @@ def best_texts_table(runs: list[OptimizationRun], labels: dict, max_chars: int =
         rows.append([short_objective(objective), f"{score:.3f}", f"{labels[(r.key[0], r.key[2])]}, seed {r.config['seed']}",
                      _clip(b.get("text", ""), max_chars), f"{b.get('cosine', float('nan')):.3f}", _clip(target or "–", max_chars)])
     headers = ["objective", "best score", "found by", "nearest training text", "its cosine", "target text"]
-    return Table("The best candidates and their nearest training texts", headers, rows)
+    return Table("The best candidates and their nearest training texts", headers, rows, align="lrllrl")
 
 
 def _safe(fn, *args):
