@@ -10,17 +10,15 @@ of the best points so far, decoded by the flow, with the surrogate's gradient ad
 and ``prior`` (plain samples of the prior: the bar to clear). Both start from the same initial
 design of prior samples. The report opens with the leaderboard and the best-so-far curves against
 two ceilings: the best of the 800 training rows, and the top-k bound (how near the target the
-training rows' main principal directions can get). The same runs from the shell are
-``flowstudy optimize run RUN --objective ... --method guided --out DIR`` and
-``flowstudy optimize report DIR...``.
+training rows' main principal directions can get). ``fs.optimize`` and ``fs.optimization_report``
+are what ``flowstudy optimize run RUN --objective ... --method guided --out DIR`` and
+``flowstudy optimize report DIR...`` call.
 """
 
 from __future__ import annotations
 
 import flowstudy as fs
 from _common import parse_args
-from flowstudy.guidance import LoopConfig, Optimisation, parse_objective
-from flowstudy.guidance.report import write_report
 
 OBJECTIVE = "cosine:builtin:sonar-gsm8k-1k:val:17"
 SIZES = {
@@ -41,17 +39,15 @@ def main(argv: list[str] | None = None):
     args = parse_args(__doc__, argv)
     size = SIZES[args.size]
     spec = prior(size, args.out)
-    objective = parse_objective(OBJECTIVE)
     folders = []
     for method, options in (("guided", {"n_candidates": size["n_candidates"]}), ("prior", {})):
         for seed in size["seeds"]:
-            config = LoopConfig(prior=spec, objective=OBJECTIVE, method=method, budget=size["budget"], q=size["q"],
-                                n_init=size["n_init"], seed=seed, steps=size["steps"], pca_k=size["pca_k"], options=options)
             folder = args.out / f"{method}_s{seed}"
-            history = Optimisation.create_or_open(folder, config).run(objective)
-            print(f"{method:>6}, seed {seed}: best {history.y.max():.3f} after {history.n} evaluations")
+            result = fs.optimize(spec, OBJECTIVE, out=folder, method=method, budget=size["budget"], q=size["q"],
+                                 n_init=size["n_init"], seed=seed, steps=size["steps"], pca=size["pca_k"], options=options)
+            print(f"{method:>6}, seed {seed}: best {result.best_score:.3f} after {len(result.y)} evaluations")
             folders.append(folder)
-    paths = write_report(folders, out=args.out, realism=args.size == "full")
+    paths = fs.optimization_report(folders, out=args.out, realism=args.size == "full")
     print(f"wrote {paths.markdown.name}, {paths.html.name} and {paths.figure.name}")
     return paths
 
