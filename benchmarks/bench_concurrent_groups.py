@@ -51,7 +51,7 @@ def fit_job(job: str, root: str, steps: int, precision: str, device: str = "cuda
     name = job.replace(":", "-")
     group = StackedGroup(configs, [Path(root) / f"{name}-{s}" for s in range(int(members))])
     for member in group.members:  # no validation or checkpoints inside the timed steps
-        member._validate_and_save = lambda trackers: False
+        member.validate_and_save = lambda trackers: False
     group.fit()
     if device == "cuda":  # this thread's stream: a device-wide sync fails while another thread captures
         torch.cuda.current_stream().synchronize()

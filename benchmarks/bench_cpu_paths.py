@@ -28,12 +28,12 @@ def cpu_seconds(arch: str, steps: int = 20) -> tuple[float, float]:
     cfg = TrainConfig(arch=arch, steps=steps + 3, batch_size=256, val_every=10**6, device="cpu", aug=["noise:0.3"]).validate()
     trainer = Trainer(cfg, f"{folder}/run", progress=False)
     trainer.fit()  # the trainer's loop as a user runs it; timed below step by step
-    trainer._setup(None)
+    trainer.setup(None)
     for _ in range(3):
-        trainer._train_step()
+        trainer.train_step()
     tic = time.process_time()
     for _ in range(steps):
-        trainer._train_step()
+        trainer.train_step()
     step = (time.process_time() - tic) / steps
     run = load_run(f"{folder}/run", device="cpu")
     sample_standardized(run, 64, solver="euler", steps=2)

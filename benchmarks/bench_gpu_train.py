@@ -10,7 +10,7 @@ builtin:sonar-gsm8k-1k:
                     whole space (create_model(arch, input_dim=D): the issue's baseline) and of the
                     recipe's field (base + subspace residual, in data coordinates: the same model)
     eager trainer   flowstudy's Trainer with graph=False (data on the device, fused AdamW, EMA,
-                    clipping; the step in the base's eigen-coordinates, Trainer._step_space)
+                    clipping; the step in the base's eigen-coordinates, flowstudy.train.eigen_step)
     captured        flowstudy's Trainer with graph=True: one CUDA graph per step (flowstudy.train.graph)
     compiled        the same with the step's field compiled first (TrainConfig.compile, --compile-step)
     stacked         K runs (seeds) as one StackedGroup, captured: model-steps/s = K x group steps/s;
@@ -87,7 +87,7 @@ def plain_loop_rate(arch, model, steps, batch, x: torch.Tensor, workdir: Path, r
     field in data coordinates, built by a Trainer from the same configuration."""
     if recipe:
         trainer = Trainer(_config(arch, model, steps, batch), workdir / f"plain-{arch}-{model.get('backend', '')}", progress=False)
-        trainer._setup(None)
+        trainer.setup(None)
         field = trainer.field
     else:
         field = create_model(arch, input_dim=x.shape[1], **model).to(DEVICE)
@@ -102,7 +102,7 @@ def stacked_rate(arch, model, steps, batch, members: int, workdir: Path, vectori
     name = f"group-{arch}-{model.get('backend', '')}-{vectorise}"
     group = StackedGroup(configs, [workdir / f"{name}-{s}" for s in range(members)], vectorise=vectorise)
     for member in group.members:  # the final validation and checkpoints (2 x 64 files) are outside the timed window
-        member._validate_and_save = lambda trackers: False
+        member.validate_and_save = lambda trackers: False
     group.fit()
     (s0, t0), (s1, t1) = group.marks[0], group.marks[-1]
     return members * (s1 - s0) / (t1 - t0), group.step_kind + ("" if group.vmapped else ", networks one by one")

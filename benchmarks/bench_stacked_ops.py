@@ -2,7 +2,7 @@
 
 On a GPU a captured group step costs a few microseconds per kernel however small, so the number
 of ops dispatched per group step bounds it. This counts the aten ops of one eager group step
-(``StackedGroup._step``: draws, gathers, forward, loss, backward, clipping, AdamW, EMA) with a
+(``StackedGroup.step``: draws, gathers, forward, loss, backward, clipping, AdamW, EMA) with a
 ``TorchDispatchMode``, for K = 1, 8, 64 members and both ways of drawing
 (``flowstudy.train.stacked``): "ops" counts every op, "kernels" leaves out views (no kernel), and
 "draw + loss" counts the ops of the losses alone (data side and forward, no backward). It also
@@ -71,20 +71,20 @@ def build(data: str, arch: str, members: int, vectorise: bool, batch: int, folde
     except TypeError:  # a tree from before the vectorised step: its per-member step only
         group = StackedGroup(configs, dirs, capture=False)
         group.step_kind = "per-member (before)"
-    group._prepare([False] * members)
+    group.prepare([False] * members)
     return group
 
 
 def measure(group: StackedGroup, steps: int) -> dict:
     for _ in range(2):  # lazy state (vmap's first call, allocator)
-        group._step(None)
+        group.step(None)
     counter = OpCounter()
     with counter:
-        group._step(None)
-    if not hasattr(group, "_advance_epochs"):  # before: the host loop and the body in one _step
+        group.step(None)
+    if not hasattr(group, "_advance_epochs"):  # before: the host loop and the body in one step
         tic = time.process_time()
         for _ in range(steps):
-            group._step(None)
+            group.step(None)
         step = (time.process_time() - tic) / steps
         return {"ops": counter.ops, "kernels": counter.kernels, "loss_kernels": math.nan, "host_ops": math.nan, "host_ms": math.nan, "step_ms": 1e3 * step}
     loss_counter = OpCounter()
@@ -93,7 +93,7 @@ def measure(group: StackedGroup, steps: int) -> dict:
         group._member_losses() if group.batches is None else group._group_losses()
     host = step = 0.0
     host_counter = OpCounter()
-    for _ in range(steps):  # StackedGroup._step without a graph, its two parts timed apart
+    for _ in range(steps):  # StackedGroup.step without a graph, its two parts timed apart
         tic = time.process_time()
         with host_counter:
             group._advance_epochs()

@@ -10,7 +10,7 @@ seconds, the ratio and the largest difference between the two paths' samples.
     python benchmarks/bench_subspace_sampling.py --device cuda --rows 65536 --only mlp
     python benchmarks/bench_subspace_sampling.py --nll 100 --only mlp   # exact held-out NLL of 100 test rows instead:
                                                                         # factorised (k-dim ODE) against the whole state
-    python benchmarks/bench_subspace_sampling.py --train 20            # training steps/s of each recipe (Trainer._step_space):
+    python benchmarks/bench_subspace_sampling.py --train 20            # training steps/s of each recipe (flowstudy.train.eigen_step):
                                                                         # data coordinates, eigen-coordinates, k leading ones
     python benchmarks/bench_subspace_sampling.py --fit 600 --only mlp  # whole runs both ways, 3 seeds: validation loss and seconds
 """
@@ -130,7 +130,7 @@ STEP_SPACES = {"data": dict(eigenbasis=False), "eigen": dict(leading=False), "le
 def train_main(args) -> None:
     """Steps/s of each recipe's Trainer (its step function: captured on CUDA) stepping in data
     coordinates, in the base's eigen-coordinates (all D) and in its k leading eigen-coordinates
-    (Trainer._leading_coordinates), built from the same seed."""
+    (flowstudy.train.eigen_step), built from the same seed."""
     import tempfile
     from pathlib import Path
 
@@ -147,8 +147,8 @@ def train_main(args) -> None:
             steps = {}
             for space, options in STEP_SPACES.items():
                 trainer = Trainer(cfg, Path(tmp) / f"{arch}-{space}", progress=False, **options)
-                trainer._setup(None)
-                assert (trainer.step_rotation is not None) == (space != "data") and (trainer.step_loss_scale < 1) == (space == "leading")
+                trainer.setup(None)
+                assert (trainer.space.rotation is not None) == (space != "data") and (trainer.space.loss_scale < 1) == (space == "leading")
                 steps[space] = make_train_step(trainer, message=lambda _: None)
             t, _ = _alternate(lambda space: [steps[space]() for _ in range(args.train)][-1][0], args.repeats, args.device, warmup=True, keys=tuple(STEP_SPACES))
             rate = {space: args.train / t[space] for space in STEP_SPACES}

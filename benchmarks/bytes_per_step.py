@@ -193,7 +193,7 @@ def main() -> None:
             for s in range(args.members)
         ]
         group = StackedGroup(configs, [Path(tmp) / f"run{s}" for s in range(args.members)], capture=False)
-        group._prepare([False] * args.members)
+        group.prepare([False] * args.members)
         for _ in range(2):  # lazy state
             group._body()
         _SCAN.floor.clear()

@@ -39,7 +39,7 @@ from flowstudy.train import Trainer
 from flowstudy.train.config import resolve_config
 from flowstudy.train.graph import CapturedStep
 from flowstudy.train.stacked import StackedGroup
-from flowstudy.train.trainer import matmul_precision
+from flowstudy.train.precision import matmul_precision
 from result_rows import error_text, keep  # benchmarks/
 from timing import sync
 
@@ -57,20 +57,20 @@ def build(arch: str, members: int, backend: str | None, precision: str, compile_
     steps = 10**5  # long schedules: the replays stay in the warm-up-free part of the table
     if members == 1:
         trainer = Trainer(_config(arch, backend, 0, precision, steps), workdir / "single", progress=False, leading=leading)
-        trainer._setup(None)
+        trainer.setup(None)
         if compile_mode is not None:
-            trainer.step_field = torch.compile(trainer.step_field, mode=compile_mode, dynamic=False)
+            trainer.space.field = torch.compile(trainer.space.field, mode=compile_mode, dynamic=False)
         with matmul_precision(trainer.device, precision):
             step = CapturedStep(trainer, capture=DEVICE == "cuda")
         return step  # the trainer's per-step call: host bookkeeping (epochs), then the replay
     configs = [_config(arch, backend, s, precision, steps) for s in range(members)]
     group = StackedGroup(configs, [workdir / f"m{s}" for s in range(members)], leading=leading)
-    group._prepare([False] * members)
+    group.prepare([False] * members)
     with matmul_precision(group.device, precision):
-        graph = group._make_graph()
+        graph = group.make_graph()
     if graph is None and DEVICE == "cuda":
         raise RuntimeError("the group step was not captured")
-    return lambda: group._step(graph)  # the loop's per-step call: epochs advanced, then the replay
+    return lambda: group.step(graph)  # the loop's per-step call: epochs advanced, then the replay
 
 
 def measure(replay, members: int, repeats: int, top: int) -> dict:

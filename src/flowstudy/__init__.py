@@ -16,8 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from flowstudy.exports import API_NAMES
-
-__version__ = "0.1.0"
+from flowstudy.version import __version__
 
 __all__ = ["__version__", *API_NAMES]
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import torch
 
-import flowstudy
 from flowstudy.errors import CheckpointError
 from flowstudy.io import atomic_torch_save
+from flowstudy.version import __version__
 
 FORMAT = "flowstudy-checkpoint"
 FORMAT_VERSION = 1
@@ -21,7 +21,7 @@ REQUIRED_KEYS = ("format", "format_version", "arch", "model_config", "model", "e
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Write ``state`` (plus format tags and the flowstudy version) via temp file + rename."""
     atomic_torch_save(
-        {"format": FORMAT, "format_version": FORMAT_VERSION, "flowstudy_version": flowstudy.__version__, **state},
+        {"format": FORMAT, "format_version": FORMAT_VERSION, "flowstudy_version": __version__, **state},
         Path(path),
     )
 
@@ -50,7 +50,7 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     if state["format_version"] > FORMAT_VERSION:
         raise CheckpointError(
             f"{path}: checkpoint format {state['format_version']} is newer than this flowstudy "
-            f"({flowstudy.__version__}) reads ({FORMAT_VERSION}); upgrade flowstudy"
+            f"({__version__}) reads ({FORMAT_VERSION}); upgrade flowstudy"
         )
     return state
 

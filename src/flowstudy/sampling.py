@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from flowstudy.defaults import SAMPLE_SOLVER, SAMPLE_STEPS
-from flowstudy.train.trainer import autocast_for
+from flowstudy.train.precision import autocast_for
 
 
 @dataclass(frozen=True)

@@ -102,7 +102,7 @@ def test_sigterm_stops_training_threads_resumably_and_starts_no_more(tmp_path, t
 
 def test_a_stop_request_reaches_runs_in_threads_only_until_lifted(tmp_path, tiny_data):
     from flowstudy.train.config import TrainConfig
-    from flowstudy.train.trainer import stop_threaded_runs
+    from flowstudy.train.stopping import stop_threaded_runs
 
     cfg = TrainConfig(data=f"{tiny_data}:train", arch="mlp-tiny", steps=40, batch_size=32, val_every=20, device="cpu", seed=1).validate()
     outcome = {}
@@ -146,7 +146,7 @@ def test_runs_set_up_in_threads_draw_the_weights_they_draw_alone(tmp_path, tiny_
 
     def weights(cfg, name):
         trainer = Trainer(cfg, tmp_path / name, progress=False)
-        trainer._setup(None)
+        trainer.setup(None)
         return trainer.model.state_dict()
 
     alone = [weights(cfg, f"alone-{k}") for k, cfg in enumerate(configs)]

@@ -28,8 +28,8 @@ def test_compiled_step_trains_like_the_eager_one(tmp_path, tiny_config, residual
         trainer = Trainer(tiny_config(steps=10, val_every=5, compile=mode, **subspace), tmp_path / str(mode), progress=False)
         trainer.fit()
         runs[mode] = trainer
-    assert not isinstance(runs[None].step_field, torch._dynamo.eval_frame.OptimizedModule)
-    assert isinstance(runs["default"].step_field, torch._dynamo.eval_frame.OptimizedModule)  # the step really ran compiled
+    assert not isinstance(runs[None].space.field, torch._dynamo.eval_frame.OptimizedModule)
+    assert isinstance(runs["default"].space.field, torch._dynamo.eval_frame.OptimizedModule)  # the step really ran compiled
     a, b = (load_checkpoint(tmp_path / m / "checkpoints/last.pt") for m in ("None", "default"))
     # Same draws, same maths; fused kernels round differently, and AdamW's normalised steps carry a
     # rounding difference in a near-zero gradient to up to lr = 2e-3 per step (measured: 6e-5).
@@ -43,7 +43,8 @@ def test_compiled_step_trains_like_the_eager_one(tmp_path, tiny_config, residual
 def test_compiled_group_trains_like_the_plain_group_and_mamba_falls_back(tmp_path, tiny_config, capsys):
     """A stacked group compiles its K vmapped networks; vmapped Mamba scans cannot be traced, so
     that group says so and runs them uncompiled."""
-    from flowstudy.train.stacked import StackedGroup, _CompiledOrPlain
+    from flowstudy.train.stacked import StackedGroup
+    from flowstudy.train.stacked_network import CompiledOrPlain
 
     def fit(name, **extra):
         configs = [tiny_config(steps=6, val_every=3, seed=s, **extra) for s in (0, 1)]
@@ -53,7 +54,7 @@ def test_compiled_group_trains_like_the_plain_group_and_mamba_falls_back(tmp_pat
 
     plain, plain_weights = fit("plain")
     compiled, compiled_weights = fit("compiled", compile="default")
-    assert isinstance(compiled.network, _CompiledOrPlain) and compiled.vmapped
+    assert isinstance(compiled.network, CompiledOrPlain) and compiled.vmapped
     assert compiled.network.compiled is not None and compiled.network.traced  # the steps ran the compiled networks
     for a, b in zip(plain_weights, compiled_weights):
         for key in a:

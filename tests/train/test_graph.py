@@ -2,7 +2,7 @@
 
 On the CPU the captured step's device-side arithmetic (position counter, learning-rate table,
 EMA decay from a device counter, foreach clipping) runs without a graph and is compared with
-``Trainer._train_step``; on a GPU the graph itself is replayed and compared with eager steps.
+``Trainer.train_step``; on a GPU the graph itself is replayed and compared with eager steps.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from flowstudy.train.graph import CapturedStep, host_work, make_train_step, spli
 
 def _setup(cfg, path):
     trainer = Trainer(cfg, path, progress=False)
-    trainer._setup(None)
+    trainer.setup(None)
     return trainer
 
 
@@ -51,7 +51,7 @@ def test_device_side_step_matches_eager_step_on_cpu(tmp_path, tiny_config, overr
     assert (step.pairing is not None) == (cfg.flow == "otcfm")
     eager_losses, fast_losses = [], []
     for _ in range(20):
-        eager_losses.append(float(eager._train_step()[0].detach()))
+        eager_losses.append(float(eager.train_step()[0].detach()))
         fast_losses.append(float(step()[0]))
     torch.testing.assert_close(torch.tensor(fast_losses), torch.tensor(eager_losses), rtol=1e-5, atol=1e-6)
     _assert_same_state(eager, fast)
@@ -62,7 +62,7 @@ def test_device_side_step_matches_eager_step_on_cpu(tmp_path, tiny_config, overr
 
 def test_cpu_trains_eagerly_and_host_couplings_are_named(tmp_path, tiny_config):
     trainer = _setup(tiny_config(flow="otcfm"), tmp_path / "run")
-    assert make_train_step(trainer) == trainer._train_step
+    assert make_train_step(trainer) == trainer.train_step
     assert "CUDA" in uncapturable_reason(trainer)
 
 
@@ -101,7 +101,7 @@ def test_captured_steps_match_eager_steps_on_gpu(tmp_path, tiny_config, arch):
     eager.fit()
     graph = Trainer(cfg, tmp_path / "graph", progress=False)
     graph.fit()
-    assert isinstance(graph._step_fn, CapturedStep) and graph._step_fn.graph is not None
+    assert isinstance(graph.step_fn, CapturedStep) and graph.step_fn.graph is not None
     a, b = (load_checkpoint(tmp_path / name / "checkpoints/last.pt") for name in ("eager", "graph"))
     for key in a["model"]:
         torch.testing.assert_close(b["model"][key], a["model"][key], rtol=1e-4, atol=1e-5, msg=key)
@@ -128,7 +128,7 @@ def _eager_and_captured(tmp_path, cfg) -> tuple[dict, dict, Trainer]:
 def test_exact_ot_step_is_captured_in_two_graphs_on_gpu(tmp_path, tiny_config):
     cfg = tiny_config(device="cuda", flow="otcfm", steps=30, val_every=15, aug=["noise:0.3"], residual_rank=4, base_field="gaussian")
     _, _, graph = _eager_and_captured(tmp_path, cfg)
-    assert graph._step_fn.pair_graph is not None and graph._step_fn.graph is not None
+    assert graph.step_fn.pair_graph is not None and graph.step_fn.graph is not None
 
 
 @pytest.mark.gpu
@@ -138,7 +138,7 @@ def test_run_whose_epoch_is_one_batch_is_captured_on_gpu(tmp_path, tiny_config):
     must read within it (they ran past it before: a device-side index assert)."""
     cfg = tiny_config(device="cuda", steps=12, val_every=6, subset=40, batch_size=64)
     _, _, graph = _eager_and_captured(tmp_path, cfg)
-    assert graph._step_fn.graph is not None and graph.batcher.batch_size == 40
+    assert graph.step_fn.graph is not None and graph.batcher.batch_size == 40
 
 
 @pytest.mark.gpu
@@ -150,7 +150,7 @@ def test_captured_run_resumes_exactly_on_gpu(tmp_path, tiny_config):
     class Stop:
         def on_validation(self, trainer, step, val_loss):
             if step == 20:
-                trainer._stop_signal = 15
+                trainer.stop.request(15)
 
     with pytest.raises(Exception, match="interrupted"):
         Trainer(cfg, tmp_path / "cut", callbacks=[Stop()], progress=False).fit()

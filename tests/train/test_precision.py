@@ -8,7 +8,7 @@ import torch
 from flowstudy.errors import ConfigError
 from flowstudy.train import Trainer
 from flowstudy.checkpoint import load_checkpoint
-from flowstudy.train.trainer import TF32Matmuls, autocast_for, matmul_precision
+from flowstudy.train.precision import TF32Matmuls, autocast_for, matmul_precision
 
 
 @pytest.fixture

@@ -17,8 +17,9 @@ import torch
 
 from flowstudy.errors import ConfigError
 from flowstudy.flows.method import velocity_loss
-from flowstudy.train import Trainer, TrainingInterrupted, load_checkpoint
 from flowstudy.run import load_run
+from flowstudy.train import Trainer, TrainingInterrupted, load_checkpoint
+from flowstudy.train.eigen_step import eigenbasis_refusal
 from flowstudy.train.group_batch import group_seed, heterogeneity
 from flowstudy.train.stacked import StackedGroup
 
@@ -141,7 +142,7 @@ def test_groups_captured_and_replayed_at_once_in_threads_match_one_after_another
             configs, dirs = jobs[name], [root / f"{name}{k}" for k in range(len(jobs[name]))]
             group = StackedGroup(configs, dirs) if len(configs) > 1 else Trainer(configs[0], dirs[0], progress=False)
             group.fit()
-            return {"captured": (group.graph if len(configs) > 1 else getattr(group._step_fn, "graph", None)) is not None}
+            return {"captured": (group.graph if len(configs) > 1 else getattr(group.step_fn, "graph", None)) is not None}
         return fit
 
     serial = {name: train(tmp_path / "serial")(name) for name in jobs}
@@ -162,7 +163,7 @@ def test_interrupted_group_resumes_to_the_uninterrupted_weights(tmp_path, tiny_c
     class StopAfterFirstValidation:
         def on_validation(self, trainer, step, val_loss):
             if step == 5:
-                trainer._stop_signal = signal.SIGTERM  # what the signal handler sets
+                trainer.stop.request(signal.SIGTERM)  # what the signal handler sets
 
     cut = StackedGroup(configs, [tmp_path / f"cut{k}" for k in range(2)], vectorise=vectorise)
     cut.members[0].callbacks.append(StopAfterFirstValidation())
@@ -194,7 +195,7 @@ def test_a_resume_that_cannot_continue_the_stream_starts_a_new_one(tmp_path, tin
 
     class StopAfterFirstValidation:
         def on_validation(self, trainer, step, val_loss):
-            trainer._stop_signal = signal.SIGTERM  # the group stops at the end of step 6
+            trainer.stop.request(signal.SIGTERM)  # the group stops at the end of step 6
 
     cut = StackedGroup(configs, dirs)
     cut.members[0].callbacks.append(StopAfterFirstValidation())
@@ -226,7 +227,7 @@ def test_vectorised_loss_equals_the_hand_computed_loss_from_the_group_draws(tmp_
 
     members = [Trainer(c, tmp_path / f"ref{k}", progress=False) for k, c in enumerate(configs)]
     for m in members:
-        m._setup(None)  # the initial weights, data and base field the group's members start from
+        m.setup(None)  # the initial weights, data and base field the group's members start from
     K, B, D = 3, 48, members[0].dim
     sizes = [m.train_x1.shape[0] for m in members]
     assert sizes == [256, 256, 100]  # the third member trains on its own subset
@@ -254,7 +255,7 @@ def test_vectorised_members_get_their_own_draws(tmp_path, tiny_config):
 
     def first_draws(name):
         group = StackedGroup(configs, [tmp_path / f"{name}{k}" for k in range(2)], vectorise=True)
-        group._prepare([False, False])
+        group.prepare([False, False])
         group.batches.advance()
         return group.batches.sample()
 
@@ -268,7 +269,7 @@ def test_vectorised_members_get_their_own_draws(tmp_path, tiny_config):
 def test_stacked_base_fields_equal_each_members_own(tmp_path, tiny_config):
     configs = [replace(c, base_field="gaussian") for c in _homogeneous(tiny_config)]
     group = StackedGroup(configs, [tmp_path / f"b{k}" for k in range(3)], vectorise=True)
-    group._prepare([False] * 3)
+    group.prepare([False] * 3)
     x, t = torch.randn(3, 5, 16), torch.rand(3, 5)
     stacked = group.batches.with_base(torch.zeros(3, 5, 16), x, t)  # vmapped over [K, D, D] buffers
     own = torch.stack([m.base(x[k], t[k]) for k, m in enumerate(group.members)])
@@ -294,7 +295,7 @@ def test_vectorised_draws_do_not_depend_on_how_the_networks_run(tmp_path, tiny_c
 def test_vectorised_epochs_are_each_members_own_permutations(tmp_path, tiny_config):
     configs = [tiny_config(seed=0, batch_size=48), tiny_config(seed=1, batch_size=48, subset=100)]
     group = StackedGroup(configs, [tmp_path / f"e{k}" for k in range(2)], vectorise=True)
-    group._prepare([False, False])
+    group.prepare([False, False])
     batches = group.batches
     for k, n in enumerate((256, 100)):
         assert torch.equal(batches.perm[k, :n].sort().values, torch.arange(n))  # an epoch of its own rows
@@ -350,7 +351,7 @@ def test_heterogeneous_groups_say_why_they_draw_per_member(tmp_path, tiny_config
     def reason(*configs):
         members = [Trainer(c, tmp_path / f"h{i}", progress=False) for i, c in enumerate(configs)]
         for m in members:
-            m._setup(None)
+            m.setup(None)
         return heterogeneity(members)
 
     assert reason(tiny_config(), tiny_config(seed=1, aug=["noise:0.2"], subset=64)) is not None  # kinds differ
@@ -370,23 +371,23 @@ def _subspace_members(tiny_config, **extra):
 
 def test_subspace_members_train_in_their_own_eigenbasis_like_separate_runs(tmp_path, tiny_config):
     group = _check_against_separate_runs(tmp_path, _subspace_members(tiny_config), vectorise=False)
-    rotations = [m.step_rotation for m in group.members]
+    rotations = [m.space.rotation for m in group.members]
     assert all(r is not None for r in rotations)
     assert not torch.allclose(rotations[0].abs(), rotations[2].abs(), atol=1e-2)  # member 2: its subset's own fit
     # the vectorised step gathers each member's rotated rows, their r leading coordinates, and adds
     # its elementwise base there (Trainer._leading_coordinates)
     group = StackedGroup(_subspace_members(tiny_config), [tmp_path / f"v{k}" for k in range(3)], vectorise=True)
-    group._prepare([False] * 3)
+    group.prepare([False] * 3)
     r = group.members[0].model.rank
-    assert r < 16 and group.members[0].step_loss_scale == r / 16 and bool((group.loss_offsets > 0).all())
+    assert r < 16 and group.members[0].space.loss_scale == r / 16 and bool((group.loss_offsets > 0).all())
     x, t = torch.randn(3, 5, 16), torch.rand(3, 5)
     for k, m in enumerate(group.members):
-        torch.testing.assert_close(group.batches.x1[k, : m.train_x1.shape[0]], (m.train_x1 @ m.step_rotation)[:, :r])
+        torch.testing.assert_close(group.batches.x1[k, : m.train_x1.shape[0]], (m.train_x1 @ m.space.rotation)[:, :r])
     assert "eigvecs" not in group.batches.base_buffers  # the diagonal base never reads R: K x D x D floats not stacked
     whole = StackedGroup(_subspace_members(tiny_config), [tmp_path / f"w{k}" for k in range(3)], vectorise=True, leading=False)
-    whole._prepare([False] * 3)
-    assert whole.batches.x1.shape[2] == 16 and all(m.step_loss_scale == 1.0 and m.step_rotation is not None for m in whole.members)
-    own = torch.stack([(m.field.base(x[k] @ m.step_rotation.T, t[k]) @ m.step_rotation)[:, :r] for k, m in enumerate(group.members)])
+    whole.prepare([False] * 3)
+    assert whole.batches.x1.shape[2] == 16 and all(m.space.loss_scale == 1.0 and m.space.rotation is not None for m in whole.members)
+    own = torch.stack([(m.field.base(x[k] @ m.space.rotation.T, t[k]) @ m.space.rotation)[:, :r] for k, m in enumerate(group.members)])
     torch.testing.assert_close(group.batches.with_base(torch.zeros(3, 5, r), x[..., :r], t), own, rtol=1e-4, atol=1e-5)
 
 
@@ -394,13 +395,14 @@ def test_a_group_with_a_member_that_cannot_rotate_trains_in_data_coordinates(tmp
     configs = _subspace_members(tiny_config)
     configs[1] = replace(configs[1], aug=["noise:0.3", "dropout:0.1"])  # dropout does not commute with a rotation
     group = StackedGroup(configs, [tmp_path / f"m{k}" for k in range(3)])
-    group._prepare([False] * 3)
-    assert all(m.step_rotation is None and m.step_x1 is m.train_x1 for m in group.members)
-    assert "dropout" in group.members[1].eigenbasis_refusal() and group.members[0].eigenbasis_refusal() is None
+    group.prepare([False] * 3)
+    assert all(m.space.rotation is None and m.space.x1 is m.train_x1 for m in group.members)
+    assert "dropout" in eigenbasis_refusal(group.members[1].model, group.members[1].augmentations)
+    assert eigenbasis_refusal(group.members[0].model, group.members[0].augmentations) is None
 
 
 def test_flat_stack_round_trips_views_and_refuses_mixed_dtypes():
-    from flowstudy.train.stacked import FlatStack
+    from flowstudy.train.flat_update import FlatStack
 
     tensors = [torch.randn(3, 4, 5), torch.randn(3, 7), torch.randn(3, 2, 1, 2)]  # K = 3 members
     flat_stack = FlatStack([t[0] for t in tensors], members=3)

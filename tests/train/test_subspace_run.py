@@ -180,21 +180,23 @@ def test_subspace_run_steps_in_its_bases_eigenbasis(tmp_path, tiny_config):
     without parameters, so the gradients are the whole step's; runs that cannot rotate step in data
     coordinates, and say why."""
     from flowstudy.flows.subspace import EigenSubspaceNet
+    from flowstudy.train.eigen_step import eigenbasis_refusal, leading_refusal
 
     cfg = tiny_config(steps=5, base_field="gaussian", base_fit="train", residual_rank=4, aug=["noise:0.3"])
     trainer = Trainer(cfg, tmp_path / "run", progress=False)
     trainer.fit()
-    rotation, k, dim = trainer.step_rotation, 4, 16
-    assert isinstance(trainer.step_net, EigenSubspaceNet) and trainer.eigenbasis_refusal() is None and trainer.leading_refusal() is None
-    torch.testing.assert_close(trainer.step_x1, (trainer.train_x1 @ rotation)[:, :k])
-    assert trainer.step_loss_scale == k / dim and trainer.step_loss_offset > 0
+    space, rotation, k, dim = trainer.space, trainer.space.rotation, 4, 16
+    assert isinstance(space.net, EigenSubspaceNet) and eigenbasis_refusal(trainer.model, trainer.augmentations) is None
+    assert leading_refusal(trainer.model, trainer.flow, dim) is None
+    torch.testing.assert_close(space.x1, (trainer.train_x1 @ rotation)[:, :k])
+    assert space.loss_scale == k / dim and space.loss_offset > 0
     full_base = trainer.base.in_eigenbasis()
 
     def losses(x0: torch.Tensor, rows: torch.Tensor, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(whole loss in data coordinates, the step's loss, the D - k coordinates' term), one draw of t."""
         whole = trainer.flow.loss(trainer.field, rows, x0, generator=torch.Generator().manual_seed(seed))
         w1, w0 = rows @ rotation, x0 @ rotation
-        step = trainer.flow.loss(trainer.step_field, w1[:, :k], w0[:, :k], generator=torch.Generator().manual_seed(seed))
+        step = trainer.flow.loss(space.field, w1[:, :k], w0[:, :k], generator=torch.Generator().manual_seed(seed))
         t = torch.rand(rows.shape[0], generator=torch.Generator().manual_seed(seed))  # the loss's one draw (straight path, given x0)
         x_t = (1 - t[:, None]) * w0 + t[:, None] * w1
         rest = (full_base(x_t[:, k:], t, dims=slice(k, None)) - (w1 - w0)[:, k:]).square().sum(1).mean() / dim
@@ -215,17 +217,17 @@ def test_subspace_run_steps_in_its_bases_eigenbasis(tmp_path, tiny_config):
         losses(torch.randn(32, dim, generator=generator), trainer.train_x1[torch.randint(256, (32,), generator=generator)] + 0.3 * torch.randn(32, dim, generator=generator), seed)[2]
         for seed in range(400)
     ]
-    assert float(torch.stack(noisy).mean()) == pytest.approx(trainer.step_loss_offset, rel=0.02)  # Monte Carlo: < 1 % each
+    assert float(torch.stack(noisy).mean()) == pytest.approx(space.loss_offset, rel=0.02)  # Monte Carlo: < 1 % each
     # the step trains the run's own weights (what the checkpoint saves), not a copy
-    assert [id(p) for p in trainer.step_field.parameters()] == [id(p) for p in trainer.model.parameters()]
+    assert [id(p) for p in space.field.parameters()] == [id(p) for p in trainer.model.parameters()]
     initial = Trainer(cfg, tmp_path / "init", progress=False)
-    initial._setup(None)
+    initial.setup(None)
     assert any(not torch.equal(a, b) for a, b in zip(trainer.model.parameters(), initial.model.parameters()))
     # exact OT pairs by distances over every coordinate: eigen-coordinates, all of them
     ot = Trainer(tiny_config(steps=2, flow="otcfm", base_field="gaussian", base_fit="train", residual_rank=4), tmp_path / "ot", progress=False)
     ot.fit()
-    assert "ExactOT" in ot.leading_refusal() and ot.step_x1.shape[1] == dim and ot.step_rotation is not None
-    assert (ot.step_loss_scale, ot.step_loss_offset) == (1.0, 0.0)
+    assert "ExactOT" in leading_refusal(ot.model, ot.flow, dim) and ot.space.x1.shape[1] == dim and ot.space.rotation is not None
+    assert (ot.space.loss_scale, ot.space.loss_offset) == (1.0, 0.0)
     refusals = {
         "dropout": dict(aug=["noise:0.3", "dropout:0.1"]),
         "whole state": dict(residual_input="full"),
@@ -234,7 +236,7 @@ def test_subspace_run_steps_in_its_bases_eigenbasis(tmp_path, tiny_config):
     for k, (reason, change) in enumerate(refusals.items()):
         other = Trainer(tiny_config(steps=2, **{**dict(base_field="gaussian", base_fit="train", residual_rank=4), **change}), tmp_path / f"r{k}", progress=False)
         other.fit()
-        assert other.step_rotation is None and other.step_field is other.field and reason in other.eigenbasis_refusal()
+        assert other.space.rotation is None and other.space.field is other.field and reason in eigenbasis_refusal(other.model, other.augmentations)
     off = Trainer(cfg, tmp_path / "off", progress=False, eigenbasis=False)
     off.fit()
-    assert off.step_rotation is None and off.step_x1 is off.train_x1
+    assert off.space.rotation is None and off.space.x1 is off.train_x1

@@ -95,8 +95,8 @@ def test_resume_errors(tmp_path, tiny_config):
 
 
 class _NaNAfter(Trainer):
-    def _train_step(self):
-        loss, grad_norm = super()._train_step()
+    def train_step(self):
+        loss, grad_norm = super().train_step()
         if self.step + 1 > 33:
             loss = loss * float("nan")
         return loss, grad_norm

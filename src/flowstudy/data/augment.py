@@ -70,7 +70,7 @@ x: a stacked group draws them for all members at once (flowstudy.train.group_bat
 ROTATION_EQUIVARIANT = ("mixup", "noise")
 """Augmentations that commute with a fixed rotation of the rows (the noise is isotropic in
 standardised space); dimension dropout does not. A subspace residual trains in its base's
-eigen-coordinates only under these (flowstudy.train.trainer)."""
+eigen-coordinates only under these (flowstudy.train.eigen_step)."""
 
 
 AUGMENTATIONS: dict[str, Callable[..., torch.Tensor]] = {

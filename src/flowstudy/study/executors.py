@@ -226,7 +226,7 @@ class ThreadExecutor(LocalExecutor):
         """Run ``fn`` on every cell; yield (cell, result or CellError) as each completes."""
         import torch
 
-        from flowstudy.train.trainer import stop_threaded_runs
+        from flowstudy.train.stopping import stop_threaded_runs
 
         cells = list(cells)
         if not cells:

@@ -5,7 +5,9 @@ from flowstudy.train.config import RECIPES, TrainConfig, read_config_file, recip
 from flowstudy.train.ema import EMA
 from flowstudy.rundir import RunPaths
 from flowstudy.train.schedule import ema_decay_at, lr_factor
-from flowstudy.train.trainer import Trainer, TrainingInterrupted, TrainResult, resolve_device
+from flowstudy.train.stopping import TrainingInterrupted
+from flowstudy.devices import resolve_device
+from flowstudy.train.trainer import Trainer, TrainResult
 from flowstudy.train.stacked import StackedGroup, train_group
 
 __all__ = [

@@ -1,6 +1,7 @@
-"""The trainer's step captured as one CUDA graph: the fast path beside ``Trainer._train_step``.
+"""The trainer's step captured as one CUDA graph: the fast path beside ``Trainer.train_step``.
 
-The networks here are small enough that an eager step is bound by kernel launches (an MLP step
+Both take the step's maths from :mod:`flowstudy.train.step` (the batch, the loss, the logged
+loss); this module adds only how the captured step keeps its state on the device. The networks here are small enough that an eager step is bound by kernel launches (an MLP step
 is ~1.5 GFLOP but ~400 launches). :class:`CapturedStep` records the whole step once —
 
     batch indices   a slice of the epoch's permutation at a device-side position counter
@@ -30,16 +31,17 @@ syncs), mixup (its Beta draws come from numpy), and any network whose forward sy
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import functools
+import os
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Sequence
 
 import torch
 from torch import Tensor
 
 from flowstudy.cudagraphs import capture
 from flowstudy.train.schedule import lr_factor
-
-if TYPE_CHECKING:
-    from flowstudy.train.trainer import Trainer
 
 WARMUP_STEPS = 2
 """Eager steps on a side stream before capture (lazy state, library handles); undone afterwards."""
@@ -100,8 +102,24 @@ class HostPairing:
         return self.x1.index_select(0, self.perm), self.x0
 
 
-def uncapturable_reason(trainer: Trainer) -> str | None:
-    """Why ``trainer``'s step cannot be captured, or None when it can."""
+@functools.lru_cache(maxsize=1)
+def _solver_pool() -> ThreadPoolExecutor:
+    """Threads for host assignments solved at once (one pool per process)."""
+    return ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1), thread_name_prefix="flowstudy-ot")
+
+
+def solve_pairings(pairings: Sequence[HostPairing]) -> None:
+    """On the host, between a step's two parts: each pairing's permutation from its cost, written to
+    the device. Several are solved on threads (scipy releases the GIL while it solves)."""
+    costs = [p.host_cost() for p in pairings]  # on this thread: its stream ordered the draws
+    perms = (_solver_pool().map if len(pairings) > 1 else map)(HostPairing.solve, pairings, costs)
+    for pairing, perm in zip(pairings, perms):
+        pairing.perm.copy_(perm)
+
+
+def uncapturable_reason(trainer) -> str | None:
+    """Why the step of ``trainer`` (a set-up :class:`~flowstudy.train.trainer.Trainer`) cannot be
+    captured, or None when it can."""
     if trainer.device.type != "cuda":
         return "graphs need a CUDA device"
     if not hasattr(torch.cuda.CUDAGraph, "register_generator_state"):
@@ -111,10 +129,11 @@ def uncapturable_reason(trainer: Trainer) -> str | None:
     return host_work(trainer.flow, trainer.augmentations)
 
 
-def make_train_step(trainer: Trainer, *, message=print):
-    """The step function for ``trainer``: a :class:`CapturedStep` where it can be, else the eager one."""
+def make_train_step(trainer, *, message=print):
+    """The step function for a set-up ``trainer``: a :class:`CapturedStep` where it can be, else
+    its eager ``train_step``."""
     if not trainer.config.graph or trainer.device.type != "cuda":
-        return trainer._train_step
+        return trainer.train_step
     reason = uncapturable_reason(trainer)
     if reason is None:
         try:
@@ -122,17 +141,17 @@ def make_train_step(trainer: Trainer, *, message=print):
         except Exception as err:  # a forward that syncs, an op without capture support, ...
             reason = f"capture failed ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
     message(f"training step runs eagerly, not as a CUDA graph: {reason}")
-    return trainer._train_step
+    return trainer.train_step
 
 
 class CapturedStep:
-    """``trainer``'s training step as a CUDA graph (module docstring); call it like ``_train_step``.
+    """``trainer``'s training step as a CUDA graph (module docstring); call it like ``train_step``.
 
     ``capture=False`` runs the same device-side step eagerly (no graph): on any device, which
     lets tests compare this path's arithmetic with the trainer's reference step on the CPU.
     """
 
-    def __init__(self, trainer: Trainer, *, capture: bool = True):
+    def __init__(self, trainer, *, capture: bool = True):
         self.trainer = trainer
         self.device = trainer.device
         batcher, cfg = trainer.batcher, trainer.config
@@ -155,7 +174,7 @@ class CapturedStep:
             self._capture()
 
     @staticmethod
-    def _lr_table(trainer: Trainer) -> Tensor:
+    def _lr_table(trainer) -> Tensor:
         cfg, total = trainer.config, trainer.total_steps
         factors = torch.tensor([lr_factor(s, total, cfg.warmup_frac, cfg.min_lr_frac) for s in range(total)], dtype=torch.float64)
         base = torch.tensor(trainer.scheduler.base_lrs, dtype=torch.float64)  # [groups]
@@ -171,13 +190,10 @@ class CapturedStep:
 
     def _batch(self) -> tuple[Tensor, Tensor | None]:
         """The step's rows (augmented) and paired x0 rows (or None): [B, D] each."""
-        from flowstudy.data import apply_augmentations
-
         tr = self.trainer
         idx = self.perm.index_select(0, self.pos + self.offsets)  # [B]
         self.pos.add_(self.offsets.numel())
-        x1 = apply_augmentations(tr.step_x1.index_select(0, idx), tr.augmentations, tr.generator)  # [B, D]
-        return x1, (tr.step_x0.index_select(0, idx) if tr.step_x0 is not None else None)
+        return tr.space.batch(idx, tr.augmentations, tr.generator)
 
     def _draw_pairs(self) -> None:
         """The pairing step's first part (device only): rows, x0 and their [B, B] cost."""
@@ -185,7 +201,7 @@ class CapturedStep:
 
     def _assign(self) -> None:
         """On the host, between the two parts: solve the cost and write the permutation to the device."""
-        self.pairing.perm.copy_(self.pairing.solve(self.pairing.host_cost()))
+        solve_pairings([self.pairing])
 
     def _paired_body(self) -> tuple[Tensor, Tensor]:
         """The pairing step's second part (device only): paired rows, then the step."""
@@ -201,13 +217,8 @@ class CapturedStep:
 
     def _train(self, flow, x1: Tensor, x0: Tensor | None) -> tuple[Tensor, Tensor]:
         """Loss, backward, clipping, AdamW and EMA for one batch (device only)."""
-        from flowstudy.train.trainer import autocast_for
-
         tr = self.trainer
-        with autocast_for(self.device, tr.config.precision):
-            loss = flow.loss(tr.step_field, x1, x0, generator=tr.generator)  # Trainer._step_space
-        if tr.step_loss_scale != 1.0:
-            loss = loss * tr.step_loss_scale
+        loss = tr.space.loss(flow, x1, x0, tr.generator, tr.config.precision)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, tr.config.grad_clip)  # foreach on CUDA: no sync
         step = self.step.clamp(max=self.lr_table.shape[1] - 1)
@@ -216,7 +227,7 @@ class CapturedStep:
         tr.optimizer.step()
         self.step.add_(1)
         self._ema_update()
-        return loss.detach() + tr.step_loss_offset, grad_norm
+        return tr.space.logged(loss), grad_norm
 
     @torch.no_grad()
     def _ema_update(self) -> None:
@@ -253,8 +264,6 @@ class CapturedStep:
 
     def _lr_tensors(self):
         """The optimiser reads its learning rates from the device tensors while inside this block."""
-        from contextlib import contextmanager
-
         groups = self.trainer.optimizer.param_groups
 
         @contextmanager
@@ -297,7 +306,7 @@ class CapturedStep:
 
     # ----------------------------------------------------------------- per step
     def __call__(self) -> tuple[Tensor, Tensor]:
-        """One step; returns (loss, grad_norm) as device tensors, like ``Trainer._train_step``."""
+        """One step; returns (loss, grad_norm) as device tensors, like ``Trainer.train_step``."""
         tr = self.trainer
         batcher = tr.batcher
         new_epoch = batcher.pos + batcher.batch_size > batcher.n
@@ -320,4 +329,4 @@ class CapturedStep:
         return loss, grad_norm
 
 
-__all__ = ["CapturedStep", "HOST_AUGMENTATIONS", "HostPairing", "host_work", "make_train_step", "split_pairing", "uncapturable_reason"]
+__all__ = ["CapturedStep", "HOST_AUGMENTATIONS", "HostPairing", "host_work", "make_train_step", "solve_pairings", "split_pairing", "uncapturable_reason"]

@@ -7,7 +7,7 @@ the same order — draws for all K members at once instead of member by member:
     data            stacked [K, N_max, D] (member k's N_k rows, zero-padded); a batch is one gather
     epochs          one [K, N_max] draw of uniform keys, argsorted per row (padding keys sort last):
                     member k's epoch is a permutation of its own N_k rows, batches of B rows, the
-                    tail shorter than a batch skipped (as :class:`~flowstudy.train.trainer.Batcher`)
+                    tail shorter than a batch skipped (as :class:`~flowstudy.train.batcher.Batcher`)
     augmentation    per kind one [K, B, D] draw; strengths are [K] (noise std, dropout p)
     path            one [K·B, D] noise draw, one [K·B] time draw (and z when the path has noise),
                     through the flow's own ``sample_path``
@@ -111,12 +111,12 @@ class GroupBatches:
         self.device, self.K, self.batch = first.device, len(members), first.config.batch_size
         self.flow, self.kinds = first.flow, [name for name, _ in first.augmentations]
         self.seeds = [int(m.config.seed) for m in members]
-        sizes = [m.step_x1.shape[0] for m in members]
+        sizes = [m.space.x1.shape[0] for m in members]
         self.n_host = np.array(sizes, dtype=np.int64)  # [K] host mirror: no sync to find epoch ends
         self.n = torch.tensor(sizes, device=self.device)  # [K]
         self.n_max = max(sizes)
-        self.x1 = _stack_rows([m.step_x1 for m in members], self.n_max)  # [K, N_max, D] (Trainer._step_space)
-        self.x0 = _stack_rows([m.step_x0 for m in members], self.n_max) if first.step_x0 is not None else None
+        self.x1 = _stack_rows([m.space.x1 for m in members], self.n_max)  # [K, N_max, D] (the step's rows: Trainer.space)
+        self.x0 = _stack_rows([m.space.x0 for m in members], self.n_max) if first.space.x0 is not None else None
         self.padding = torch.arange(self.n_max, device=self.device)[None, :] >= self.n[:, None]  # [K, N_max]
         self.strengths = torch.tensor([[s for _, s in m.augmentations] for m in members], device=self.device).T.reshape(len(self.kinds), self.K, 1, 1)
         self.offsets = torch.arange(self.batch, device=self.device)  # [B]
@@ -136,7 +136,7 @@ class GroupBatches:
     def _bases(self, members: Sequence[Trainer]) -> None:
         """Stacked base-field buffers [K, ...] (members without a base borrow one and are masked out);
         base fields whose buffers do not stack or that do not run under vmap are applied one by one."""
-        self.bases = [m.step_base for m in members]
+        self.bases = [m.space.base for m in members]
         present = [b for b in self.bases if b is not None]
         self.base_template = None
         if not present:

@@ -64,4 +64,23 @@ def choose_scale(field: nn.Module, x1: Tensor, scales: list[float], **kwargs) ->
     return best, scores
 
 
-__all__ = ["SELECT_BY", "VALIDATION_STEPS", "choose_scale", "validation_nll"]
+def choose_run_scale(paths, x1: Tensor, scales: list[float], *, seed: int, device: torch.device) -> float:
+    """:func:`choose_scale` for the best checkpoint's EMA field of the run in ``paths`` (a
+    :class:`~flowstudy.rundir.RunPaths`) on validation rows x1 [N, D]: the chosen α is written
+    into best.pt and last.pt (``residual["scale"]``), every α's score into scale_selection.json."""
+    from flowstudy.io import atomic_write_json
+    from flowstudy.checkpoint import load_checkpoint, save_checkpoint
+    from flowstudy.run import load_run
+
+    run = load_run(paths.root, "best", device=device)
+    alpha, scores = choose_scale(run.model, x1, scales, seed=seed)
+    for path in (paths.best, paths.last):
+        if path.exists():
+            state = load_checkpoint(path)
+            state["residual"] = {**state["residual"], "scale": alpha}
+            save_checkpoint(path, state)
+    atomic_write_json(paths.root / "scale_selection.json", {"chosen": alpha, "val_nll_per_dim": {str(a): v for a, v in scores.items()}})
+    return alpha
+
+
+__all__ = ["SELECT_BY", "VALIDATION_STEPS", "choose_run_scale", "choose_scale", "validation_nll"]

@@ -3,7 +3,7 @@
 K runs (members) that share a network and its shapes — differing in seed, learning rate, data
 subset, augmentation, flow — train together. Their weights are stacked along a new leading axis
 [K, ...] and one vmapped forward (``torch.func.functional_call`` under ``vmap``: batched matrix
-products) and one backward compute all K losses (the Mamba scans fold the members into their
+products; :mod:`flowstudy.train.stacked_network`) and one backward compute all K losses (the Mamba scans fold the members into their
 batch rows: flowstudy.models.ssm.torch_scan.MemberFold). Networks that vmap cannot batch
 (mamba_ssm's fused scan, an old-style autograd Function) are evaluated member by member inside
 the same step. Members must draw batches of one size. Each member stays its own run: it is an
@@ -13,7 +13,7 @@ clipping, AdamW (the trainer's update, per member: its own learning-rate schedul
 and step count), EMA, validation, early stopping, checkpoints and trackers are per member.
 The stacked weights live in one [K, P] tensor (and so do their gradient, EMA and AdamW moments;
 :class:`FlatStack`), so that clipping, AdamW and EMA are a few kernels per group step whatever the
-number of parameter tensors. Before a member validates, the group writes its slice of the stacked
+number of parameter tensors (:mod:`flowstudy.train.flat_update`). Before a member validates, the group writes its slice of the stacked
 weights, EMA and AdamW moments back into its trainer, which then validates and writes its checkpoints itself: every
 member's run directory is loadable and resumable as an ordinary run.
 
@@ -39,12 +39,8 @@ Sinkhorn pairing or mixup, it runs eagerly.
 
 from __future__ import annotations
 
-import copy
-import functools
-import os
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Sequence
 
@@ -52,17 +48,20 @@ import torch
 from torch import Tensor
 
 from flowstudy.cudagraphs import capture, last_wait
+from flowstudy.checkpoint import save_checkpoint
 from flowstudy.errors import ConfigError
 from flowstudy.flows.method import velocity_loss
-from flowstudy.models.ssm.stacking import scans_for_vmap
-from flowstudy.checkpoint import save_checkpoint
 from flowstudy.train.config import TrainConfig
-from flowstudy.train.flat_update import flat_adamw_ema_, flat_update_available
-from flowstudy.train.graph import WARMUP_STEPS, HostPairing, uncapturable_reason
+from flowstudy.train.flat_update import FlatStack, flat_adamw_ema_, flat_update_available, torch_adamw_ema_
+from flowstudy.train.graph import WARMUP_STEPS, HostPairing, solve_pairings, uncapturable_reason
 from flowstudy.train.group_batch import GroupBatches, heterogeneity
+from flowstudy.train.optim import seek_schedule, takes_weight_decay
+from flowstudy.train.precision import autocast_for, matmul_precision
 from flowstudy.train.schedule import lr_factor
+from flowstudy.train.stacked_network import CompiledOrPlain, StackedNetwork
+from flowstudy.train.stopping import StopRequest, TrainingInterrupted, stop_on_signals
 from flowstudy.train.trackers import make_trackers
-from flowstudy.train.trainer import LOG_EVERY, Trainer, TrainingInterrupted, TrainResult, autocast_for, matmul_precision
+from flowstudy.train.trainer import LOG_EVERY, Trainer, TrainResult
 
 FUSED_UPDATE = True
 """Clipping, AdamW and EMA as one Triton kernel where it runs (flowstudy.train.flat_update); False:
@@ -82,8 +81,8 @@ class GroupMember(Trainer):
 
     group_record: dict | None = None
 
-    def _state(self, finished: bool) -> dict:
-        state = super()._state(finished)
+    def checkpoint_state(self, finished: bool) -> dict:
+        state = super().checkpoint_state(finished)
         if self.group_record is not None:
             state["group"] = self.group_record
         return state
@@ -97,10 +96,12 @@ class StackedGroup:
     evaluate them one after another within the step; ``vectorise``: draw for all members at once
     (default: when the members are homogeneous; True fails with the reason when they are not),
     else member by member; ``leading=False``: subspace members step on all D eigen-coordinates
-    (Trainer's ``leading``). After :meth:`fit` starts, ``step_kind`` is "vectorised" or
-    "per-member" and ``fallback_reason`` says why a group drew per member; once it trains,
-    ``setup_seconds`` holds the seconds before its first step: "prepare" (the members' setup),
-    "capture_wait" (for other threads' captures) and "capture" (warm-up and recording).
+    (Trainer's ``leading``). The members share one :class:`~flowstudy.train.stopping.StopRequest`
+    (:attr:`stop`): a stop asked of any member stops the group. After :meth:`fit` starts,
+    ``step_kind`` is "vectorised" or "per-member" and ``fallback_reason`` says why a group drew
+    per member; once it trains, ``setup_seconds`` holds the seconds before its first step:
+    "prepare" (the members' setup), "capture_wait" (for other threads' captures) and "capture"
+    (warm-up and recording).
     """
 
     def __init__(
@@ -119,15 +120,17 @@ class StackedGroup:
         if len(keys) > 1:
             raise ConfigError(f"configs of one group must share {', '.join(SHARED_FIELDS)}; got {len(keys)} different combinations")
         self.members = [GroupMember(c, d, progress=False, leading=leading) for c, d in zip(configs, run_dirs)]
-        self.capture, self.vmap, self.vectorise = capture, vmap, vectorise  # None: decided in _prepare
+        self.stop = StopRequest()
+        for member in self.members:
+            member.stop = self.stop
+        self.capture, self.vmap, self.vectorise = capture, vmap, vectorise  # None: decided in prepare
 
     # ----------------------------------------------------------------- setup
-    def _prepare(self, resume: Sequence[bool]) -> None:
+    def prepare(self, resume: Sequence[bool]) -> None:
+        """Set up every member (``resume``: per member) and the group's stacked state and step."""
         records = []
         for member, again in zip(self.members, resume):
-            state = member._resume_state() if again else member._check_fresh()
-            member._setup(state)
-            member._write_run_files()
+            state = member.prepare(again)
             records.append(state.get("group") if state is not None else None)
         dims = {m.dim for m in self.members}
         if len(dims) > 1:
@@ -136,16 +139,16 @@ class StackedGroup:
         if len(batches) > 1:  # a member with fewer rows than batch_size draws all its rows per step
             sizes = ", ".join(f"member {k}: {m.batcher.batch_size} of {m.train_x1.shape[0]} rows" for k, m in enumerate(self.members))
             raise ConfigError(f"members of a group must draw batches of one size; got {sizes}")
-        if len({m.step_rotation is None for m in self.members}) > 1:  # one stacked network: one coordinate system
+        if len({m.space.rotation is None for m in self.members}) > 1:  # one stacked network: one coordinate system
             for member in self.members:
-                member._step_space(False)
-        elif len({m.step_x1.shape[1] for m in self.members}) > 1:  # and one width of the step's rows
+                member.set_step_space(False)
+        elif len({m.space.x1.shape[1] for m in self.members}) > 1:  # and one width of the step's rows
             for member in self.members:
-                member._step_space(True, leading=False)
+                member.set_step_space(True, leading=False)
         first = self.members[0]
-        self.loss_offsets = torch.tensor([m.step_loss_offset for m in self.members], device=first.device)  # [K]
+        self.loss_offsets = torch.tensor([m.space.loss_offset for m in self.members], device=first.device)  # [K]
         self.device, self.K = first.device, len(self.members)
-        no_decay = {n for n, p in first.model.named_parameters() if p.ndim < 2 or getattr(p, "_no_weight_decay", False)}
+        no_decay = {n for n, p in first.model.named_parameters() if not takes_weight_decay(p)}
         trained = [n for n, p in first.model.named_parameters() if p.requires_grad]
         decayed = [n for n in trained if n not in no_decay]
         # decayed tensors first: weight decay is then one kernel on the leading columns of the flat weights
@@ -168,17 +171,11 @@ class StackedGroup:
         self.fused_update = FUSED_UPDATE and flat_update_available(self.weights)
         self.scratch = None if self.fused_update else torch.empty_like(self.weights)
         self._counters()
-        self.template = copy.deepcopy(first.step_net).to("meta")  # the network the step calls (Trainer._step_space)
-        # mamba-ssm's fused scan cannot be vmapped: the group's network scans on Triton where "auto"
-        # would pick it (the members' own models keep "auto"), unless that does not vmap either
-        switched = scans_for_vmap(self.template, self.device) if self.vmap is not False else []
-        self.vmapped = self._can_vmap() if self.vmap is None else self.vmap
-        for layer in switched if not self.vmapped else []:
-            layer.backend = "auto"
-        if switched and self.vmapped:
-            print(f"group network runs its {len(switched)} Mamba scans on Triton: mamba-ssm's fused scan cannot be vmapped", file=sys.stderr)
+        shape = (first.batcher.batch_size, first.space.x1.shape[1])  # [B, D'] the step's rows
+        stacked = StackedNetwork(first.space.net, self.names, self.buffers, self.params, shape, vmap=self.vmap)  # the network the step calls
+        self.vmapped = stacked.vmapped
         mode = first.config.compile  # TrainConfig.compile: the K networks' forward and backward through torch.compile
-        self.network = _CompiledOrPlain(self._velocities, mode) if mode is not None else self._velocities
+        self.network = CompiledOrPlain(stacked.velocities, mode) if mode is not None else stacked.velocities
         self.batches = self._group_batches(records)
         # exact-OT members pair on the host between two graphs (flowstudy.train.graph); per-member step only
         pairings = [HostPairing.of(m.flow, m.augmentations, first.batcher.batch_size, self.device) for m in self.members] if self.batches is None else []
@@ -228,40 +225,11 @@ class StackedGroup:
         self.perms = [m.batcher.perm.clone() for m in ms]  # [N_k] each
         self.positions = [torch.tensor([m.batcher.pos], device=dev) for m in ms]  # [1] each
 
-    def _can_vmap(self) -> bool:
-        """Whether the network runs under vmap (a forward and backward on a batch per member).
-
-        The probe is the network's first run: with Triton kernels (the Mamba scans) it compiles them,
-        at the step's batch size so that the step finds the same specialisation compiled (Triton
-        compiles again for row counts of another divisibility). Probes of one architecture run at
-        once in the study's threads: taking turns (a lock per family) made the Mamba groups' setup
-        longer on an H200, 24.5-41.3 s against 21.6-21.9 s (benchmarks/RESULTS.md)."""
-        rows = self.members[0].batcher.batch_size
-        x = torch.zeros(self.K, rows, self.members[0].step_x1.shape[1], device=self.device)
-        t = torch.full((self.K, rows), 0.5, device=self.device)
-        params = [p.detach().clone().requires_grad_(True) for p in self.params]
-        try:
-            self._velocities(x, t, params, vmapped=True).sum().backward()
-            return True
-        except Exception:  # e.g. an autograd.Function without a vmap rule
-            return False
-
     # ----------------------------------------------------------------- the step's maths
-    def _velocities(self, x: Tensor, t: Tensor, params: list[Tensor], vmapped: bool) -> Tensor:
-        """The K networks at x: [K, B, D], t: [K, B] -> [K, B, D]."""
-        from torch.func import functional_call, vmap
-
-        def one(p: list[Tensor], b: dict, xk: Tensor, tk: Tensor) -> Tensor:
-            return functional_call(self.template, ({**dict(zip(self.names, p)), **b}), (xk, tk))
-
-        if vmapped:
-            return vmap(one)(params, self.buffers, x, t)
-        return torch.stack([one([p[k] for p in params], {n: b[k] for n, b in self.buffers.items()}, x[k], t[k]) for k in range(self.K)])
-
     def _body(self) -> tuple[Tensor, Tensor]:
         """One group step on device state only (what the graph records). Returns losses, grad norms: [K]."""
         losses = self._member_losses() if self.batches is None else self._group_losses()  # [K]
-        scale = self.members[0].step_loss_scale  # k / D: one width per group (Trainer._leading_coordinates)
+        scale = self.members[0].space.loss_scale  # k / D: one width per group (flowstudy.train.eigen_step)
         if scale != 1.0:
             losses = losses * scale
         # members' parameters are disjoint: each gets its own loss's gradient; gathered into the flat
@@ -277,19 +245,16 @@ class StackedGroup:
         """The vectorised step's losses: O(1) kernels whatever K (flowstudy.train.group_batch). [K]"""
         s = self.batches.sample()  # [K, B, ...]
         with autocast_for(self.device, self.members[0].config.precision):
-            v = self.network(s.x_t, s.t, self.params, self.vmapped)  # [K, B, D]
+            v = self.network(s.x_t, s.t, self.params)  # [K, B, D]
             v = self.batches.with_base(v, s.x_t, s.t)
         return self.batches.losses(v, s.u_t)
 
     def _member_batch(self, k: int) -> tuple[Tensor, Tensor | None]:
         """Member k's rows (augmented) and paired x0 rows (or None), from its own generator: [B, D]."""
-        from flowstudy.data import apply_augmentations
-
         m, pos = self.members[k], self.positions[k]
         idx = self.perms[k].index_select(0, pos + self.offsets)  # [B]
         pos.add_(self.offsets.numel())
-        x1 = apply_augmentations(m.step_x1.index_select(0, idx), m.augmentations, m.generator)  # [B, D]
-        return x1, (m.step_x0.index_select(0, idx) if m.step_x0 is not None else None)
+        return m.space.batch(idx, m.augmentations, m.generator)
 
     def _draw_pairs(self) -> None:
         """The first part of a step with exact-OT members (device only; flowstudy.train.graph): their
@@ -298,13 +263,8 @@ class StackedGroup:
             pairing.draw(self._member_batch(k)[0], self.members[k].generator)
 
     def _assign(self) -> None:
-        """On the host, between the two parts: each exact-OT member's permutation, to the device.
-        The members' assignments are solved on threads (scipy releases the GIL while it solves)."""
-        pairings = list(self.pairings.values())
-        costs = [p.host_cost() for p in pairings]  # on this thread: its stream ordered the draws
-        perms = (_solver_pool().map if len(pairings) > 1 else map)(HostPairing.solve, pairings, costs)
-        for pairing, perm in zip(pairings, perms):
-            pairing.perm.copy_(perm)
+        """On the host, between the two parts: each exact-OT member's permutation, to the device."""
+        solve_pairings(list(self.pairings.values()))
 
     def _eager_body(self) -> tuple[Tensor, Tensor]:
         """The whole group step without a graph."""
@@ -325,8 +285,8 @@ class StackedGroup:
         x_t = torch.stack([s.x_t for s in samples])  # [K, B, D]
         t = torch.stack([s.t for s in samples])  # [K, B]
         with autocast_for(self.device, self.members[0].config.precision):
-            v = self.network(x_t, t, self.params, self.vmapped)  # [K, B, D]
-            fields = [v[k] if m.step_base is None else v[k] + m.step_base(s.x_t, s.t) for k, (m, s) in enumerate(zip(self.members, samples))]
+            v = self.network(x_t, t, self.params)  # [K, B, D]
+            fields = [v[k] if m.space.base is None else v[k] + m.space.base(s.x_t, s.t) for k, (m, s) in enumerate(zip(self.members, samples))]
         return torch.stack([velocity_loss(f, s.u_t, m.flow.loss_weight) for f, s, m in zip(fields, samples, self.members)])  # [K]
 
     def _update(self) -> Tensor:
@@ -344,20 +304,12 @@ class StackedGroup:
         decay = 1 - lr * self.weight_decay  # the decayed tensors come first: columns [0, decayed)
         ema_weight = 1 - torch.minimum((1 + self.ema_updates) / (10 + self.ema_updates), self.ema_decay)
         self.ema_updates.add_(1)
+        # ema += (1 - d)(p - ema), d = min(decay, (1 + n) / (10 + n))
+        scalars = torch.stack([coef.to(lr.dtype), decay, step_size, bias2_sqrt, ema_weight], dim=1)  # [K, 5]
         if self.fused_update:
-            scalars = torch.stack([coef.to(lr.dtype), decay, step_size, bias2_sqrt, ema_weight], dim=1)  # [K, 5]
             flat_adamw_ema_(self.weights, self.grad, *self.moments, self.ema_weights, scalars, self.decayed, beta1, beta2, eps)
-            return norms
-        column = lambda values: values.to(self.weights.dtype)[:, None]  # noqa: E731  [K] -> [K, 1]
-        p, g, (m, v) = self.weights, self.grad, self.moments
-        g.mul_(coef[:, None])
-        if self.decayed:
-            p[:, : self.decayed].mul_(column(decay))
-        m.lerp_(g, 1 - beta1)
-        v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-        update = torch.sqrt(v, out=self.scratch).div_(column(bias2_sqrt)).add_(eps)  # the denominator, then in place
-        p.add_(torch.div(m, update, out=update).mul_(-column(step_size)))
-        self.ema_weights.lerp_(self.weights, column(ema_weight))  # ema += (1 - d)(p - ema), d = min(decay, (1 + n) / (10 + n))
+        else:
+            torch_adamw_ema_(self.weights, self.grad, *self.moments, self.ema_weights, scalars, self.decayed, beta1, beta2, eps, self.scratch)
         return norms
 
     # ----------------------------------------------------------------- capture
@@ -400,18 +352,18 @@ class StackedGroup:
         """Train every member to its end (or early stop). ``resume``: per member, or for all."""
         resume = [resume] * len(self.members) if isinstance(resume, bool) else list(resume)
         tic = time.perf_counter()
-        self._prepare(resume)
+        self.prepare(resume)
         prepared = time.perf_counter()
         tf32 = matmul_precision(self.device, self.members[0].config.precision)  # the capture picks the kernels
         with tf32:
-            self.graph = graph = self._make_graph()
+            self.graph = graph = self.make_graph()
         waited = last_wait() if graph is not None else 0.0
         # before the first step: members' setup, waiting for other threads' captures, warm-up + recording
         self.setup_seconds = {"prepare": prepared - tic, "capture_wait": waited, "capture": time.perf_counter() - prepared - waited}
         trackers = [make_trackers(m.config.tracker, m.paths.root, m.config.to_dict(), m.step if again else None) for m, again in zip(self.members, resume)]
         started = time.perf_counter()
         try:
-            with self.members[0]._signals(), tf32:
+            with stop_on_signals(self.stop), tf32:
                 outcome = self._loop(graph, trackers)
         finally:
             for group in trackers:
@@ -420,7 +372,8 @@ class StackedGroup:
         seconds = time.perf_counter() - started
         return [TrainResult(m.paths.root, m.step, m.total_steps, m.best_val, m.last_val, outcome[k], seconds) for k, m in enumerate(self.members)]
 
-    def _make_graph(self):
+    def make_graph(self):
+        """The group step as a CUDA graph where it can and should be (``capture``), else None (eager)."""
         self.pair_graph = None
         reasons = {uncapturable_reason(m) for m in self.members} - {None}
         wanted = self.capture if self.capture is not None else (self.device.type == "cuda" and all(m.config.graph for m in self.members))
@@ -431,7 +384,9 @@ class StackedGroup:
             return None
         return self._capture()
 
-    def _step(self, graph) -> tuple[Tensor, Tensor]:
+    def step(self, graph) -> tuple[Tensor, Tensor]:
+        """One group step (a replay of ``graph``, or eager when it is None): the members' logged
+        losses and gradient norms before clipping, [K] each, on the device."""
         self._advance_epochs()
         if graph is None:
             return self._eager_body()
@@ -461,12 +416,12 @@ class StackedGroup:
         tic, tic_step = time.perf_counter(), 0
         step = 0
         while any(active):
-            losses, norms = self._step(graph)
+            losses, norms = self.step(graph)
             pending.append(losses)
             step += 1
             for m, on in zip(self.members, active):
                 m.step += on
-            if self.members[0]._stop_signal is not None:
+            if self.stop.requested:
                 self._interrupt(active, pending)
             due = [on and (m.step % m.config.val_every == 0 or m.step == m.total_steps) for m, on in zip(self.members, active)]
             if step % LOG_EVERY == 0 or any(due):
@@ -482,14 +437,14 @@ class StackedGroup:
             for k, m in enumerate(self.members):
                 if due[k]:
                     self._write_back(k, [])
-                    stop = m._validate_and_save(trackers[k])
+                    stop = m.validate_and_save(trackers[k])
                     if stop or m.step >= m.total_steps:
                         active[k], stopped[k] = False, stop
         return stopped
 
     def _log(self, k: int, losses: Tensor, grad_norm: float, rate: float, trackers) -> None:
         m = self.members[k]
-        m._check_finite(losses)
+        m.check_finite(losses)
         lr = float(self.lr_host[k, min(m.step, self.lr_host.shape[1] - 1)])
         record = {"loss": float(losses.mean()), "lr": lr, "grad_norm": grad_norm, "steps_per_s": rate}
         for tracker in trackers:
@@ -499,7 +454,7 @@ class StackedGroup:
         for k, m in enumerate(self.members):
             if active[k]:
                 self._write_back(k, pending)
-                save_checkpoint(m.paths.last, m._state(finished=False))
+                save_checkpoint(m.paths.last, m.checkpoint_state(finished=False))
         first = self.members[0]
         raise TrainingInterrupted(
             f"interrupted at group step {first.step}; resumable checkpoints are in each member's checkpoints/last.pt (continue with resume)"
@@ -523,69 +478,11 @@ class StackedGroup:
             }
         m.ema.num_updates = int(self.ema_updates[k])
         cfg = m.config
-        factor = lr_factor(min(step, m.total_steps - 1), m.total_steps, cfg.warmup_frac, cfg.min_lr_frac)
-        m.scheduler.last_epoch = step
-        m.scheduler._last_lr = [base * factor for base in m.scheduler.base_lrs]
-        for group, lr in zip(m.optimizer.param_groups, m.scheduler._last_lr):
-            group["lr"] = lr
-        m._pending = [row[k] for row in pending]
+        seek_schedule(m.optimizer, m.scheduler, step, lr_factor(min(step, m.total_steps - 1), m.total_steps, cfg.warmup_frac, cfg.min_lr_frac))
+        m.pending_losses = [row[k] for row in pending]
         if self.batches is not None:  # the member's epoch, and the group's stream for an exact resume
             m.batcher.perm, m.batcher.pos = self.batches.member_epoch(k)
             m.group_record = {**self.batches.record(), "index": k}
-
-
-class FlatStack:
-    """The K members' parameter tensors [K, *shape_i] as consecutive columns of one [K, P] tensor.
-
-    One tensor makes the group's clipping, AdamW and EMA a few kernels per step instead of a few
-    per parameter tensor (a Mamba network has ~120 of them: on CPU its 3-member group step went
-    from 3,941 to 2,032 ops, benchmarks/bench_stacked_ops.py). The step's network reads
-    :meth:`views` of the flat weights as its parameters (leaves sharing the storage); their
-    gradients are concatenated into a kept [K, P] buffer, one kernel and no new allocation.
-    """
-
-    def __init__(self, like: Sequence[Tensor], members: int):
-        dtypes = {t.dtype for t in like}
-        if len(dtypes) > 1:
-            raise ConfigError(f"a stacked group keeps its parameters in one flat tensor of one dtype; got {sorted(map(str, dtypes))}")
-        self.K, self.shapes = members, [tuple(t.shape) for t in like]
-        self.sizes = [t.numel() for t in like]
-
-    def pack(self, tensors: Sequence[Tensor]) -> Tensor:
-        """[K, *shape_i] tensors -> a new [K, P] tensor."""
-        return torch.cat([t.detach().reshape(self.K, -1) for t in tensors], dim=1)
-
-    def views(self, flat: Tensor) -> list[Tensor]:
-        """[K, P] -> [K, *shape_i] views of it (differentiable when ``flat`` requires grad)."""
-        return [part.view(self.K, *shape) for part, shape in zip(flat.split(self.sizes, dim=1), self.shapes)]
-
-
-@functools.lru_cache(maxsize=1)
-def _solver_pool() -> ThreadPoolExecutor:
-    """Threads for the exact-OT members' host assignments (one pool per process)."""
-    return ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1), thread_name_prefix="flowstudy-ot")
-
-
-class _CompiledOrPlain:
-    """``fn`` through ``torch.compile`` (static shapes); if compiling fails on the first call (e.g.
-    vmapped Mamba scans, which dynamo cannot batch), ``fn`` itself from then on, with a message."""
-
-    def __init__(self, fn, mode: str):
-        self.fn, self.compiled, self.failure, self.traced = fn, torch.compile(fn, mode=mode, dynamic=False), None, False
-
-    def __call__(self, *args):
-        if self.compiled is None:
-            return self.fn(*args)
-        if self.traced:  # later errors are the network's own: raised
-            return self.compiled(*args)
-        try:
-            out = self.compiled(*args)
-        except Exception as err:  # raised while tracing, before anything ran
-            self.compiled, self.failure = None, f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"[:300]
-            print(f"group network runs uncompiled: torch.compile failed ({self.failure})", file=sys.stderr)
-            return self.fn(*args)
-        self.traced = True
-        return out
 
 
 def train_group(configs: Sequence[TrainConfig], run_dirs: Sequence[str | Path], resume: bool | Sequence[bool] = False) -> list[TrainResult]:

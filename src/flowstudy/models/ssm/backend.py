@@ -18,7 +18,7 @@ import torch
 from flowstudy.errors import ConfigError
 from flowstudy.models.ssm.fused import fused_status
 
-__all__ = ["BACKENDS", "FUSED_HOWTO", "check_backend", "resolve_backend", "triton_status"]
+__all__ = ["BACKENDS", "FUSED_HOWTO", "check_backend", "interpreted", "resolve_backend", "triton_status"]
 
 BACKENDS = ("auto", "torch", "fused", "triton")
 FUSED_HOWTO = (
@@ -32,7 +32,8 @@ def _fused_unavailable() -> ImportError:
     return ImportError(f"The fused Mamba backend is unavailable: {reason}. To enable it: {FUSED_HOWTO}.")
 
 
-def _interpreted() -> bool:
+def interpreted() -> bool:
+    """Whether Triton kernels run in Triton's interpreter (TRITON_INTERPRET=1: CPU tensors)."""
     return os.environ.get("TRITON_INTERPRET") == "1"
 
 
@@ -41,7 +42,7 @@ def triton_status() -> tuple[bool, str]:
     """(available, reason) for the triton backend; imports nothing."""
     if importlib.util.find_spec("triton") is None:
         return False, "triton is not installed (pip install triton)"
-    if _interpreted():
+    if interpreted():
         return True, "Triton interpreter (TRITON_INTERPRET=1): CPU tensors, slow"
     if not torch.cuda.is_available():
         return False, "CUDA is not available (TRITON_INTERPRET=1 runs the kernels on CPU, slowly)"
@@ -68,7 +69,7 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     if backend == "torch":
         return "torch"
     if backend == "triton":
-        if device.type != "cuda" and not _interpreted():
+        if device.type != "cuda" and not interpreted():
             raise RuntimeError(f"backend='triton' runs on CUDA tensors only; got a tensor on {device}")
         return "triton"
     if backend == "auto":
