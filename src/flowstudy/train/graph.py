@@ -1,8 +1,9 @@
 """The trainer's step captured as one CUDA graph: the fast path beside ``Trainer.train_step``.
 
 Both take the step's maths from :mod:`flowstudy.train.step` (the batch, the loss, the logged
-loss); this module adds only how the captured step keeps its state on the device. The networks here are small enough that an eager step is bound by kernel launches (an MLP step
-is ~1.5 GFLOP but ~400 launches). :class:`CapturedStep` records the whole step once —
+loss); this module adds only how the captured step keeps its state on the device. The networks
+here are small enough that an eager step is bound by kernel launches (an MLP step is ~1.5 GFLOP
+but ~400 launches). :class:`CapturedStep` records the whole step once —
 
     batch indices   a slice of the epoch's permutation at a device-side position counter
     augmentation, noise, t   drawn from the run's own generator (registered with the graph)
