@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from flowstudy.data import Standardizer, apply_augmentations
+from flowstudy.data import EmbeddingSet, Standardizer, apply_augmentations
 from flowstudy.data.resolve import load_config_splits
 from flowstudy.flows.gaussian_base import GaussianBaseField
 from flowstudy.train.config import TrainConfig
@@ -27,8 +27,8 @@ class RunRows:
     val_x1: torch.Tensor
     train_x0: torch.Tensor | None = None
     val_x0: torch.Tensor | None = None
-    train_set: object | None = None
-    val_set: object | None = None
+    train_set: EmbeddingSet | None = None
+    val_set: EmbeddingSet | None = None
 
     @property
     def dim(self) -> int:

@@ -15,13 +15,13 @@ form (:mod:`flowstudy.train.graph`) and a stacked group's per-member draws
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 from torch import Tensor, nn
 
 from flowstudy.data import apply_augmentations
-from flowstudy.flows.gaussian_base import DiagonalGaussianBase
+from flowstudy.flows.gaussian_base import DiagonalGaussianBase, GaussianBaseField
 from flowstudy.train.precision import autocast_for
 
 
@@ -39,7 +39,7 @@ class StepSpace:
     x1: Tensor
     x0: Tensor | None
     net: nn.Module
-    base: Any
+    base: GaussianBaseField | None
     field: Callable[[Tensor, Tensor], Tensor]
     loss_scale: float = 1.0
     loss_offset: float = 0.0
