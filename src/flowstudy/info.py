@@ -8,7 +8,7 @@ import platform
 
 import torch
 
-import flowstudy
+from flowstudy.version import __version__
 
 OPTIONAL_PACKAGES = {
     "torchdiffeq": "ode",
@@ -58,7 +58,7 @@ def collect_info() -> dict[str, object]:
     from flowstudy.solvers import list_solvers
 
     return {
-        "flowstudy": flowstudy.__version__,
+        "flowstudy": __version__,
         "python": platform.python_version(),
         "platform": platform.platform(),
         "torch": torch.__version__,
