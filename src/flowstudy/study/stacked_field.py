@@ -155,7 +155,7 @@ def sample_members(
     solver: a fixed-step method (flowstudy.graph_solver.FIXED_STEP_METHODS); dim: D. The K members'
     first k eigen-coordinates are solved together ([K·rows, k]), as a CUDA graph on the GPU (``graph``).
     """
-    from flowstudy.train.trainer import autocast_for
+    from flowstudy.train.precision import autocast_for
 
     device, k, flows = field.device, field.k, field.flows
     generators = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
@@ -212,7 +212,7 @@ def _augmented(field: StackedEigenField, precision: str, functional: bool | None
     plain backward pass (row c·B + i carries cotangent e_c), which every network that trains in a stacked
     group supports (mamba_ssm's fused scan has no torch.func rule); about 1.5 times the work.
     """
-    from flowstudy.train.trainer import autocast_for
+    from flowstudy.train.precision import autocast_for
 
     K, k, device = field.K, field.k, field.device
     amp = autocast_for(device, precision)
