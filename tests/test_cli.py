@@ -17,7 +17,7 @@ def trained(tiny_data, tmp_path_factory):
     run = tmp_path_factory.mktemp("cli") / "run"
     code = main(
         ["train", "--data", f"{tiny_data}:train", "--arch", "mlp-tiny", "--steps", "40", "--batch-size", "32",
-         "--device", "cpu", "--base-field", "gaussian", "--out", str(run), "--quiet"]
+         "--device", "cpu", "--base-field", "gaussian", "--recipe", "sonar", "--out", str(run), "--quiet"]
     )
     assert code == 0
     return run, tiny_data

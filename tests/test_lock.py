@@ -51,10 +51,10 @@ def _requirements(extras: tuple[str, ...]) -> list[Requirement]:
         for text in project["optional-dependencies"][extra]:
             req = Requirement(text)
             if canonicalize_name(req.name) == "flowstudy":
-                todo.extend(req.extras)
+                todo.extend(sorted(req.extras))
             else:
                 out.append(req)
-    return [r for r in out if r.marker is None or r.marker.evaluate()]
+    return sorted((r for r in out if r.marker is None or r.marker.evaluate()), key=str)  # one order in every xdist worker
 
 
 def test_every_lock_line_is_one_exact_pin():

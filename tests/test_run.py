@@ -25,7 +25,7 @@ FAST = dict(arch="mlp-tiny", steps=30, batch_size=32, val_every=15, device="cpu"
 @pytest.fixture(scope="module")
 def fitted(tiny_data, tmp_path_factory):
     """A subspace-residual run (the MLP recipe: Gaussian base field, rank 128 > D = 16)."""
-    return fs.fit(f"{tiny_data}:train", out=tmp_path_factory.mktemp("run") / "run", **FAST)
+    return fs.fit(f"{tiny_data}:train", out=tmp_path_factory.mktemp("run") / "run", recipe="sonar", **FAST)
 
 
 def test_fit_returns_the_run_that_load_run_rebuilds(fitted):

@@ -28,7 +28,7 @@ axes = {subset = [100], flow = ["icfm"]}
 @pytest.fixture(scope="module")
 def trained_runs(write_spec, tmp_path_factory):
     """(spec, study dir with the trained runs)."""
-    spec = load_spec(write_spec("groupeval", extra=RANK_EXTRA, **{'device = "cpu"': 'device = "cpu"\nresidual_rank = 6\n', "[study]": '[study]\nnll = "exact"\nnll_steps = 4'}))
+    spec = load_spec(write_spec("groupeval", extra=RANK_EXTRA, **{'device = "cpu"': 'device = "cpu"\nresidual_rank = 6\nbase_field = "gaussian"\n', "[study]": '[study]\nnll = "exact"\nnll_steps = 4'}))
     study_dir = tmp_path_factory.mktemp("groupeval")
     for group in pack_cells(spec.cells, 8):
         train_cell_group(group, study_dir)

@@ -91,9 +91,14 @@ def test_sigterm_stops_training_threads_resumably_and_starts_no_more(tmp_path, t
         callbacks = [_SigtermAt(25)] if name == "first" else []  # the first loss record
         return Trainer(cfg, tmp_path / name, callbacks=callbacks, progress=False).fit()
 
-    outcomes = dict(ThreadExecutor(workers=1).map_cells(fn, ["first", "second"]))
-    assert started == ["first"] and list(outcomes) == ["first"]
-    assert isinstance(outcomes["first"], CellError) and "interrupted by SIGTERM" in outcomes["first"].message
+    from flowstudy.study.executors import StudyInterrupted
+
+    outcomes = {}
+    with pytest.raises(StudyInterrupted, match="interrupted by SIGTERM") as stopped:
+        for name, outcome in ThreadExecutor(workers=1).map_cells(fn, ["first", "second"]):
+            outcomes[name] = outcome
+    assert started == ["first"] and stopped.value.signum == signal.SIGTERM  # the second cell never started
+    assert all(isinstance(o, CellError) and "interrupted by SIGTERM" in o.message for o in outcomes.values())
     state = load_checkpoint(tmp_path / "first/checkpoints/last.pt")
     assert not state["finished"] and 25 <= state["step"] < 200
     result = Trainer(cfg, tmp_path / "first", progress=False).fit(resume=True)  # the next run resumes it

@@ -33,13 +33,11 @@ def study_command(
     if status:  # SPEC: the study folder, or the study file (its folder: --out or the default)
         make_console().print(api.study_status(spec, out=out)["line"], highlight=False)
         return
-    from flowstudy.study.executors import StudyInterrupted
-
     try:
         study = api.run_study(spec, out=out, executor=executor, address=address, workers=workers, group_size=group_size,
                               progress=not quiet, report=True)
-    except StudyInterrupted as stop:  # the runner said what was saved; exit as the signal would
-        raise typer.Exit(128 + stop.signum) from None
+    except KeyboardInterrupt as stop:  # the runner said what was saved; exit as the signal would (SIGINT: 130)
+        raise typer.Exit(128 + getattr(stop, "signum", 2)) from None
     console = make_console()
     if study.results:
         console.print(comparison_table(study.comparison()))

@@ -142,7 +142,7 @@ class LocalExecutor:
             with interrupts():
                 yield from _as_completed(pending, on_done)
         except BaseException as err:  # a signal, or the consumer stopped iterating: no one awaits the cells
-            running = [cell.id for future, cell in pending.items() if future.running()]
+            running = [getattr(cell, "id", str(cell)) for future, cell in pending.items() if future.running()]
             _stop_processes(pool, pending)
             if isinstance(err, StudyInterrupted):
                 raise StudyInterrupted(err.signum, running) from None
@@ -247,7 +247,7 @@ class ThreadExecutor(LocalExecutor):
                 yield from _as_completed(pending, on_done)
         except BaseException as err:  # a signal, or the consumer stopped iterating
             signum = err.signum if isinstance(err, StudyInterrupted) else signal.SIGINT
-            running = [cell.id for future, cell in pending.items() if future.running()]
+            running = [getattr(cell, "id", str(cell)) for future, cell in pending.items() if future.running()]
             for future in pending:  # cells not started never start
                 future.cancel()
             stop_threaded_runs(signum)  # training ones stop at the step's end with last.pt

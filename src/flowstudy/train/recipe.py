@@ -163,8 +163,9 @@ def choose_recipe(config, run_dir: str | Path, *, message: Callable[[str], None]
     train, val = load_config_splits(config)
     dim = train.dim
     candidates = candidates_for(config, dim)
-    if not candidates:
-        raise ConfigError("recipe auto: the given settings leave no candidate to search; set recipe = 'none' to train them as given")
+    if not candidates:  # the user fixed what the search would choose (e.g. a rank of their own): theirs stands
+        message(f"recipe: as given ({', '.join(config.recipe_fixed)} set; no candidate of the search agrees with them)")
+        return config
     if len(candidates) == 1:
         return apply_choice(config, candidates[0], dim)
     steps = min(SEARCH_STEPS, config.total_steps(train.n))
