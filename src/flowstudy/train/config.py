@@ -32,6 +32,10 @@ EXECUTION_FIELDS = ("graph",)
 """TrainConfig fields that choose how steps execute, not what is trained (study ids leave them out)."""
 
 
+RECIPE_SEARCHED = ("base_field", "base_fit", "residual_rank", "aug")
+"""TrainConfig fields that ``recipe = "auto"`` chooses (a user's value removes that field from the search)."""
+
+
 @dataclass
 class TrainConfig:
     """Everything a training run needs. Fractions are of the run's total optimiser steps."""
@@ -350,10 +354,8 @@ def resolve_config(file_values: dict[str, Any] | None, overrides: dict[str, Any]
     merged["recipe"] = mode
     values = recipe_for(arch) if mode != "none" else {"steps": recipe_for(arch)["steps"]}
     if mode == "auto":
-        from flowstudy.train.recipe import SEARCHED
-
-        values = {k: v for k, v in values.items() if k not in SEARCHED}
-        merged["recipe_fixed"] = [k for k in SEARCHED if k in merged]
+        values = {k: v for k, v in values.items() if k not in RECIPE_SEARCHED}
+        merged["recipe_fixed"] = [k for k in RECIPE_SEARCHED if k in merged]
         if merged.get("residual_rank") and "base_field" not in merged:  # a rank means the subspace residual
             values.update(base_field="gaussian", base_fit="train")
     whole_space = merged.get("residual_rank") == 0 or (merged.get("base_field") == "none" and "residual_rank" not in merged)

@@ -38,6 +38,7 @@ import torch
 
 from flowstudy.errors import ConfigError
 from flowstudy.io import atomic_write_json
+from flowstudy.train.config import RECIPE_SEARCHED
 
 SEARCH_STEPS = 150
 """Optimiser steps of each candidate's short run."""
@@ -45,8 +46,6 @@ SEARCH_STEPS = 150
 SEARCH_ROWS = 256
 """Validation rows (the first ones) each candidate is scored on, and samples it draws."""
 
-SEARCHED = ("base_field", "base_fit", "residual_rank", "aug")
-"""TrainConfig fields the search sets (and that a user's value removes from the search)."""
 
 
 @dataclass(frozen=True)
@@ -141,7 +140,7 @@ def candidates_for(config, dim: int) -> list[Candidate]:
         settings = candidate.settings(dim)
         if any(getattr(config, key) != settings[key] for key in filtering):
             continue
-        key = tuple(str(getattr(config, k) if k in config.recipe_fixed else settings[k]) for k in SEARCHED)
+        key = tuple(str(getattr(config, k) if k in config.recipe_fixed else settings[k]) for k in RECIPE_SEARCHED)
         if key not in seen:
             seen.add(key)
             kept.append(candidate)
@@ -154,9 +153,12 @@ def apply_choice(config, candidate: Candidate, dim: int):
     return dataclasses.replace(config, **settings)
 
 
-def choose_recipe(config, run_dir: str | Path, *, message: Callable[[str], None] = print):
+def choose_recipe(config, run_dir: str | Path, *, trainer: Callable, message: Callable[[str], None] = print):
     """Run the search for ``config`` (a TrainConfig with ``recipe = "auto"``); write
-    ``run_dir/recipe.json``; print its :meth:`RecipeChoice.message`; return the config to train."""
+    ``run_dir/recipe.json``; print its :meth:`RecipeChoice.message`; return the config to train.
+
+    ``trainer``: the Trainer class that trains each candidate's short run (passed in by the trainer
+    itself, so that this module does not import it back)."""
     from flowstudy.data.resolve import load_config_splits
 
     started = time.perf_counter()
@@ -171,7 +173,7 @@ def choose_recipe(config, run_dir: str | Path, *, message: Callable[[str], None]
     steps = min(SEARCH_STEPS, config.total_steps(train.n))
     message(f"recipe auto: trying {len(candidates)} settings for {steps} steps each ...")
     with tempfile.TemporaryDirectory(prefix="flowstudy-recipe-") as tmp:
-        scores = [_score(config, candidate, dim, steps, Path(tmp) / f"c{i}") for i, candidate in enumerate(candidates)]
+        scores = [_score(config, candidate, dim, steps, Path(tmp) / f"c{i}", trainer) for i, candidate in enumerate(candidates)]
     scored = [s for s in scores if s.skipped is None]
     if not scored:
         raise ConfigError("recipe auto: every candidate failed: " + "; ".join(f"{s.candidate.describe()}: {s.skipped}" for s in scores))
@@ -191,10 +193,9 @@ def _best(scored: list[CandidateScore]) -> Candidate:
     return min(scored, key=lambda s: (rank[id(s)], s.val_nll)).candidate
 
 
-def _score(config, candidate: Candidate, dim: int, steps: int, folder: Path) -> CandidateScore:
+def _score(config, candidate: Candidate, dim: int, steps: int, folder: Path, trainer: Callable) -> CandidateScore:
     """Train ``candidate`` for ``steps`` steps in ``folder``; score its EMA field."""
     from flowstudy.train.selection import validation_nll
-    from flowstudy.train.trainer import Trainer
 
     started = time.perf_counter()
     short = dataclasses.replace(
@@ -202,14 +203,14 @@ def _score(config, candidate: Candidate, dim: int, steps: int, folder: Path) -> 
         patience=None, residual_scales=[], select_by="loss", tracker=None,
     )
     try:
-        trainer = Trainer(short, folder, progress=False)
-        trainer.fit()
+        run = trainer(short, folder, progress=False)
+        run.fit()
     except ConfigError as err:
         return CandidateScore(candidate, skipped=str(err))
-    val = trainer.val_x1[:SEARCH_ROWS]
+    val = run.val_x1[:SEARCH_ROWS]
     with torch.no_grad():
-        samples = _samples(trainer.ema_field, val.shape[0], val.shape[1], config.seed, val.device)
-    nll = validation_nll(trainer.ema_field, val, seed=config.seed)
+        samples = _samples(run.ema_field, val.shape[0], val.shape[1], config.seed, val.device)
+    nll = validation_nll(run.ema_field, val, seed=config.seed)
     return CandidateScore(candidate, nll, _median_nn(samples, val), time.perf_counter() - started)
 
 
@@ -242,4 +243,4 @@ def _gaussian_scores(config, train, val) -> tuple[float, float]:
     return nll, _median_nn(mean + (z * lam.clamp_min(0).sqrt()) @ vecs.T, v)
 
 
-__all__ = ["CANDIDATES", "SEARCHED", "SEARCH_ROWS", "SEARCH_STEPS", "Candidate", "CandidateScore", "RecipeChoice", "choose_recipe"]
+__all__ = ["CANDIDATES", "SEARCH_ROWS", "SEARCH_STEPS", "Candidate", "CandidateScore", "RecipeChoice", "choose_recipe"]

@@ -207,7 +207,7 @@ class Trainer:
             from flowstudy.train.recipe import choose_recipe
 
             self._start_state(False)
-            self.config = choose_recipe(self.config, self.paths.root, message=self._say).validate()
+            self.config = choose_recipe(self.config, self.paths.root, trainer=type(self), message=self._say).validate()
         self.prepare(resume)
         trackers = make_trackers(self.config.tracker, self.paths.root, self.config.to_dict(), self.step if resume else None)
         started = time.perf_counter()
