@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from flowstudy.guidance import bounds
+
 TOP_K = (32, 64, 128)
 
 
@@ -30,20 +32,16 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 def topk_cosine_bound(train: np.ndarray, target: np.ndarray, ks: tuple[int, ...] = TOP_K) -> dict[int, float]:
     """k -> cos(m + V_k V_kᵀ (t − m), t) for the training rows ``train`` [N, D] and ``target`` [D]
-    (module docstring); k larger than the rank of the centred rows is left out."""
+    (:func:`flowstudy.guidance.bounds.topk_cosine_bound` for one target); k larger than the rank of
+    the centred rows is left out."""
     x = np.asarray(train, np.float64)
     t = np.asarray(target, np.float64)
     if x.ndim != 2 or t.shape != (x.shape[1],):
         raise ValueError(f"train must be [N, D] and target [D]; got {x.shape} and {t.shape}")
-    mean = x.mean(axis=0)  # [D]
-    _, s, vt = np.linalg.svd(x - mean, full_matrices=False)  # vt: [min(N, D), D]
+    s = np.linalg.svd(x - x.mean(axis=0), compute_uv=False)
     rank = int((s > s[0] * 1e-10).sum()) if len(s) else 0
-    out = {}
-    for k in ks:
-        if k <= rank:
-            v = vt[:k]  # [k, D]
-            out[k] = cosine(mean + v.T @ (v @ (t - mean)), t)
-    return out
+    kept = tuple(k for k in ks if k <= rank)
+    return {k: float(v[0]) for k, v in bounds.topk_cosine_bound(x, t[None], kept).items()} if kept else {}
 
 
 @dataclass
